@@ -1,0 +1,505 @@
+//! The TOML configuration: where it is found, its schema, and its resolution into
+//! [`Account`]s with every default filled in.
+//!
+//! Every error names the file, the line and column, and the account. Nothing here opens a
+//! network connection or reads a secret.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The mail protocol an account speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+impl Protocol {
+    /// Port used by STARTTLS (or no TLS) when the account names none.
+    pub fn default_plain_port(self) -> u16 {
+        match self {
+            Protocol::Imap => 143,
+            Protocol::Pop3 => 110,
+            Protocol::Smtp => 587,
+        }
+    }
+
+    /// Port used by implicit TLS when the account names none.
+    pub fn default_tls_port(self) -> u16 {
+        match self {
+            Protocol::Imap => 993,
+            Protocol::Pop3 => 995,
+            Protocol::Smtp => 465,
+        }
+    }
+
+    /// GSSAPI service name (RFC 4752 section 3.1 and the IANA service registry).
+    pub fn default_gss_service(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop",
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+        })
+    }
+}
+
+/// How the session is protected, tried in the order the account lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMethod {
+    /// Connect to the plain port and upgrade with STARTTLS / STLS.
+    Starttls,
+    /// Connect to the TLS port and start TLS at once (RFC 8314).
+    Implicit,
+    /// No TLS at all. Only allowed where a strong mechanism protects the session itself.
+    None,
+}
+
+impl fmt::Display for TlsMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMethod::Starttls => "starttls",
+            TlsMethod::Implicit => "implicit",
+            TlsMethod::None => "none",
+        })
+    }
+}
+
+/// A SASL mechanism an account may use. Only the ones implemented are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MechName {
+    Gssapi,
+}
+
+impl MechName {
+    /// The IANA name the server advertises.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MechName::Gssapi => "GSSAPI",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "gssapi" => Some(MechName::Gssapi),
+            _ => None,
+        }
+    }
+
+    /// Whether the mechanism keeps the password (or a password equivalent) off the wire.
+    pub fn is_strong(self) -> bool {
+        match self {
+            MechName::Gssapi => true,
+        }
+    }
+}
+
+impl fmt::Display for MechName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Kerberos settings of one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GssapiSettings {
+    /// Service part of the target name `service@host`.
+    pub service: String,
+    /// Client principal to use; the ccache's default principal otherwise.
+    pub principal: Option<String>,
+    /// Credential cache of this account (`FILE:/path`, `KEYRING:...`); the default otherwise.
+    pub ccache: Option<String>,
+    /// Forward the user's TGT to the server (GSS_C_DELEG_FLAG). Off unless asked for.
+    pub delegate: bool,
+    /// Authorization identity sent in the last GSSAPI step; empty (the principal) by default.
+    pub authzid: String,
+}
+
+/// Settings that weaken security. Each use prints a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dangerous {
+    /// Accept any server certificate. TLS then protects against nothing active.
+    #[serde(default)]
+    pub accept_invalid_certs: bool,
+}
+
+/// One account with every default resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Name checked in the certificate and used for the Kerberos target.
+    pub host: String,
+    /// Address or name actually dialled.
+    pub connect: String,
+    pub tls: Vec<TlsMethod>,
+    pub plain_port: u16,
+    pub tls_port: u16,
+    pub ca_file: Option<PathBuf>,
+    pub pin_sha256: Option<[u8; 32]>,
+    pub user: String,
+    pub auth: Vec<MechName>,
+    pub timeout: Duration,
+    pub gssapi: GssapiSettings,
+    pub dangerous: Dangerous,
+}
+
+/// A configuration problem, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{}: {message}", .file.display(), .location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default(), .account.as_ref().map(|a| format!(": account `{a}`")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub location: Option<(usize, usize)>,
+    pub account: Option<String>,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    accounts: BTreeMap<String, Spanned<RawAccount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    protocol: Option<Protocol>,
+    host: Spanned<String>,
+    connect: Option<String>,
+    tls: Option<Spanned<Vec<TlsMethod>>>,
+    plain_port: Option<u16>,
+    tls_port: Option<u16>,
+    ca_file: Option<PathBuf>,
+    pin_sha256: Option<Spanned<String>>,
+    user: Option<String>,
+    auth: Option<Spanned<Vec<Spanned<String>>>>,
+    timeout_secs: Option<Spanned<u64>>,
+    gssapi: Option<RawGssapi>,
+    dangerous: Option<Dangerous>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGssapi {
+    service: Option<String>,
+    principal: Option<String>,
+    ccache: Option<String>,
+    #[serde(default)]
+    delegate: bool,
+    #[serde(default)]
+    authzid: String,
+}
+
+/// The configuration file to read: `--config`, else `$MAILTUN_CONFIG`, else
+/// `$XDG_CONFIG_HOME/mailtun/config.toml`, else `~/.config/mailtun/config.toml`.
+pub fn locate(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = env("MAILTUN_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(x) = env("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(x).join("mailtun/config.toml"));
+    }
+    env("HOME").map(|h| PathBuf::from(h).join(".config/mailtun/config.toml"))
+}
+
+/// All accounts of a configuration, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub accounts: BTreeMap<String, Account>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            location: None,
+            account: None,
+            message: format!(
+                "cannot read the configuration: {e} (create it, or name another with --config or MAILTUN_CONFIG)"
+            ),
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Parses configuration text; `file` only serves the error messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err =
+            |span: Option<Range<usize>>, account: Option<&str>, message: String| ConfigError {
+                file: file.to_path_buf(),
+                location: span.as_ref().map(|s| line_col(text, s.start)),
+                account: account
+                    .map(str::to_owned)
+                    .or_else(|| span_account(text, span.clone())),
+                message,
+            };
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| err(e.span(), None, e.message().trim_end().to_string()))?;
+        let mut accounts = BTreeMap::new();
+        for (name, raw) in raw.accounts {
+            let span = raw.span();
+            let account = resolve(&name, raw.into_inner())
+                .map_err(|(s, m)| err(Some(s.unwrap_or(span.clone())), Some(&name), m))?;
+            accounts.insert(name, account);
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            accounts,
+        })
+    }
+
+    /// The account called `name`, or an error listing the ones that exist.
+    pub fn account(&self, name: &str) -> Result<&Account, ConfigError> {
+        self.accounts.get(name).ok_or_else(|| ConfigError {
+            file: self.file.clone(),
+            location: None,
+            account: Some(name.to_string()),
+            message: if self.accounts.is_empty() {
+                "no such account: the file defines none (add an [accounts.NAME] table)".into()
+            } else {
+                format!(
+                    "no such account; the file defines: {}",
+                    self.accounts.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+        })
+    }
+}
+
+type Located = (Option<Range<usize>>, String);
+
+fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
+    let protocol = raw.protocol.unwrap_or(Protocol::Imap);
+    if protocol != Protocol::Imap {
+        return Err((
+            None,
+            format!("protocol \"{protocol}\" is not supported by this version; use \"imap\""),
+        ));
+    }
+    let host_span = raw.host.span();
+    let host = raw.host.into_inner();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err((Some(host_span), "`host` must be a host name".into()));
+    }
+    let (tls, tls_span) = match raw.tls {
+        Some(t) => {
+            let span = t.span();
+            (t.into_inner(), Some(span))
+        }
+        None => (vec![TlsMethod::Starttls, TlsMethod::Implicit], None),
+    };
+    if tls.is_empty() {
+        return Err((
+            tls_span,
+            "`tls` lists no method; use [\"starttls\", \"implicit\"] or one of them".into(),
+        ));
+    }
+    if tls.contains(&TlsMethod::None) {
+        return Err((
+            tls_span,
+            "`tls = [\"none\"]` needs a mechanism that protects the session itself (the GSSAPI security layer), which this version does not offer; use \"starttls\" or \"implicit\"".into(),
+        ));
+    }
+    let mut seen = Vec::new();
+    for m in &tls {
+        if seen.contains(m) {
+            return Err((tls_span, format!("`tls` lists \"{m}\" twice")));
+        }
+        seen.push(*m);
+    }
+    let pin_sha256 = match raw.pin_sha256 {
+        None => None,
+        Some(p) => {
+            let span = p.span();
+            Some(parse_pin(p.get_ref()).ok_or((
+                Some(span),
+                "`pin_sha256` must be 64 hex digits (colons allowed): the SHA-256 of the server's certificate, as `mailtun probe` or `openssl x509 -fingerprint -sha256` print it".to_string(),
+            ))?)
+        }
+    };
+    let auth = match raw.auth {
+        None => vec![MechName::Gssapi],
+        Some(list) => {
+            let span = list.span();
+            let list = list.into_inner();
+            if list.is_empty() {
+                return Err((
+                    Some(span),
+                    "`auth` lists no mechanism; use [\"gssapi\"]".into(),
+                ));
+            }
+            let mut out = Vec::new();
+            for m in list {
+                let mech = MechName::parse(m.get_ref()).ok_or((
+                    Some(m.span()),
+                    format!(
+                        "unknown or unsupported mechanism \"{}\" in `auth`; supported: \"gssapi\"",
+                        m.get_ref()
+                    ),
+                ))?;
+                if !out.contains(&mech) {
+                    out.push(mech);
+                }
+            }
+            out
+        }
+    };
+    let timeout = match raw.timeout_secs {
+        None => Duration::from_secs(30),
+        Some(t) if *t.get_ref() == 0 || *t.get_ref() > 3600 => {
+            return Err((
+                Some(t.span()),
+                "`timeout_secs` must be between 1 and 3600".into(),
+            ));
+        }
+        Some(t) => Duration::from_secs(*t.get_ref()),
+    };
+    let g = raw.gssapi.unwrap_or_default();
+    let user = raw.user.unwrap_or_default();
+    Ok(Account {
+        name: name.to_string(),
+        protocol,
+        connect: raw.connect.unwrap_or_else(|| host.clone()),
+        host,
+        tls,
+        plain_port: raw.plain_port.unwrap_or(protocol.default_plain_port()),
+        tls_port: raw.tls_port.unwrap_or(protocol.default_tls_port()),
+        ca_file: raw.ca_file,
+        pin_sha256,
+        user,
+        auth,
+        timeout,
+        gssapi: GssapiSettings {
+            service: g
+                .service
+                .unwrap_or_else(|| protocol.default_gss_service().into()),
+            principal: g.principal,
+            ccache: g.ccache,
+            delegate: g.delegate,
+            authzid: g.authzid,
+        },
+        dangerous: raw.dangerous.unwrap_or_default(),
+    })
+}
+
+/// Parses a SHA-256 fingerprint written as hex, with or without colons.
+pub fn parse_pin(s: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The account whose table holds `span`, from the nearest `[accounts.NAME...]` header above.
+fn span_account(text: &str, span: Option<Range<usize>>) -> Option<String> {
+    let start = span?.start.min(text.len());
+    text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix("[accounts.")?;
+        let name = inner.split(['.', ']']).next()?.trim_matches('"');
+        Some(name.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol() {
+        let c = parse("[accounts.work]\nhost = \"mail.example.org\"\nuser = \"alice\"\n").unwrap();
+        let a = c.account("work").unwrap();
+        assert_eq!(a.protocol, Protocol::Imap);
+        assert_eq!((a.plain_port, a.tls_port), (143, 993));
+        assert_eq!(a.tls, vec![TlsMethod::Starttls, TlsMethod::Implicit]);
+        assert_eq!(a.connect, "mail.example.org");
+        assert_eq!(a.gssapi.service, "imap");
+        assert!(!a.gssapi.delegate);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_account() {
+        let e = parse("[accounts.work]\nhost = \"h\"\nhots = 1\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.toml:3:1: account `work`:"), "{msg}");
+        assert!(msg.contains("hots"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = parse("[accounts.a]\nhost = \"h\"\nplain_port = \"x\"\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+        assert_eq!(e.account.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn unsupported_mechanism_and_bad_pin_are_refused() {
+        let e = parse("[accounts.a]\nhost = \"h\"\nauth = [\"gssapi\", \"rot13\"]\n").unwrap_err();
+        assert!(e.to_string().contains("rot13"), "{e}");
+        assert_eq!(e.location, Some((3, 20)));
+        let e = parse("[accounts.a]\nhost = \"h\"\npin_sha256 = \"abc\"\n").unwrap_err();
+        assert!(e.to_string().contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_session_is_an_impossible_combination_for_now() {
+        let e = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\n").unwrap_err();
+        assert!(e.to_string().contains("security layer"), "{e}");
+    }
+
+    #[test]
+    fn pin_accepts_colons() {
+        let hex = "AB:".repeat(31) + "AB";
+        assert_eq!(parse_pin(&hex), Some([0xab; 32]));
+    }
+
+    #[test]
+    fn missing_account_lists_the_others() {
+        let c = parse("[accounts.a]\nhost = \"h\"\n[accounts.b]\nhost = \"h\"\n").unwrap();
+        let e = c.account("c").unwrap_err();
+        assert!(e.to_string().contains("a, b"), "{e}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The failure every layer reports into: which account, which step, what went wrong,
+//! and the class that decides the exit code and the reply to the local client.
+
+use std::fmt;
+use std::io;
+
+use crate::config::{ConfigError, TlsMethod};
+use crate::policy::PolicyError;
+use crate::protocol::ProtocolError;
+use crate::sasl::{GssFailureKind, SaslError};
+use crate::transport::TransportError;
+
+/// Where the session was when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Config,
+    Connect,
+    TlsHandshake,
+    Greeting,
+    StartTls,
+    Capabilities,
+    Authenticate,
+    Relay,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Config => "reading the configuration",
+            Step::Connect => "connecting",
+            Step::TlsHandshake => "TLS handshake",
+            Step::Greeting => "server greeting",
+            Step::StartTls => "STARTTLS",
+            Step::Capabilities => "capabilities",
+            Step::Authenticate => "authentication",
+            Step::Relay => "relaying",
+        })
+    }
+}
+
+/// The class of a failure: it decides the exit code and the client reply code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The configuration is missing or wrong.
+    Config,
+    /// The server could not be reached, or TLS could not be established and verified.
+    Network,
+    /// The server offers nothing the account's policy accepts.
+    Policy,
+    /// Authentication failed: locally (Kerberos) or at the server.
+    Auth,
+    /// The server broke the protocol (or someone in the middle did).
+    Protocol,
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum FailureKind {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The mechanism failed, locally or because of what the server sent.
+    #[error("{mechanism}: {error}")]
+    Mechanism {
+        mechanism: &'static str,
+        error: SaslError,
+    },
+    /// The server answered the authentication with a refusal.
+    #[error("the server rejected {mechanism}: {text}")]
+    Rejected {
+        mechanism: &'static str,
+        text: String,
+    },
+    /// The step did not finish within the account's timeout.
+    #[error("no progress within {secs} s")]
+    Timeout { secs: u64 },
+    /// Local I/O (stdin/stdout, log file).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A TLS method that was tried and given up for the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub method: TlsMethod,
+    pub port: u16,
+    pub reason: String,
+}
+
+/// A failed session: the account, the step, the cause, and what was tried before.
+#[derive(Debug)]
+pub struct Failure {
+    pub account: String,
+    pub step: Step,
+    pub kind: FailureKind,
+    pub earlier: Vec<Attempt>,
+}
+
+impl Failure {
+    pub fn new(account: &str, step: Step, kind: impl Into<FailureKind>) -> Self {
+        Failure {
+            account: account.to_string(),
+            step,
+            kind: kind.into(),
+            earlier: Vec::new(),
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        match &self.kind {
+            FailureKind::Config(_) => Class::Config,
+            FailureKind::Transport(TransportError::CaFile { .. }) => Class::Config,
+            FailureKind::Transport(_) | FailureKind::Timeout { .. } | FailureKind::Io(_) => {
+                Class::Network
+            }
+            FailureKind::Policy(_) => Class::Policy,
+            FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }) => Class::Policy,
+            FailureKind::Protocol(_) => Class::Protocol,
+            FailureKind::Mechanism { .. } | FailureKind::Rejected { .. } => Class::Auth,
+        }
+    }
+
+    /// What the user can do about it, when there is something more to say than the cause.
+    pub fn remedy(&self) -> Option<String> {
+        let gss_kind = match &self.kind {
+            FailureKind::Mechanism {
+                error: SaslError::Gss(g),
+                ..
+            } => Some(g.kind),
+            _ => None,
+        };
+        Some(match (&self.kind, gss_kind) {
+            (_, Some(GssFailureKind::NoCredentials)) => {
+                "get a Kerberos ticket with `kinit PRINCIPAL`, or point `gssapi.ccache` at a cache that holds one".into()
+            }
+            (_, Some(GssFailureKind::Expired)) => "renew the Kerberos ticket with `kinit`".into(),
+            (_, Some(GssFailureKind::UnknownServer)) => {
+                "the KDC knows no such service principal: check that `host` is the server's canonical name, or set `gssapi.service`".into()
+            }
+            (_, Some(GssFailureKind::ClockSkew)) => {
+                "this machine's clock differs too much from the KDC's; synchronise it (NTP)".into()
+            }
+            (_, Some(GssFailureKind::KdcUnreachable)) => {
+                "check the realm's KDC entries in krb5.conf (or KRB5_CONFIG) and that the KDC is up".into()
+            }
+            (_, Some(GssFailureKind::UnknownRealm)) => {
+                "add the realm to krb5.conf (or KRB5_CONFIG), or check `gssapi.principal`".into()
+            }
+            (FailureKind::Rejected { .. }, _) => {
+                "check that your principal is allowed to log in as this user on the server".into()
+            }
+            (FailureKind::Policy(PolicyError::StartTlsNotOffered { .. }), _)
+            | (FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }), _) => {
+                "add \"implicit\" to `tls` to use the server's TLS port, or ask its administrator to enable STARTTLS".into()
+            }
+            (FailureKind::Policy(PolicyError::NoAcceptableMechanism { .. }), _) => {
+                "add a mechanism the server offers to `auth`, or ask its administrator to enable GSSAPI".into()
+            }
+            (FailureKind::Transport(TransportError::Connect { .. } | TransportError::Timeout { .. } | TransportError::Resolve { .. }), _)
+            | (FailureKind::Timeout { .. }, _) => {
+                "check `host`, `connect` and the ports of the account, and that the server is up".into()
+            }
+            (FailureKind::Config(_), _) => "fix the configuration file".into(),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let FailureKind::Config(c) = &self.kind {
+            return write!(f, "{c}");
+        }
+        write!(
+            f,
+            "account `{}`: {}: {}",
+            self.account, self.step, self.kind
+        )?;
+        for a in &self.earlier {
+            write!(
+                f,
+                "\n  (tried {} on port {} first: {})",
+                a.method, a.port, a.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}

@@ -1,0 +1,220 @@
+//! The only module that calls the Kerberos (GSS-API) library: per-account credentials,
+//! the client security context with mutual authentication, and wrap/unwrap.
+//!
+//! Every call here may block (it can talk to the KDC); the session runs them off the
+//! async worker threads.
+
+use std::ffi::CString;
+use std::ptr;
+
+use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
+use libgssapi::credential::{Cred, CredUsage};
+use libgssapi::error::{Error as GssError, MajorFlags};
+use libgssapi::name::Name;
+use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL, OidSet};
+use libgssapi_sys as sys;
+
+use crate::config::GssapiSettings;
+use crate::sasl::gssapi::GssContext;
+use crate::sasl::{GssFailure, GssFailureKind};
+
+// krb5 minor status codes (com_err table krb5, see krb5/krb5.h) worth a specific remedy.
+const KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: i32 = -1765328377;
+const KRB5KRB_AP_ERR_TKT_EXPIRED: i32 = -1765328352;
+const KRB5KRB_AP_ERR_SKEW: i32 = -1765328347;
+const KRB5_KDC_UNREACH: i32 = -1765328228;
+const KRB5_REALM_UNKNOWN: i32 = -1765328230;
+const KRB5_CC_NOTFOUND: i32 = -1765328243;
+const KRB5_FCC_NOFILE: i32 = -1765328189;
+const KRB5_CC_BADNAME: i32 = -1765328245;
+
+fn failure(context: &str, e: GssError) -> GssFailure {
+    let minor = e.minor as i32;
+    let kind = match minor {
+        KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN => GssFailureKind::UnknownServer,
+        KRB5KRB_AP_ERR_TKT_EXPIRED => GssFailureKind::Expired,
+        KRB5KRB_AP_ERR_SKEW => GssFailureKind::ClockSkew,
+        KRB5_KDC_UNREACH => GssFailureKind::KdcUnreachable,
+        KRB5_REALM_UNKNOWN => GssFailureKind::UnknownRealm,
+        KRB5_CC_NOTFOUND | KRB5_FCC_NOFILE | KRB5_CC_BADNAME => GssFailureKind::NoCredentials,
+        _ if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) => GssFailureKind::Expired,
+        _ if e.major.contains(MajorFlags::GSS_S_NO_CRED) => GssFailureKind::NoCredentials,
+        _ => GssFailureKind::Other,
+    };
+    GssFailure {
+        kind,
+        message: format!("{context}: {}", e.to_string().trim()),
+    }
+}
+
+/// A client security context towards `service@host`, ready for the GSSAPI mechanism.
+pub struct KerberosContext {
+    ctx: ClientCtx,
+}
+
+impl KerberosContext {
+    /// Acquires the account's credentials and prepares a context for `service@host`.
+    /// The target comes from the configuration, never from DNS or server text.
+    pub fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
+        let target = format!("{}@{}", settings.service, host);
+        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
+            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let cred = acquire(settings)?;
+        let mut flags = CtxFlags::GSS_C_MUTUAL_FLAG
+            | CtxFlags::GSS_C_SEQUENCE_FLAG
+            | CtxFlags::GSS_C_REPLAY_FLAG
+            | CtxFlags::GSS_C_INTEG_FLAG
+            | CtxFlags::GSS_C_CONF_FLAG;
+        if settings.delegate {
+            flags |= CtxFlags::GSS_C_DELEG_FLAG;
+        }
+        let ctx = ClientCtx::new(Some(cred), target, flags, Some(GSS_MECH_KRB5));
+        Ok(KerberosContext { ctx })
+    }
+}
+
+impl GssContext for KerberosContext {
+    fn step(&mut self, token: Option<&[u8]>) -> Result<Option<Vec<u8>>, GssFailure> {
+        self.ctx
+            .step(token, None)
+            .map(|t| t.map(|b| b.to_vec()))
+            .map_err(|e| failure("the Kerberos exchange with the server failed", e))
+    }
+
+    fn is_complete(&self) -> bool {
+        self.ctx.is_complete()
+    }
+
+    fn mutual(&self) -> bool {
+        self.ctx
+            .flags()
+            .is_ok_and(|f| f.contains(CtxFlags::GSS_C_MUTUAL_FLAG))
+    }
+
+    fn wrap(&mut self, encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+        self.ctx
+            .wrap(encrypt, msg)
+            .map(|b| b.to_vec())
+            .map_err(|e| failure("gss_wrap failed", e))
+    }
+
+    fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+        self.ctx
+            .unwrap(msg)
+            .map(|b| b.to_vec())
+            .map_err(|e| failure("gss_unwrap failed", e))
+    }
+}
+
+/// The account's initiator credentials: from its own ccache when it names one (through
+/// `gss_acquire_cred_from`, so no process-wide variable is changed), else the default.
+fn acquire(settings: &GssapiSettings) -> Result<Cred, GssFailure> {
+    let mechs = OidSet::singleton(GSS_MECH_KRB5)
+        .map_err(|e| failure("the Kerberos mechanism is not available", e))?;
+    let no_ticket = |e| failure("no usable Kerberos ticket", e);
+    let cred = match &settings.ccache {
+        None => {
+            let name = match &settings.principal {
+                None => None,
+                Some(p) => Some(
+                    Name::new(p.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
+                        .map_err(|e| failure("the principal name is not valid", e))?,
+                ),
+            };
+            Cred::acquire(name.as_ref(), None, CredUsage::Initiate, Some(&mechs))
+                .map_err(no_ticket)?
+        }
+        Some(ccache) => acquire_from_ccache(ccache, settings.principal.as_deref())?,
+    };
+    // Acquisition succeeds on an expired ticket; its lifetime tells.
+    match cred.lifetime() {
+        Ok(l) if l.is_zero() => Err(GssFailure {
+            kind: GssFailureKind::Expired,
+            message: "no usable Kerberos ticket: the ticket-granting ticket has expired".into(),
+        }),
+        Ok(_) => Ok(cred),
+        Err(e) => Err(no_ticket(e)),
+    }
+}
+
+fn acquire_from_ccache(ccache: &str, principal: Option<&str>) -> Result<Cred, GssFailure> {
+    let bad = |what: &str| GssFailure {
+        kind: GssFailureKind::Other,
+        message: format!("{what} contains a NUL byte"),
+    };
+    let key = CString::new("ccache").expect("static key");
+    let value = CString::new(ccache).map_err(|_| bad("gssapi.ccache"))?;
+    let mut element = sys::gss_key_value_element_desc {
+        key: key.as_ptr(),
+        value: value.as_ptr(),
+    };
+    let store = sys::gss_key_value_set_desc {
+        count: 1,
+        elements: &mut element,
+    };
+    let mut name: sys::gss_name_t = ptr::null_mut();
+    let mut minor: sys::OM_uint32 = 0;
+    if let Some(p) = principal {
+        let mut buf = sys::gss_buffer_desc {
+            length: p.len(),
+            value: p.as_ptr() as *mut _,
+        };
+        let mut nt = oid_desc(&GSS_NT_KRB5_PRINCIPAL);
+        // SAFETY: buf and nt point to live memory for the call; name receives a new handle.
+        let major = unsafe { sys::gss_import_name(&mut minor, &mut buf, &mut nt, &mut name) };
+        if major != sys::GSS_S_COMPLETE {
+            return Err(failure(
+                "the principal name is not valid",
+                GssError {
+                    major: MajorFlags::from_bits_retain(major),
+                    minor,
+                },
+            ));
+        }
+    }
+    let mut krb5 = oid_desc(&GSS_MECH_KRB5);
+    let mut mechs = sys::gss_OID_set_desc {
+        count: 1,
+        elements: &mut krb5,
+    };
+    let mut cred: sys::gss_cred_id_t = ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `cred` receives a new handle that
+    // `Cred::from_c` takes sole ownership of; `name` is released below.
+    let major = unsafe {
+        sys::gss_acquire_cred_from(
+            &mut minor,
+            name,
+            sys::_GSS_C_INDEFINITE,
+            &mut mechs,
+            sys::GSS_C_INITIATE as sys::gss_cred_usage_t,
+            &store,
+            &mut cred,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if !name.is_null() {
+        let mut m = 0;
+        // SAFETY: `name` came from gss_import_name and is released once.
+        unsafe { sys::gss_release_name(&mut m, &mut name) };
+    }
+    if major != sys::GSS_S_COMPLETE {
+        return Err(failure(
+            &format!("no usable Kerberos ticket in {ccache}"),
+            GssError {
+                major: MajorFlags::from_bits_retain(major),
+                minor,
+            },
+        ));
+    }
+    // SAFETY: `cred` is a fresh handle owned by no one else.
+    Ok(unsafe { Cred::from_c(cred) })
+}
+
+fn oid_desc(oid: &libgssapi::oid::Oid<'static>) -> sys::gss_OID_desc {
+    let bytes: &[u8] = oid;
+    sys::gss_OID_desc {
+        length: bytes.len() as u32,
+        elements: bytes.as_ptr() as *mut _,
+    }
+}

@@ -1,0 +1,25 @@
+//! mailtun: reach IMAP, POP3 and SMTP submission servers with verified TLS and strong
+//! authentication, then hand the authenticated session to a mail client as a tunnel.
+//!
+//! # Layout
+//! - [`config`]: the TOML schema, resolved into [`config::Account`]s.
+//! - [`protocol`]: sans-I/O client dialects (IMAP today) that turn server bytes into events.
+//! - [`sasl`]: sans-I/O SASL mechanisms (GSSAPI steps and security-layer octets).
+//! - [`gss`]: the only module that calls the Kerberos library.
+//! - [`transport`]: TCP connect, TLS (implicit or after STARTTLS), certificate checks.
+//! - [`session`]: drives one dialect and one mechanism over a transport.
+//! - [`tunnel`]: hands the authenticated session to the local client and relays bytes.
+//! - [`policy`]: the four combinations of session protection and authentication.
+//! - [`error`]: the failure type every layer reports into, with its exit-code class.
+//! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
+
+pub mod config;
+pub mod error;
+pub mod gss;
+pub mod policy;
+pub mod protocol;
+pub mod sasl;
+pub mod secret;
+pub mod session;
+pub mod transport;
+pub mod tunnel;

@@ -1,0 +1,108 @@
+//! The four combinations of session protection (verified TLS or none) and
+//! authentication (strong or cleartext-equivalent), and the choice of mechanism.
+//!
+//! Pure decisions: no I/O. `session` asks, and reports what was chosen and why.
+
+use std::fmt;
+
+use crate::config::MechName;
+use crate::protocol::Capabilities;
+
+/// Which protections a session has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combination {
+    /// Verified TLS and a mechanism that never sends the password.
+    TlsStrong,
+    /// Verified TLS only.
+    Tls,
+    /// A strong mechanism only.
+    Strong,
+    /// Neither: refused, always.
+    None,
+}
+
+impl Combination {
+    pub fn of(tls: bool, strong: bool) -> Self {
+        match (tls, strong) {
+            (true, true) => Combination::TlsStrong,
+            (true, false) => Combination::Tls,
+            (false, true) => Combination::Strong,
+            (false, false) => Combination::None,
+        }
+    }
+}
+
+impl fmt::Display for Combination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Combination::TlsStrong => "tls+strong",
+            Combination::Tls => "tls",
+            Combination::Strong => "strong",
+            Combination::None => "none",
+        })
+    }
+}
+
+/// A refusal on principle: the session would be weaker than the account allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// None of the account's mechanisms is offered by the server on the protected link.
+    #[error("the server offers {} after TLS; the account allows {}", list_or_none(.offered), .allowed.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))]
+    NoAcceptableMechanism {
+        offered: Vec<String>,
+        allowed: Vec<MechName>,
+    },
+    /// TLS is required but the server does not offer STARTTLS on the plain port.
+    #[error("the server does not offer STARTTLS on port {port}, and the account requires TLS")]
+    StartTlsNotOffered { port: u16 },
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "no SASL mechanism".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The next mechanism to try: the first one the account lists, the server offers, and
+/// that has not been tried yet.
+pub fn next_mechanism(
+    allowed: &[MechName],
+    caps: &Capabilities,
+    tried: &[MechName],
+) -> Option<MechName> {
+    allowed
+        .iter()
+        .copied()
+        .find(|m| !tried.contains(m) && caps.offers(m.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_account_order_wins_and_unoffered_mechanisms_are_skipped() {
+        let caps = Capabilities {
+            mechanisms: vec!["PLAIN".into(), "GSSAPI".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            next_mechanism(&[MechName::Gssapi], &caps, &[]),
+            Some(MechName::Gssapi)
+        );
+        assert_eq!(
+            next_mechanism(&[MechName::Gssapi], &caps, &[MechName::Gssapi]),
+            None
+        );
+        let none = Capabilities::default();
+        assert_eq!(next_mechanism(&[MechName::Gssapi], &none, &[]), None);
+    }
+
+    #[test]
+    fn combinations_are_named_as_documented() {
+        assert_eq!(Combination::of(true, true).to_string(), "tls+strong");
+        assert_eq!(Combination::of(false, false).to_string(), "none");
+    }
+}

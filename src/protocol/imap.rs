@@ -1,0 +1,451 @@
+//! The IMAP client dialect (RFC 3501 / 9051): greeting, CAPABILITY, STARTTLS,
+//! AUTHENTICATE with SASL-IR (RFC 4959), and the capabilities after authentication.
+//!
+//! It stops at the tagged OK of AUTHENTICATE (and the CAPABILITY that may follow);
+//! everything after belongs to the relay.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
+use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, shown_text};
+use crate::secret::Secret;
+
+/// What the dialect is waiting for.
+#[derive(Debug)]
+enum State {
+    /// The server's first line.
+    ExpectGreeting,
+    /// Untagged CAPABILITY and the tagged OK of our CAPABILITY command.
+    ExpectCapability { tag: String, after_auth: bool },
+    /// The driver's decision after [`Event::Ready`].
+    AwaitDecision,
+    /// The tagged reply to STARTTLS.
+    ExpectStartTlsOk { tag: String },
+    /// The driver's report that the TLS handshake is done.
+    AwaitHandshake,
+    /// A continuation request or the tagged reply to AUTHENTICATE.
+    ExpectAuthReply {
+        tag: String,
+        pending_initial: Option<Secret<Vec<u8>>>,
+    },
+    /// The mechanism's answer to a challenge.
+    AwaitAuthResponse { tag: String },
+    /// Authentication is over.
+    Done,
+}
+
+/// The IMAP client dialect. See the [module documentation](self).
+pub struct ImapClient {
+    state: State,
+    buf: Vec<u8>,
+    on_tls: bool,
+    next_tag: u32,
+    caps: Capabilities,
+    out: VecDeque<Event>,
+}
+
+/// A parsed server response line.
+enum Response<'a> {
+    Continuation(&'a [u8]),
+    Untagged {
+        kind: String,
+        rest: &'a [u8],
+    },
+    Tagged {
+        tag: &'a [u8],
+        status: String,
+        rest: &'a [u8],
+    },
+}
+
+fn parse(frame: &[u8]) -> Result<Response<'_>, ProtocolError> {
+    if let Some(rest) = frame.strip_prefix(b"+") {
+        return Ok(Response::Continuation(
+            rest.strip_prefix(b" ").unwrap_or(rest),
+        ));
+    }
+    let (first, rest) = split_word(frame);
+    if first == b"*" {
+        let (kind, rest) = split_word(rest);
+        return Ok(Response::Untagged {
+            kind: String::from_utf8_lossy(kind).to_ascii_uppercase(),
+            rest,
+        });
+    }
+    if first.is_empty() {
+        return Err(ProtocolError::UnexpectedLine {
+            line: shown_text(frame),
+        });
+    }
+    let (status, rest) = split_word(rest);
+    Ok(Response::Tagged {
+        tag: first,
+        status: String::from_utf8_lossy(status).to_ascii_uppercase(),
+        rest,
+    })
+}
+
+fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
+    match s.iter().position(|&b| b == b' ') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, &[]),
+    }
+}
+
+/// The atoms of a `[CAPABILITY ...]` response code at the start of `text`, if present.
+fn capability_code(text: &[u8]) -> Option<Vec<String>> {
+    let inner = text.strip_prefix(b"[")?;
+    let end = inner.iter().position(|&b| b == b']')?;
+    let code = &inner[..end];
+    let (name, atoms) = split_word(code);
+    name.eq_ignore_ascii_case(b"CAPABILITY")
+        .then(|| atoms_of(atoms))
+}
+
+fn atoms_of(s: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(s)
+        .split_ascii_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Builds [`Capabilities`] from IMAP capability atoms.
+pub fn capabilities(raw: Vec<String>) -> Capabilities {
+    let mechanisms = raw
+        .iter()
+        .filter_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            k.eq_ignore_ascii_case("AUTH")
+                .then(|| v.to_ascii_uppercase())
+        })
+        .collect();
+    Capabilities {
+        starttls: raw.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
+        sasl_ir: raw.iter().any(|c| c.eq_ignore_ascii_case("SASL-IR")),
+        mechanisms,
+        raw,
+    }
+}
+
+impl ImapClient {
+    /// A dialect for a fresh connection; `on_tls` says whether the link is already TLS
+    /// (implicit TLS) or plaintext.
+    pub fn new(on_tls: bool) -> Self {
+        ImapClient {
+            state: State::ExpectGreeting,
+            buf: Vec::new(),
+            on_tls,
+            next_tag: 1,
+            caps: Capabilities::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        let t = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    fn send(&mut self, bytes: Vec<u8>, shown: String) {
+        self.out.push_back(Event::Send(Outgoing {
+            bytes: Secret::new(bytes),
+            shown,
+        }));
+    }
+
+    fn send_command(&mut self, tag: &str, command: &str) {
+        self.send(
+            format!("{tag} {command}\r\n").into_bytes(),
+            format!("{tag} {command}"),
+        );
+    }
+
+    fn ask_capability(&mut self, after_auth: bool) {
+        let tag = self.tag();
+        self.send_command(&tag, "CAPABILITY");
+        self.state = State::ExpectCapability { tag, after_auth };
+    }
+
+    /// Handles one complete response frame.
+    fn handle(&mut self, frame: &[u8]) -> Result<(), ProtocolError> {
+        let response = parse(frame)?;
+        let shown = match (&response, &self.state) {
+            (Response::Continuation(_), _) => "+ [SASL payload]".to_string(),
+            _ => shown_text(frame),
+        };
+        self.out.push_back(Event::Received(shown));
+
+        if let Response::Untagged { kind, rest } = &response {
+            if kind == "BYE" {
+                let text = shown_text(rest);
+                return Err(match self.state {
+                    State::ExpectGreeting => ProtocolError::GreetingRefused { text },
+                    _ => ProtocolError::ServerBye { text },
+                });
+            }
+        }
+
+        let state = std::mem::replace(&mut self.state, State::Done);
+        self.state = match (state, response) {
+            (State::ExpectGreeting, Response::Untagged { kind, rest }) => match kind.as_str() {
+                "OK" => match capability_code(rest) {
+                    Some(atoms) => self.ready(capabilities(atoms)),
+                    None => {
+                        self.ask_capability(false);
+                        return Ok(());
+                    }
+                },
+                "PREAUTH" if self.on_tls => return Err(ProtocolError::UnexpectedPreauth),
+                "PREAUTH" => return Err(ProtocolError::PreauthBeforeTls),
+                _ => {
+                    return Err(ProtocolError::UnexpectedGreeting {
+                        line: shown_text(frame),
+                    });
+                }
+            },
+            (State::ExpectGreeting, _) => {
+                return Err(ProtocolError::UnexpectedGreeting {
+                    line: shown_text(frame),
+                });
+            }
+
+            (State::ExpectCapability { tag, after_auth }, response) => match response {
+                Response::Untagged { kind, rest } => {
+                    if kind == "CAPABILITY" {
+                        self.caps = capabilities(atoms_of(rest));
+                    }
+                    State::ExpectCapability { tag, after_auth }
+                }
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    rest,
+                } if t == tag.as_bytes() => {
+                    if status != "OK" {
+                        return Err(ProtocolError::CommandFailed {
+                            command: "CAPABILITY",
+                            text: shown_text(rest),
+                        });
+                    }
+                    let caps = std::mem::take(&mut self.caps);
+                    if after_auth {
+                        self.out.push_back(Event::Authenticated(caps));
+                        State::Done
+                    } else {
+                        self.ready(caps)
+                    }
+                }
+                _ => return Err(unexpected(frame)),
+            },
+
+            (State::ExpectStartTlsOk { tag }, response) => match response {
+                // Untagged data before TLS is discarded: nothing learned now is trusted.
+                Response::Untagged { .. } => State::ExpectStartTlsOk { tag },
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    rest,
+                } if t == tag.as_bytes() => {
+                    if status != "OK" {
+                        return Err(ProtocolError::StartTlsRefused {
+                            text: shown_text(rest),
+                        });
+                    }
+                    if !self.buf.is_empty() {
+                        return Err(ProtocolError::BytesAfterStartTlsOk {
+                            count: self.buf.len(),
+                        });
+                    }
+                    self.out.push_back(Event::StartTls);
+                    State::AwaitHandshake
+                }
+                _ => return Err(unexpected(frame)),
+            },
+
+            (
+                State::ExpectAuthReply {
+                    tag,
+                    pending_initial,
+                },
+                response,
+            ) => match response {
+                Response::Continuation(data) => match pending_initial {
+                    // Without SASL-IR the client-first response answers the empty challenge.
+                    Some(initial) => {
+                        self.send_payload(&initial);
+                        State::ExpectAuthReply {
+                            tag,
+                            pending_initial: None,
+                        }
+                    }
+                    None => {
+                        let decoded = B64
+                            .decode(data.trim_ascii())
+                            .map_err(|_| ProtocolError::MalformedChallenge)?;
+                        self.out.push_back(Event::Challenge(Secret::new(decoded)));
+                        State::AwaitAuthResponse { tag }
+                    }
+                },
+                Response::Untagged { .. } => State::ExpectAuthReply {
+                    tag,
+                    pending_initial,
+                },
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    rest,
+                } if t == tag.as_bytes() => {
+                    if status == "OK" {
+                        match capability_code(rest) {
+                            Some(atoms) => {
+                                self.out
+                                    .push_back(Event::Authenticated(capabilities(atoms)));
+                                State::Done
+                            }
+                            None => {
+                                self.ask_capability(true);
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        self.out.push_back(Event::Rejected {
+                            text: shown_text(rest),
+                        });
+                        State::AwaitDecision
+                    }
+                }
+                _ => return Err(unexpected(frame)),
+            },
+
+            (
+                state @ (State::AwaitDecision | State::AwaitAuthResponse { .. }),
+                Response::Untagged { .. },
+            ) => state,
+            (
+                State::AwaitHandshake
+                | State::Done
+                | State::AwaitDecision
+                | State::AwaitAuthResponse { .. },
+                _,
+            ) => {
+                return Err(unexpected(frame));
+            }
+        };
+        Ok(())
+    }
+
+    fn ready(&mut self, caps: Capabilities) -> State {
+        self.caps = caps.clone();
+        self.out.push_back(Event::Ready(caps));
+        State::AwaitDecision
+    }
+
+    fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
+        let mut line = B64.encode(payload.expose()).into_bytes();
+        line.extend_from_slice(b"\r\n");
+        self.send(line, "[SASL payload]".into());
+    }
+}
+
+fn unexpected(frame: &[u8]) -> ProtocolError {
+    ProtocolError::UnexpectedLine {
+        line: shown_text(frame),
+    }
+}
+
+impl Dialect for ImapClient {
+    fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn poll(&mut self) -> Result<Event, ProtocolError> {
+        loop {
+            if let Some(event) = self.out.pop_front() {
+                return Ok(event);
+            }
+            match self.state {
+                State::Done
+                | State::AwaitDecision
+                | State::AwaitHandshake
+                | State::AwaitAuthResponse { .. } => {
+                    // The driver acts next; bytes that arrived meanwhile wait in `buf`.
+                    return Ok(Event::NeedInput);
+                }
+                _ => {}
+            }
+            match take_imap_response(&mut self.buf, MAX_LINE, MAX_LITERAL)? {
+                None => return Ok(Event::NeedInput),
+                Some(frame) => self.handle(&frame)?,
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        let tag = self.tag();
+        self.send_command(&tag, "STARTTLS");
+        self.state = State::ExpectStartTlsOk { tag };
+    }
+
+    fn tls_established(&mut self) {
+        // Everything learned before TLS is forgotten and asked again (RFC 3501 6.2.1).
+        self.on_tls = true;
+        self.caps = Capabilities::default();
+        self.ask_capability(false);
+    }
+
+    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
+        let tag = self.tag();
+        let mechanism = mechanism.to_ascii_uppercase();
+        let pending_initial = match initial {
+            Some(ir) if self.caps.sasl_ir => {
+                let payload = if ir.expose().is_empty() {
+                    "=".to_string()
+                } else {
+                    B64.encode(ir.expose())
+                };
+                let bytes = format!("{tag} AUTHENTICATE {mechanism} {payload}\r\n").into_bytes();
+                self.send(
+                    bytes,
+                    format!("{tag} AUTHENTICATE {mechanism} [SASL payload]"),
+                );
+                None
+            }
+            other => {
+                self.send_command(&tag, &format!("AUTHENTICATE {mechanism}"));
+                other
+            }
+        };
+        self.state = State::ExpectAuthReply {
+            tag,
+            pending_initial,
+        };
+    }
+
+    fn auth_response(&mut self, response: Secret<Vec<u8>>) {
+        if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
+            self.send_payload(&response);
+            self.state = State::ExpectAuthReply {
+                tag,
+                pending_initial: None,
+            };
+        }
+    }
+
+    fn cancel_auth(&mut self) {
+        if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
+            self.send(b"*\r\n".to_vec(), "* (cancel)".into());
+            self.state = State::ExpectAuthReply {
+                tag,
+                pending_initial: None,
+            };
+        }
+    }
+
+    fn take_leftover(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}

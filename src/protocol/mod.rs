@@ -1,0 +1,164 @@
+//! Sans-I/O client dialects: each turns the server's bytes into [`Event`]s and the
+//! driver's decisions into bytes to send, from the greeting to the end of authentication.
+//!
+//! Nothing here does I/O, reads a clock or knows about TLS libraries or Kerberos: the
+//! driver (`session`) feeds bytes in with [`Dialect::receive`] and acts on what
+//! [`Dialect::poll`] returns. Bytes received before a TLS upgrade stay in the dialect's
+//! own buffer, so any byte after the STARTTLS reply is visible and refused.
+
+pub mod imap;
+pub mod line;
+
+use std::fmt;
+
+use crate::secret::Secret;
+
+/// What the server offers on the current link (before TLS, or after it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The capabilities as the server wrote them, in its order.
+    pub raw: Vec<String>,
+    /// SASL mechanisms offered, upper-cased.
+    pub mechanisms: Vec<String>,
+    /// The server offers STARTTLS (IMAP, SMTP) or STLS (POP3).
+    pub starttls: bool,
+    /// The server accepts an initial response with the authentication command.
+    pub sasl_ir: bool,
+}
+
+impl Capabilities {
+    /// Whether `mech` is offered (case-insensitive).
+    pub fn offers(&self, mech: &str) -> bool {
+        self.mechanisms.iter().any(|m| m.eq_ignore_ascii_case(mech))
+    }
+}
+
+/// Bytes for the server, with the text a trace may show in their place.
+pub struct Outgoing {
+    pub bytes: Secret<Vec<u8>>,
+    /// What a trace shows: the command with every SASL payload replaced by a marker.
+    pub shown: String,
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Outgoing({:?})", self.shown)
+    }
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum Event {
+    /// Read more bytes from the server and pass them to [`Dialect::receive`].
+    NeedInput,
+    /// Write these bytes to the server.
+    Send(Outgoing),
+    /// A line the server sent, as a trace may show it (SASL payloads replaced).
+    Received(String),
+    /// The capabilities on this link are known; call [`Dialect::start_tls`] or
+    /// [`Dialect::authenticate`].
+    Ready(Capabilities),
+    /// The server accepted STARTTLS and nothing followed its reply: do the TLS handshake
+    /// now, then call [`Dialect::tls_established`].
+    StartTls,
+    /// A server challenge for the running mechanism (decoded); answer with
+    /// [`Dialect::auth_response`] or [`Dialect::cancel_auth`].
+    Challenge(Secret<Vec<u8>>),
+    /// The server refused the mechanism; the dialect is ready for another attempt.
+    Rejected { text: String },
+    /// The server accepted the authentication; these are its capabilities now.
+    Authenticated(Capabilities),
+}
+
+/// A client dialect (IMAP, POP3, SMTP) from greeting to authenticated.
+pub trait Dialect: Send {
+    /// Adds bytes received from the server.
+    fn receive(&mut self, data: &[u8]);
+    /// The next thing to do.
+    fn poll(&mut self) -> Result<Event, ProtocolError>;
+    /// Ask for TLS (after [`Event::Ready`] with `starttls`).
+    fn start_tls(&mut self);
+    /// The TLS handshake after [`Event::StartTls`] succeeded.
+    fn tls_established(&mut self);
+    /// Start authenticating with `mechanism`; `initial` is the client-first response.
+    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>);
+    /// The mechanism's answer to the last [`Event::Challenge`].
+    fn auth_response(&mut self, response: Secret<Vec<u8>>);
+    /// Abandon the running exchange (the mechanism failed locally).
+    fn cancel_auth(&mut self);
+    /// Bytes the server sent after the authentication reply, for the relay.
+    fn take_leftover(&mut self) -> Vec<u8>;
+}
+
+/// A server that did not follow the protocol, or refused a step. One variant per
+/// misbehaviour, so that tests and messages can tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The server's greeting was a refusal (`* BYE`, `-ERR`, `554`).
+    #[error("the server refused the connection in its greeting: {text}")]
+    GreetingRefused { text: String },
+    /// A `PREAUTH` greeting on a plaintext link: someone may be skipping TLS for us.
+    #[error(
+        "the server greeted with PREAUTH before TLS; a man in the middle can do that to avoid STARTTLS, so the session was closed"
+    )]
+    PreauthBeforeTls,
+    /// A `PREAUTH` greeting over TLS: the server authenticated us by other means.
+    #[error(
+        "the server greeted with PREAUTH, so mailtun cannot authenticate as the account's user"
+    )]
+    UnexpectedPreauth,
+    /// The greeting was not a greeting.
+    #[error("the server's greeting is not valid: {line}")]
+    UnexpectedGreeting { line: String },
+    /// The server answered STARTTLS with an error.
+    #[error("the server refused STARTTLS: {text}")]
+    StartTlsRefused { text: String },
+    /// Bytes arrived after the STARTTLS reply and before the TLS handshake: an injection.
+    #[error(
+        "{count} byte(s) arrived after the server's STARTTLS reply and before TLS began (a command injection attempt); the session was closed"
+    )]
+    BytesAfterStartTlsOk { count: usize },
+    /// The server ended the session (`* BYE` outside the greeting).
+    #[error("the server closed the session: {text}")]
+    ServerBye { text: String },
+    /// A command other than authentication failed.
+    #[error("the server rejected {command}: {text}")]
+    CommandFailed { command: &'static str, text: String },
+    /// A continuation request whose payload is not base64.
+    #[error("the server sent an authentication challenge that is not valid base64")]
+    MalformedChallenge,
+    /// A line that makes no sense where it arrived.
+    #[error("unexpected reply from the server: {line}")]
+    UnexpectedLine { line: String },
+    /// A line longer than the dialect accepts during the handshake.
+    #[error("the server sent a line longer than {limit} bytes")]
+    LineTooLong { limit: usize },
+    /// A literal larger than the dialect accepts during the handshake.
+    #[error(
+        "the server announced a {size}-byte literal; at most {limit} are accepted before authentication"
+    )]
+    LiteralTooLarge { size: u64, limit: usize },
+    /// The server sent a NUL byte, which no line of these protocols may hold.
+    #[error("the server sent a NUL byte")]
+    NulByte,
+    /// The connection closed before the exchange was over.
+    #[error("the server closed the connection")]
+    ConnectionClosed,
+}
+
+/// Shortens and escapes server text for messages: at most 200 characters, printable only.
+pub fn shown_text(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if s.len() >= 200 {
+            s.push('…');
+            break;
+        }
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}

@@ -1,0 +1,374 @@
+//! Drives one dialect and one mechanism over a transport: connect, TLS (implicit or
+//! STARTTLS), capabilities, mechanism choice, authentication. The only module that sees
+//! both the protocol and the I/O.
+//!
+//! Fail closed: no authentication byte is sent before TLS is established and verified,
+//! and the methods an account lists are the only ones tried.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use crate::config::{Account, MechName, Protocol, TlsMethod};
+use crate::error::{Attempt, Failure, FailureKind, Step};
+use crate::gss::KerberosContext;
+use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::protocol::imap::ImapClient;
+use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
+use crate::sasl::gssapi::{Gssapi, LayerWanted};
+use crate::sasl::{Mechanism, SaslError};
+use crate::transport::{self, Link, TlsInfo, TlsSettings, TransportError};
+
+/// An authenticated session, ready to be handed to the client.
+pub struct Established {
+    pub link: Link,
+    /// Bytes the server sent after its authentication reply; they belong to the client.
+    pub leftover: Vec<u8>,
+    /// The server's capabilities after authentication.
+    pub capabilities: Capabilities,
+    pub mechanism: MechName,
+    pub method: TlsMethod,
+    pub port: u16,
+    pub tls: Option<TlsInfo>,
+    pub combination: Combination,
+    /// TLS methods tried and given up before this one.
+    pub earlier: Vec<Attempt>,
+}
+
+/// Connects and authenticates `account`, trying its TLS methods in order.
+pub async fn establish(account: &Account) -> Result<Established, Failure> {
+    let fail = |step, kind: FailureKind| Failure::new(&account.name, step, kind);
+    if account.dangerous.accept_invalid_certs {
+        warn!(
+            "account `{}`: [dangerous] accept_invalid_certs is set: the server's certificate is NOT verified, so anyone on the path can read this session",
+            account.name
+        );
+    }
+    let tls = transport::tls_settings(
+        &account.host,
+        account.ca_file.as_deref(),
+        account.pin_sha256,
+        account.dangerous.accept_invalid_certs,
+    )
+    .map_err(|e| fail(Step::Config, e.into()))?;
+
+    let mut earlier = Vec::new();
+    for (i, &method) in account.tls.iter().enumerate() {
+        let port = match method {
+            TlsMethod::Implicit => account.tls_port,
+            TlsMethod::Starttls | TlsMethod::None => account.plain_port,
+        };
+        let mut step = Step::Connect;
+        let result = tokio::time::timeout(
+            account.timeout,
+            attempt(account, method, port, &tls, &mut step),
+        )
+        .await;
+        let mut failure = match result {
+            Ok(Ok(mut est)) => {
+                est.earlier = earlier;
+                return Ok(est);
+            }
+            Ok(Err(f)) => f,
+            Err(_) => fail(
+                step,
+                FailureKind::Timeout {
+                    secs: account.timeout.as_secs(),
+                },
+            ),
+        };
+        if i + 1 < account.tls.len() && allows_next_method(&failure) {
+            info!(
+                "account `{}`: {method} on port {port} failed ({}); trying {}",
+                account.name,
+                failure.kind,
+                account.tls[i + 1]
+            );
+            earlier.push(Attempt {
+                method,
+                port,
+                reason: failure.kind.to_string(),
+            });
+            continue;
+        }
+        failure.earlier = earlier;
+        return Err(failure);
+    }
+    unreachable!("config validation guarantees at least one TLS method")
+}
+
+/// Whether a failure of the STARTTLS method lets the next method be tried: only an
+/// unreachable plain port or a server without (working) STARTTLS. Certificate problems,
+/// injections and authentication failures end the session.
+fn allows_next_method(f: &Failure) -> bool {
+    matches!(
+        &f.kind,
+        FailureKind::Transport(
+            TransportError::Connect { .. }
+                | TransportError::Timeout { .. }
+                | TransportError::Resolve { .. }
+        ) | FailureKind::Policy(PolicyError::StartTlsNotOffered { .. })
+            | FailureKind::Protocol(ProtocolError::StartTlsRefused { .. })
+    ) || (matches!(f.kind, FailureKind::Timeout { .. }) && f.step == Step::Connect)
+}
+
+fn new_dialect(protocol: Protocol, on_tls: bool) -> Box<dyn Dialect> {
+    match protocol {
+        Protocol::Imap => Box::new(ImapClient::new(on_tls)),
+        Protocol::Pop3 | Protocol::Smtp => unreachable!("rejected by configuration"),
+    }
+}
+
+/// The mechanism in progress, with its name.
+struct Running {
+    name: MechName,
+    mech: Box<dyn Mechanism>,
+}
+
+async fn attempt(
+    account: &Account,
+    method: TlsMethod,
+    port: u16,
+    tls: &TlsSettings,
+    step: &mut Step,
+) -> Result<Established, Failure> {
+    let fail = |step: Step, kind: FailureKind| Failure::new(&account.name, step, kind);
+    *step = Step::Connect;
+    debug!("connecting to {} port {port} ({method})", account.connect);
+    let tcp = transport::connect(&account.connect, port)
+        .await
+        .map_err(|e| fail(Step::Connect, e.into()))?;
+    let mut link = match method {
+        TlsMethod::Implicit => {
+            *step = Step::TlsHandshake;
+            transport::handshake(tcp, tls)
+                .await
+                .map_err(|e| fail(Step::TlsHandshake, e.into()))?
+        }
+        TlsMethod::Starttls | TlsMethod::None => Link::Plain(tcp),
+    };
+    *step = Step::Greeting;
+    let mut dialect = new_dialect(account.protocol, matches!(link, Link::Tls(_)));
+    let mut tried: Vec<MechName> = Vec::new();
+    let mut running: Option<Running> = None;
+    let mut last_refusal: Option<Failure> = None;
+    // What the server offers on the protected link, for the next mechanism after a refusal.
+    let mut offered = Capabilities::default();
+    let mut buf = vec![0u8; 16 * 1024];
+
+    loop {
+        let event = dialect.poll().map_err(|e| fail(*step, e.into()))?;
+        match event {
+            Event::NeedInput => {
+                let n = link.read(&mut buf).await.map_err(|e| {
+                    fail(
+                        *step,
+                        TransportError::Handshake {
+                            detail: e.to_string(),
+                        }
+                        .into(),
+                    )
+                })?;
+                if n == 0 {
+                    return Err(fail(*step, ProtocolError::ConnectionClosed.into()));
+                }
+                dialect.receive(&buf[..n]);
+            }
+            Event::Send(out) => {
+                debug!("C: {}", out.shown);
+                link.write_all(out.bytes.expose()).await.map_err(|e| {
+                    fail(
+                        *step,
+                        TransportError::Handshake {
+                            detail: e.to_string(),
+                        }
+                        .into(),
+                    )
+                })?;
+                link.flush().await.ok();
+            }
+            Event::Received(line) => debug!("S: {line}"),
+            Event::Ready(caps) => {
+                if matches!(link, Link::Plain(_)) {
+                    // Only STARTTLS can lead anywhere from a plaintext link.
+                    if !caps.starttls {
+                        return Err(fail(
+                            Step::Capabilities,
+                            PolicyError::StartTlsNotOffered { port }.into(),
+                        ));
+                    }
+                    *step = Step::StartTls;
+                    dialect.start_tls();
+                } else {
+                    *step = Step::Authenticate;
+                    offered = caps;
+                    running = Some(
+                        start_mechanism(
+                            account,
+                            &offered,
+                            &mut tried,
+                            &mut *dialect,
+                            last_refusal.take(),
+                        )
+                        .await?,
+                    );
+                }
+            }
+            Event::StartTls => {
+                *step = Step::TlsHandshake;
+                let Link::Plain(tcp) = link else {
+                    unreachable!("STARTTLS is only asked for on a plaintext link")
+                };
+                link = transport::handshake(tcp, tls)
+                    .await
+                    .map_err(|e| fail(Step::TlsHandshake, e.into()))?;
+                *step = Step::Capabilities;
+                dialect.tls_established();
+            }
+            Event::Challenge(challenge) => {
+                let Some(Running { name, mech }) = running.take() else {
+                    return Err(fail(
+                        *step,
+                        ProtocolError::UnexpectedLine {
+                            line: "+ (no authentication running)".into(),
+                        }
+                        .into(),
+                    ));
+                };
+                let (mech, result) = tokio::task::spawn_blocking(move || {
+                    let mut mech = mech;
+                    let r = mech.step(challenge.expose());
+                    (mech, r)
+                })
+                .await
+                .expect("mechanism step panicked");
+                match result {
+                    Ok(response) => dialect.auth_response(response),
+                    Err(error) => {
+                        return Err(fail(
+                            Step::Authenticate,
+                            FailureKind::Mechanism {
+                                mechanism: name.as_str(),
+                                error,
+                            },
+                        ));
+                    }
+                }
+                running = Some(Running { name, mech });
+            }
+            Event::Rejected { text } => {
+                let name = running.take().map(|r| r.name).unwrap_or(MechName::Gssapi);
+                info!(
+                    "account `{}`: the server rejected {name}: {text}",
+                    account.name
+                );
+                last_refusal = Some(fail(
+                    Step::Authenticate,
+                    FailureKind::Rejected {
+                        mechanism: name.as_str(),
+                        text,
+                    },
+                ));
+                running = Some(
+                    start_mechanism(
+                        account,
+                        &offered,
+                        &mut tried,
+                        &mut *dialect,
+                        last_refusal.take(),
+                    )
+                    .await?,
+                );
+            }
+            Event::Authenticated(capabilities) => {
+                let Some(Running { name, mech }) = running.take() else {
+                    return Err(fail(
+                        *step,
+                        ProtocolError::UnexpectedLine {
+                            line: "OK (no authentication running)".into(),
+                        }
+                        .into(),
+                    ));
+                };
+                if !mech.is_complete() {
+                    return Err(fail(
+                        Step::Authenticate,
+                        FailureKind::Mechanism {
+                            mechanism: name.as_str(),
+                            error: SaslError::SuccessBeforeCompletion {
+                                mechanism: name.as_str(),
+                            },
+                        },
+                    ));
+                }
+                let tls_info = link.tls_info();
+                let combination = Combination::of(tls_info.is_some(), name.is_strong());
+                return Ok(Established {
+                    leftover: dialect.take_leftover(),
+                    link,
+                    capabilities,
+                    mechanism: name,
+                    method,
+                    port,
+                    tls: tls_info,
+                    combination,
+                    earlier: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+/// Starts the next acceptable mechanism; when none is left, the last refusal (or the
+/// policy error) ends the attempt.
+async fn start_mechanism(
+    account: &Account,
+    caps: &Capabilities,
+    tried: &mut Vec<MechName>,
+    dialect: &mut dyn Dialect,
+    last_refusal: Option<Failure>,
+) -> Result<Running, Failure> {
+    let fail = |kind: FailureKind| Failure::new(&account.name, Step::Authenticate, kind);
+    let mut last = last_refusal;
+    while let Some(name) = next_mechanism(&account.auth, caps, tried) {
+        tried.push(name);
+        let settings = account.gssapi.clone();
+        let host = account.host.clone();
+        let started =
+            tokio::task::spawn_blocking(move || -> Result<(Box<dyn Mechanism>, _), SaslError> {
+                let mut mech: Box<dyn Mechanism> = match name {
+                    MechName::Gssapi => {
+                        let ctx = KerberosContext::new(&settings, &host).map_err(SaslError::Gss)?;
+                        let authzid = settings.authzid.clone();
+                        Box::new(Gssapi::new(ctx, LayerWanted::None, authzid))
+                    }
+                };
+                let initial = mech.initial_response()?;
+                Ok((mech, initial))
+            })
+            .await
+            .expect("mechanism start panicked");
+        match started {
+            Ok((mech, initial)) => {
+                info!("account `{}`: authenticating with {name}", account.name);
+                dialect.authenticate(name.as_str(), initial);
+                return Ok(Running { name, mech });
+            }
+            Err(error) => {
+                info!("account `{}`: {name} cannot start: {error}", account.name);
+                last = Some(fail(FailureKind::Mechanism {
+                    mechanism: name.as_str(),
+                    error,
+                }));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        fail(
+            PolicyError::NoAcceptableMechanism {
+                offered: caps.mechanisms.clone(),
+                allowed: account.auth.clone(),
+            }
+            .into(),
+        )
+    }))
+}

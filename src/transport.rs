@@ -1,0 +1,432 @@
+//! The only module that does TCP and TLS: connecting with a deadline, the TLS handshake
+//! (implicit or after STARTTLS) with certificate verification against the system roots,
+//! an extra CA file and an optional SHA-256 pin.
+//!
+//! It knows nothing of mail protocols; `session` decides when to call what.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A connection to the server: plaintext until TLS starts.
+pub enum Link {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What the TLS handshake negotiated, for messages and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    pub cipher_suite: String,
+}
+
+impl fmt::Display for TlsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.version)
+    }
+}
+
+impl Link {
+    /// The negotiated TLS parameters, or `None` on a plaintext link.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        let Link::Tls(s) = self else { return None };
+        let (_, conn) = s.get_ref();
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(v) => format!("{v:?}"),
+            None => "TLS".to_string(),
+        };
+        let cipher_suite = conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
+        Some(TlsInfo {
+            version,
+            cipher_suite,
+        })
+    }
+}
+
+/// A connection or TLS failure. One variant per thing the user can fix differently.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("cannot connect to {host} port {port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+    #[error("no answer from {host} port {port} within {secs} s")]
+    Timeout { host: String, port: u16, secs: u64 },
+    #[error("cannot read the CA file {}: {detail}", .path.display())]
+    CaFile { path: PathBuf, detail: String },
+    #[error(
+        "the server's certificate was issued by a CA this machine does not trust; if the server uses a private CA, name its certificate with `ca_file`"
+    )]
+    UnknownIssuer,
+    #[error("the server's certificate is not valid for {expected}{}; set `host` to one of the names in the certificate", .presented.as_ref().map(|p| format!(" (it names: {})", p.join(", "))).unwrap_or_default())]
+    NameMismatch {
+        expected: String,
+        presented: Option<Vec<String>>,
+    },
+    #[error("the server's certificate has expired{}", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Expired { detail: Option<String> },
+    #[error("the server's certificate is not valid yet{}", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    NotValidYet { detail: Option<String> },
+    #[error(
+        "the server's certificate does not match `pin_sha256` (expected {expected}, got {actual}); if the server's certificate changed legitimately, update the pin"
+    )]
+    PinMismatch { expected: String, actual: String },
+    #[error("the server's certificate was refused: {detail}")]
+    BadCertificate { detail: String },
+    #[error("the TLS handshake failed: {detail}")]
+    Handshake { detail: String },
+}
+
+/// How to verify servers of one account; built once per session.
+#[derive(Clone)]
+pub struct TlsSettings {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+/// Builds the TLS client configuration for `host`.
+pub fn tls_settings(
+    host: &str,
+    ca_file: Option<&Path>,
+    pin: Option<[u8; 32]>,
+    accept_invalid_certs: bool,
+) -> Result<TlsSettings, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_name =
+        ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
+            detail: format!("{host} is not a valid TLS server name: {e}"),
+        })?;
+    let verifier: Arc<dyn ServerCertVerifier> = if accept_invalid_certs {
+        Arc::new(AcceptAnything(provider.clone()))
+    } else {
+        let mut roots = RootCertStore::empty();
+        // Unreadable system stores leave the roots empty; an extra CA can still serve.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(path) = ca_file {
+            let ca_err = |detail: String| TransportError::CaFile {
+                path: path.to_path_buf(),
+                detail,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_err(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| ca_err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_err("it holds no PEM certificate".into()));
+            }
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(ca_err(
+                    "none of its certificates could be used as a trust anchor".into(),
+                ));
+            }
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| TransportError::Handshake {
+                detail: format!("no trust anchors: {e}"),
+            })?;
+        match pin {
+            None => webpki,
+            Some(pin) => Arc::new(Pinned { inner: webpki, pin }),
+        }
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Handshake {
+            detail: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(TlsSettings {
+        config: Arc::new(config),
+        server_name,
+    })
+}
+
+/// Opens a TCP connection to `host:port`.
+pub async fn connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| TransportError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(TransportError::Connect {
+        host: host.to_string(),
+        port,
+        source: last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")),
+    })
+}
+
+/// Runs the TLS handshake over `tcp` and verifies the server.
+pub async fn handshake(tcp: TcpStream, settings: &TlsSettings) -> Result<Link, TransportError> {
+    let connector = TlsConnector::from(settings.config.clone());
+    match connector.connect(settings.server_name.clone(), tcp).await {
+        Ok(s) => Ok(Link::Tls(Box::new(s))),
+        Err(e) => Err(classify(e)),
+    }
+}
+
+fn classify(e: io::Error) -> TransportError {
+    let Some(rustls_err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return TransportError::Handshake {
+            detail: e.to_string(),
+        };
+    };
+    match rustls_err {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => TransportError::UnknownIssuer,
+            CertificateError::NotValidForName => TransportError::NameMismatch {
+                expected: String::new(),
+                presented: None,
+            },
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => TransportError::NameMismatch {
+                expected: expected.to_str().into_owned(),
+                presented: Some(presented.clone()),
+            },
+            CertificateError::Expired => TransportError::Expired { detail: None },
+            CertificateError::ExpiredContext { time, not_after } => TransportError::Expired {
+                detail: Some(format!(
+                    "it expired {} days ago",
+                    time.as_secs().saturating_sub(not_after.as_secs()) / 86400
+                )),
+            },
+            CertificateError::NotValidYet => TransportError::NotValidYet { detail: None },
+            CertificateError::NotValidYetContext { time, not_before } => {
+                TransportError::NotValidYet {
+                    detail: Some(format!(
+                        "it becomes valid in {} days",
+                        not_before
+                            .as_secs()
+                            .saturating_sub(time.as_secs())
+                            .div_ceil(86400)
+                    )),
+                }
+            }
+            CertificateError::Other(other) => match other.0.downcast_ref::<PinMismatch>() {
+                Some(p) => TransportError::PinMismatch {
+                    expected: hex(&p.expected),
+                    actual: hex(&p.actual),
+                },
+                None => TransportError::BadCertificate {
+                    detail: other.to_string(),
+                },
+            },
+            other => TransportError::BadCertificate {
+                detail: format!("{other:?}"),
+            },
+        },
+        other => TransportError::Handshake {
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Lower-case hex with colons, as `openssl x509 -fingerprint` prints it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[derive(Debug)]
+struct PinMismatch {
+    expected: [u8; 32],
+    actual: [u8; 32],
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "certificate does not match the pinned SHA-256")
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+/// Verifies the chain as usual, then requires the end-entity certificate to match a pin.
+#[derive(Debug)]
+struct Pinned {
+    inner: Arc<WebPkiServerVerifier>,
+    pin: [u8; 32],
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let actual: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if actual != self.pin {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(PinMismatch {
+                    expected: self.pin,
+                    actual,
+                })),
+            )));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `[dangerous] accept_invalid_certs`: any certificate, but handshake signatures checked.
+#[derive(Debug)]
+struct AcceptAnything(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl AsyncRead for Link {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Link {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Link::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Plain(s) => Pin::new(s).poll_flush(cx),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Link::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Link::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
