@@ -479,7 +479,7 @@ mod tests {
     fn unsupported_mechanism_and_bad_pin_are_refused() {
         let e = parse("[accounts.a]\nhost = \"h\"\nauth = [\"gssapi\", \"rot13\"]\n").unwrap_err();
         assert!(e.to_string().contains("rot13"), "{e}");
-        assert_eq!(e.location, Some((3, 20)));
+        assert_eq!(e.location, Some((3, 19)));
         let e = parse("[accounts.a]\nhost = \"h\"\npin_sha256 = \"abc\"\n").unwrap_err();
         assert!(e.to_string().contains("64 hex digits"), "{e}");
     }
