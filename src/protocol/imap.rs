@@ -449,3 +449,316 @@ impl Dialect for ImapClient {
         std::mem::take(&mut self.buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Byte transcripts: what the server sends, what the dialect answers and reports.
+    use super::*;
+
+    /// Feeds `server` to the dialect and returns (bytes sent, events other than sends).
+    fn run(client: &mut ImapClient, server: &[u8]) -> Result<(String, Vec<String>), ProtocolError> {
+        client.receive(server);
+        let mut sent = String::new();
+        let mut events = Vec::new();
+        loop {
+            match client.poll()? {
+                Event::NeedInput => break,
+                Event::Send(o) => {
+                    sent.push_str(&String::from_utf8(o.bytes.expose().clone()).unwrap())
+                }
+                Event::Received(_) => {}
+                Event::Ready(c) => events.push(format!(
+                    "ready starttls={} mechs={:?}",
+                    c.starttls, c.mechanisms
+                )),
+                Event::StartTls => events.push("starttls".into()),
+                Event::Challenge(c) => events.push(format!("challenge {:?}", c.expose())),
+                Event::Rejected { text } => events.push(format!("rejected {text}")),
+                Event::Authenticated(c) => events.push(format!("authenticated {:?}", c.raw)),
+            }
+        }
+        Ok((sent, events))
+    }
+
+    const DOVECOT_GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS AUTH=GSSAPI LOGINDISABLED] Dovecot (Debian) ready.\r\n";
+
+    /// Drives a plaintext client to the point where TLS is established and capabilities
+    /// were asked again.
+    fn after_starttls() -> ImapClient {
+        let mut c = ImapClient::new(false);
+        run(&mut c, DOVECOT_GREETING).unwrap();
+        c.start_tls();
+        let (sent, ev) = run(&mut c, b"m1 OK Begin TLS negotiation now.\r\n").unwrap();
+        assert_eq!(sent, "m1 STARTTLS\r\n");
+        assert_eq!(ev, ["starttls"]);
+        c.tls_established();
+        c
+    }
+
+    #[test]
+    fn greeting_capabilities_are_used_without_asking_again() {
+        let mut c = ImapClient::new(false);
+        let (sent, ev) = run(&mut c, DOVECOT_GREETING).unwrap();
+        assert_eq!(sent, "");
+        assert_eq!(ev, [r#"ready starttls=true mechs=["GSSAPI"]"#]);
+    }
+
+    #[test]
+    fn greeting_without_capabilities_asks_for_them() {
+        let mut c = ImapClient::new(true);
+        let (sent, _) = run(&mut c, b"* OK ready\r\n").unwrap();
+        assert_eq!(sent, "m1 CAPABILITY\r\n");
+        let (_, ev) = run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 AUTH=GSSAPI AUTH=PLAIN\r\nm1 OK done\r\n",
+        )
+        .unwrap();
+        assert_eq!(ev, [r#"ready starttls=false mechs=["GSSAPI", "PLAIN"]"#]);
+    }
+
+    #[test]
+    fn rfc3501_6_2_1_capabilities_are_asked_again_after_tls() {
+        let mut c = after_starttls();
+        let (sent, ev) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m2 CAPABILITY\r\n");
+        assert!(ev.is_empty());
+        // After TLS the server may offer other mechanisms: only these count.
+        let (_, ev) = run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        assert_eq!(ev, [r#"ready starttls=false mechs=["PLAIN"]"#]);
+    }
+
+    #[test]
+    fn rfc3501_6_2_1_bytes_after_starttls_ok_refused() {
+        let mut c = ImapClient::new(false);
+        run(&mut c, DOVECOT_GREETING).unwrap();
+        c.start_tls();
+        let injected = b"m1 OK go\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n";
+        assert_eq!(
+            run(&mut c, injected),
+            Err(ProtocolError::BytesAfterStartTlsOk { count: 35 })
+        );
+    }
+
+    #[test]
+    fn a_fake_tagged_ok_for_the_next_command_is_an_injection_too() {
+        let mut c = ImapClient::new(false);
+        run(&mut c, DOVECOT_GREETING).unwrap();
+        c.start_tls();
+        assert!(matches!(
+            run(&mut c, b"m1 OK go\r\nm2 OK [CAPABILITY IMAP4rev1] x\r\n"),
+            Err(ProtocolError::BytesAfterStartTlsOk { .. })
+        ));
+    }
+
+    #[test]
+    fn untagged_data_before_the_starttls_reply_is_discarded() {
+        let mut c = ImapClient::new(false);
+        run(&mut c, DOVECOT_GREETING).unwrap();
+        c.start_tls();
+        let (_, ev) = run(&mut c, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm1 OK go\r\n").unwrap();
+        assert_eq!(ev, ["starttls"]);
+        c.tls_established();
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m2 CAPABILITY\r\n");
+    }
+
+    #[test]
+    fn starttls_refusal_is_reported() {
+        let mut c = ImapClient::new(false);
+        run(&mut c, DOVECOT_GREETING).unwrap();
+        c.start_tls();
+        assert_eq!(
+            run(&mut c, b"m1 NO not now\r\n"),
+            Err(ProtocolError::StartTlsRefused {
+                text: "not now".into()
+            })
+        );
+    }
+
+    #[test]
+    fn preauth_greeting_on_plaintext_is_an_attack() {
+        let mut c = ImapClient::new(false);
+        assert_eq!(
+            run(&mut c, b"* PREAUTH welcome\r\n"),
+            Err(ProtocolError::PreauthBeforeTls)
+        );
+        let mut c = ImapClient::new(true);
+        assert_eq!(
+            run(&mut c, b"* PREAUTH welcome\r\n"),
+            Err(ProtocolError::UnexpectedPreauth)
+        );
+    }
+
+    #[test]
+    fn bye_greeting_is_a_refusal() {
+        let mut c = ImapClient::new(true);
+        assert_eq!(
+            run(&mut c, b"* BYE too many connections\r\n"),
+            Err(ProtocolError::GreetingRefused {
+                text: "too many connections".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rfc4959_initial_response_goes_with_the_command() {
+        let mut c = after_starttls();
+        run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        c.authenticate("GSSAPI", Some(Secret::new(b"tok".to_vec())));
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m3 AUTHENTICATE GSSAPI dG9r\r\n");
+        let (sent, ev) = run(&mut c, b"+ c2VydmVy\r\n").unwrap();
+        assert_eq!(sent, "");
+        assert_eq!(ev, ["challenge [115, 101, 114, 118, 101, 114]"]);
+        c.auth_response(Secret::new(Vec::new()));
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "\r\n");
+        let (sent, ev) = run(
+            &mut c,
+            b"m3 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n",
+        )
+        .unwrap();
+        assert_eq!(sent, "");
+        assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE", "MOVE"]"#]);
+    }
+
+    #[test]
+    fn without_sasl_ir_the_initial_response_answers_the_first_continuation() {
+        let mut c = after_starttls();
+        run(&mut c, b"* CAPABILITY IMAP4rev1 AUTH=GSSAPI\r\nm2 OK\r\n").unwrap();
+        c.authenticate("GSSAPI", Some(Secret::new(b"tok".to_vec())));
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m3 AUTHENTICATE GSSAPI\r\n");
+        let (sent, ev) = run(&mut c, b"+ \r\n").unwrap();
+        assert_eq!(sent, "dG9r\r\n");
+        assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn an_empty_initial_response_is_sent_as_equals() {
+        let mut c = after_starttls();
+        run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=EXTERNAL\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        c.authenticate("EXTERNAL", Some(Secret::new(Vec::new())));
+        assert_eq!(
+            run(&mut c, b"").unwrap().0,
+            "m3 AUTHENTICATE EXTERNAL =\r\n"
+        );
+    }
+
+    #[test]
+    fn capabilities_are_asked_after_an_ok_without_them() {
+        let mut c = after_starttls();
+        run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        c.authenticate("GSSAPI", Some(Secret::new(b"t".to_vec())));
+        run(&mut c, b"").unwrap();
+        let (sent, ev) = run(&mut c, b"m3 OK done\r\n").unwrap();
+        assert_eq!(sent, "m4 CAPABILITY\r\n");
+        assert!(ev.is_empty());
+        let (_, ev) = run(&mut c, b"* CAPABILITY IMAP4rev1 QUOTA\r\nm4 OK\r\n").unwrap();
+        assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "QUOTA"]"#]);
+    }
+
+    #[test]
+    fn a_rejection_leaves_the_dialect_ready_for_another_mechanism() {
+        let mut c = after_starttls();
+        run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI AUTH=PLAIN\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        c.authenticate("GSSAPI", Some(Secret::new(b"t".to_vec())));
+        run(&mut c, b"").unwrap();
+        let (_, ev) = run(
+            &mut c,
+            b"m3 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ev,
+            ["rejected [AUTHENTICATIONFAILED] Authentication failed."]
+        );
+        c.authenticate("PLAIN", Some(Secret::new(b"x".to_vec())));
+        assert_eq!(
+            run(&mut c, b"").unwrap().0,
+            "m4 AUTHENTICATE PLAIN eA==\r\n"
+        );
+    }
+
+    #[test]
+    fn cancel_sends_a_star_and_the_bad_reply_is_a_rejection() {
+        let mut c = after_starttls();
+        run(&mut c, b"* CAPABILITY IMAP4rev1 AUTH=GSSAPI\r\nm2 OK\r\n").unwrap();
+        c.authenticate("GSSAPI", None);
+        run(&mut c, b"").unwrap();
+        run(&mut c, b"+ YQ==\r\n").unwrap();
+        c.cancel_auth();
+        assert_eq!(run(&mut c, b"").unwrap().0, "*\r\n");
+        let (_, ev) = run(&mut c, b"m3 BAD cancelled\r\n").unwrap();
+        assert_eq!(ev, ["rejected cancelled"]);
+    }
+
+    #[test]
+    fn a_challenge_that_is_not_base64_is_refused() {
+        let mut c = after_starttls();
+        run(&mut c, b"* CAPABILITY IMAP4rev1 AUTH=GSSAPI\r\nm2 OK\r\n").unwrap();
+        c.authenticate("GSSAPI", None);
+        run(&mut c, b"").unwrap();
+        assert_eq!(
+            run(&mut c, b"+ !!!\r\n"),
+            Err(ProtocolError::MalformedChallenge)
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_authentication_reply_are_left_for_the_relay() {
+        let mut c = after_starttls();
+        run(
+            &mut c,
+            b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI\r\nm2 OK\r\n",
+        )
+        .unwrap();
+        c.authenticate("GSSAPI", Some(Secret::new(b"t".to_vec())));
+        run(&mut c, b"").unwrap();
+        run(&mut c, b"m3 OK [CAPABILITY IMAP4rev1] ok\r\n* 3 EXISTS\r\n").unwrap();
+        assert_eq!(c.take_leftover(), b"* 3 EXISTS\r\n");
+    }
+
+    #[test]
+    fn bye_during_authentication_ends_the_session() {
+        let mut c = after_starttls();
+        run(&mut c, b"* CAPABILITY IMAP4rev1 AUTH=GSSAPI\r\nm2 OK\r\n").unwrap();
+        c.authenticate("GSSAPI", None);
+        run(&mut c, b"").unwrap();
+        assert_eq!(
+            run(&mut c, b"* BYE shutting down\r\n"),
+            Err(ProtocolError::ServerBye {
+                text: "shutting down".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_tagged_reply_with_a_foreign_tag_is_refused() {
+        let mut c = after_starttls();
+        assert!(matches!(
+            run(&mut c, b"m9 OK\r\n"),
+            Err(ProtocolError::UnexpectedLine { .. })
+        ));
+    }
+}

@@ -133,3 +133,118 @@ impl<C: GssContext> Mechanism for Gssapi<C> {
         matches!(self.state, State::Complete)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The RFC 4752 steps with a scripted context: what goes out for what comes in.
+    use super::*;
+    use crate::sasl::GssFailureKind;
+
+    /// A context that returns scripted tokens and "wraps" by prefixing `W:`.
+    struct Scripted {
+        tokens: Vec<Option<Vec<u8>>>,
+        complete_after: usize,
+        steps: usize,
+        mutual: bool,
+        seen: Vec<Option<Vec<u8>>>,
+    }
+
+    impl GssContext for Scripted {
+        fn step(&mut self, token: Option<&[u8]>) -> Result<Option<Vec<u8>>, GssFailure> {
+            self.seen.push(token.map(<[u8]>::to_vec));
+            let out = self.tokens.get(self.steps).cloned().flatten();
+            self.steps += 1;
+            Ok(out)
+        }
+        fn is_complete(&self) -> bool {
+            self.steps >= self.complete_after
+        }
+        fn mutual(&self) -> bool {
+            self.mutual
+        }
+        fn wrap(&mut self, _encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+            Ok([b"W:".as_slice(), msg].concat())
+        }
+        fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+            msg.strip_prefix(b"W:")
+                .map(<[u8]>::to_vec)
+                .ok_or(GssFailure {
+                    kind: GssFailureKind::Other,
+                    message: "bad token".into(),
+                })
+        }
+    }
+
+    fn mech(mutual: bool) -> Gssapi<Scripted> {
+        let ctx = Scripted {
+            tokens: vec![Some(b"AP-REQ".to_vec()), None],
+            complete_after: 2,
+            steps: 0,
+            mutual,
+            seen: Vec::new(),
+        };
+        Gssapi::new(ctx, LayerWanted::None, String::new())
+    }
+
+    #[test]
+    fn rfc4752_exchange_with_no_security_layer() {
+        let mut m = mech(true);
+        assert_eq!(m.initial_response().unwrap().unwrap().expose(), b"AP-REQ");
+        // The AP-REP completes the context; the client answers with an empty response.
+        assert_eq!(m.step(b"AP-REP").unwrap().expose(), b"");
+        assert_eq!(m.ctx.seen[1].as_deref(), Some(b"AP-REP".as_slice()));
+        assert!(!m.is_complete());
+        // Server offers layers 0x07 with max 0x00ffff; we choose 1 with max size 0.
+        let reply = m.step(b"W:\x07\x00\xff\xff").unwrap();
+        assert_eq!(reply.expose(), b"W:\x01\x00\x00\x00");
+        assert!(m.is_complete());
+        assert_eq!(
+            m.step(b"more"),
+            Err(SaslError::ChallengeAfterCompletion {
+                mechanism: "GSSAPI"
+            })
+        );
+    }
+
+    #[test]
+    fn authzid_follows_the_layer_octets() {
+        let mut m = mech(true);
+        m.authzid = "alice".into();
+        m.initial_response().unwrap();
+        m.step(b"AP-REP").unwrap();
+        assert_eq!(
+            m.step(b"W:\x01\x00\x00\x00").unwrap().expose(),
+            b"W:\x01\x00\x00\x00alice"
+        );
+    }
+
+    #[test]
+    fn rfc4752_mutual_authentication_is_required() {
+        let mut m = mech(false);
+        m.initial_response().unwrap();
+        assert_eq!(m.step(b"AP-REP"), Err(SaslError::MutualAuthMissing));
+    }
+
+    #[test]
+    fn a_layer_offer_of_the_wrong_length_is_refused() {
+        let mut m = mech(true);
+        m.initial_response().unwrap();
+        m.step(b"AP-REP").unwrap();
+        assert_eq!(
+            m.step(b"W:\x01\x00\x00"),
+            Err(SaslError::MalformedLayerOffer { len: 3 })
+        );
+    }
+
+    #[test]
+    fn a_server_that_requires_a_layer_is_refused_over_tls() {
+        let mut m = mech(true);
+        m.initial_response().unwrap();
+        m.step(b"AP-REP").unwrap();
+        assert!(matches!(
+            m.step(b"W:\x04\x00\x10\x00"),
+            Err(SaslError::NoAcceptableLayer { offered: 4, .. })
+        ));
+        assert!(!m.is_complete());
+    }
+}
