@@ -5,10 +5,12 @@
 //! buffer per direction (bounded memory, backpressure from the slower side), and ends
 //! when the server is done: the client gets the server's last bytes, then EOF.
 
+use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 
 use crate::config::{Account, Protocol};
 use crate::error::Class;
@@ -17,8 +19,9 @@ use crate::session::Established;
 
 /// Size of each direction's buffer.
 const CHUNK: usize = 64 * 1024;
-/// How long the server may take to close after the client closed its side.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long the server may stay silent after the client closed its side before the
+/// session ends.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The capabilities the client sees: the server's, without what only concerned the
 /// authentication that mailtun already did.
@@ -100,8 +103,13 @@ pub fn failure_reply(protocol: Protocol, class: Class, text: &str) -> Vec<u8> {
 }
 
 /// Relays between the client and the server until the server is done, starting with
-/// the bytes the server already sent. Returns when the server closed, or shortly after
-/// the client closed and the server followed.
+/// the bytes the server already sent.
+///
+/// When the client closes its side first, nothing more goes to the server, and the
+/// server's remaining replies still reach the client until the server closes or stays
+/// silent for [`CLOSE_GRACE`]. The server is not told of the client's close by a TLS
+/// close_notify before that, since servers (Dovecot among them) drop their pending
+/// replies on it.
 pub async fn relay<S, R, W>(
     server: S,
     leftover: Vec<u8>,
@@ -114,46 +122,60 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut server_in, mut server_out) = tokio::io::split(server);
-    let to_client = async {
-        if !leftover.is_empty() {
-            client_out.write_all(&leftover).await?;
-            client_out.flush().await?;
-        }
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = server_in.read(&mut buf).await?;
-            if n == 0 {
-                break;
+    let client_gone = Cell::new(false);
+    let closed = Notify::new();
+    let result = {
+        let to_client = async {
+            if !leftover.is_empty() {
+                client_out.write_all(&leftover).await?;
+                client_out.flush().await?;
             }
-            client_out.write_all(&buf[..n]).await?;
-            client_out.flush().await?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = if client_gone.get() {
+                    match tokio::time::timeout(CLOSE_GRACE, server_in.read(&mut buf)).await {
+                        Ok(r) => r?,
+                        Err(_) => break,
+                    }
+                } else {
+                    tokio::select! {
+                        r = server_in.read(&mut buf) => r?,
+                        _ = closed.notified() => continue,
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                client_out.write_all(&buf[..n]).await?;
+                client_out.flush().await?;
+            }
+            client_out.shutdown().await
+        };
+        let to_server = async {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = client_in.read(&mut buf).await?;
+                if n == 0 {
+                    client_gone.set(true);
+                    closed.notify_one();
+                    return Ok::<(), io::Error>(());
+                }
+                server_out.write_all(&buf[..n]).await?;
+                server_out.flush().await?;
+            }
+        };
+        tokio::pin!(to_client, to_server);
+        tokio::select! {
+            r = &mut to_client => quiet_broken_pipe(r),
+            r = &mut to_server => match r {
+                Ok(()) => quiet_broken_pipe(to_client.await),
+                Err(e) => Err(e),
+            },
         }
-        client_out.shutdown().await
     };
-    let to_server = async {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = client_in.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            server_out.write_all(&buf[..n]).await?;
-            server_out.flush().await?;
-        }
-        server_out.shutdown().await
-    };
-    tokio::pin!(to_client, to_server);
-    tokio::select! {
-        r = &mut to_client => quiet_broken_pipe(r),
-        r = &mut to_server => {
-            r?;
-            // The client is done; let the server finish what it is sending.
-            match tokio::time::timeout(CLOSE_GRACE, to_client).await {
-                Ok(r) => quiet_broken_pipe(r),
-                Err(_) => Ok(()),
-            }
-        }
-    }
+    // Best effort: tell the server we are done (TLS close_notify, then FIN).
+    let _ = tokio::time::timeout(Duration::from_secs(1), server_out.shutdown()).await;
+    result
 }
 
 /// A client that went away is the end of the session, not an error.
