@@ -1,0 +1,143 @@
+//! The real servers of the test realm, and a small helper that runs the mailtun binary.
+//!
+//! `scripts/test` starts the harness and exports `MAILTUN_HARNESS_ENV`; when that is not
+//! set, the first test starts one itself in `/tmp/mailtun-it` on 127.0.0.2.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The facts of the running harness (`STATE_DIR/env`).
+pub struct Harness {
+    vars: HashMap<String, String>,
+}
+
+impl Harness {
+    pub fn get(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("harness env has no {key}"))
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.get(key))
+    }
+
+    /// A config file for one IMAP account named `test`, with `extra` TOML lines added to
+    /// the account table and `gssapi` lines to its gssapi table.
+    pub fn config(&self, dir: &Path, extra: &str, gssapi: &str) -> PathBuf {
+        let text = format!(
+            "[accounts.test]\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 10\n{extra}\n[accounts.test.gssapi]\nccache = \"{cc}\"\n{gssapi}\n",
+            host = self.get("MAIL_HOST"),
+            addr = self.get("MAIL_ADDR"),
+            ca = self.get("CA_FILE"),
+            cc = self.get("ALICE_CCACHE"),
+        );
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The harness, started on first use if the test runner did not start one.
+pub fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        let env_file = match std::env::var_os("MAILTUN_HARNESS_ENV") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let state = PathBuf::from("/tmp/mailtun-it");
+                let status = Command::new(repo_root().join("scripts/harness"))
+                    .args(["up", state.to_str().unwrap(), "--addr", "127.0.0.2"])
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect(
+                        "run scripts/harness (are the packages of scripts/install-deps installed?)",
+                    );
+                assert!(status.success(), "scripts/harness up failed");
+                state.join("env")
+            }
+        };
+        let text = std::fs::read_to_string(&env_file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", env_file.display()));
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Harness { vars }
+    })
+}
+
+/// What a run of the binary produced.
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Output {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn first_line(&self) -> String {
+        self.stdout_text()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The mailtun binary under test.
+pub fn mailtun_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mailtun")
+}
+
+/// Runs `mailtun ARGS` with `stdin`, the harness's Kerberos configuration, and a clean
+/// environment for Kerberos (no ambient ticket cache).
+pub fn run_mailtun(args: &[&str], stdin: &[u8]) -> Output {
+    let h = harness();
+    let mut child = Command::new(mailtun_bin())
+        .args(args)
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
+        .env_remove("MAILTUN_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mailtun");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let out = child.wait_with_output().expect("wait for mailtun");
+    writer.join().unwrap();
+    Output {
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+/// The bytes of the first IMAP literal in `data` that follows `marker`.
+pub fn literal_after<'a>(data: &'a [u8], marker: &[u8]) -> Option<&'a [u8]> {
+    let at = data.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let open = at + data[at..].iter().position(|&b| b == b'{')?;
+    let close = open + data[open..].iter().position(|&b| b == b'}')?;
+    let size: usize = std::str::from_utf8(&data[open + 1..close])
+        .ok()?
+        .parse()
+        .ok()?;
+    let start = close + 3; // "}\r\n"
+    data.get(start..start + size)
+}

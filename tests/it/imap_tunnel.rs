@@ -1,0 +1,207 @@
+//! The IMAP tunnel against the real KDC and Dovecot: both TLS methods, the large message,
+//! and the failures a user meets first.
+
+use crate::harness::{harness, literal_after, run_mailtun};
+
+const EXIT_NETWORK: i32 = 4;
+const EXIT_AUTH: i32 = 6;
+
+fn fetch_big_message_through(tls: &str) {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(dir.path(), &format!("tls = [\"{tls}\"]"), "");
+    let uid = h.get("BIG_MESSAGE_UID");
+    let script = format!("a SELECT INBOX\r\nb UID FETCH {uid} BODY.PEEK[]\r\nc LOGOUT\r\n");
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        script.as_bytes(),
+    );
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with("* PREAUTH [CAPABILITY IMAP4rev1 "),
+        "{first}"
+    );
+    assert!(first.contains("with GSSAPI over TLSv1.3"), "{first}");
+    assert!(first.contains(&format!("({tls} on port")), "{first}");
+    assert!(first.contains("protection tls+strong"), "{first}");
+    let text = out.stdout_text();
+    assert!(text.contains("a OK"), "SELECT failed: {text:.2000}");
+    let expected = std::fs::read(h.path("BIG_MESSAGE")).unwrap();
+    assert!(
+        expected.len() > 20_000_000,
+        "the harness's big message is {} bytes",
+        expected.len()
+    );
+    let got = literal_after(&out.stdout, b"BODY[]").expect("a BODY[] literal in the FETCH reply");
+    assert!(
+        got == expected.as_slice(),
+        "the fetched message differs from the stored one"
+    );
+    assert!(text.contains("c OK"), "LOGOUT not completed");
+}
+
+#[test]
+fn starttls_then_gssapi_fetches_the_20mb_message_byte_identical() {
+    fetch_big_message_through("starttls");
+}
+
+#[test]
+fn implicit_tls_then_gssapi_fetches_the_20mb_message_byte_identical() {
+    fetch_big_message_through("implicit");
+}
+
+#[test]
+fn without_a_kerberos_ticket_the_client_gets_bye_and_nothing_is_sent_to_authenticate() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = format!("FILE:{}/empty-ccache", dir.path().display());
+    let config = h.config(dir.path(), "", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(h.get("ALICE_CCACHE"), &empty);
+    std::fs::write(&config, text).unwrap();
+    let out = run_mailtun(
+        &[
+            "-vv",
+            "--config",
+            config.to_str().unwrap(),
+            "tunnel",
+            "test",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, Some(EXIT_AUTH), "stderr: {}", out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with(
+            "* BYE [AUTHENTICATIONFAILED] mailtun: GSSAPI: Kerberos: no usable Kerberos ticket"
+        ),
+        "{first}"
+    );
+    assert!(
+        out.stderr.contains("account `test`: authentication:"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("kinit"), "no remedy in: {}", out.stderr);
+    // The -vv trace shows every command sent: TLS was set up, no AUTHENTICATE went out.
+    assert!(out.stderr.contains("C: m2 CAPABILITY"), "{}", out.stderr);
+    assert!(!out.stderr.contains("AUTHENTICATE"), "{}", out.stderr);
+    assert_eq!(
+        out.stdout_text().lines().count(),
+        1,
+        "stdout carries the BYE only"
+    );
+}
+
+#[test]
+fn a_server_certificate_from_an_unknown_ca_is_refused_before_anything_is_sent() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    for tls in ["starttls", "implicit"] {
+        let config = h.config(dir.path(), &format!("tls = [\"{tls}\"]"), "");
+        // Trust only a CA that did not issue Dovecot's certificate.
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
+        std::fs::write(&config, text).unwrap();
+        let out = run_mailtun(
+            &[
+                "-vv",
+                "--config",
+                config.to_str().unwrap(),
+                "tunnel",
+                "test",
+            ],
+            b"",
+        );
+        assert_eq!(out.code, Some(EXIT_NETWORK), "{tls}: {}", out.stderr);
+        assert!(
+            out.first_line().starts_with("* BYE [UNAVAILABLE] mailtun:"),
+            "{}",
+            out.first_line()
+        );
+        assert!(out.stderr.contains("TLS handshake"), "{}", out.stderr);
+        assert!(out.stderr.contains("does not trust"), "{}", out.stderr);
+        assert!(out.stderr.contains("ca_file"), "no remedy: {}", out.stderr);
+        assert!(!out.stderr.contains("AUTHENTICATE"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn an_unreachable_server_gives_bye_with_host_and_port() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1 of the harness address.
+    let config = h.config(
+        dir.path(),
+        "tls = [\"starttls\", \"implicit\"]\nplain_port = 1\ntls_port = 2",
+        "",
+    );
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        b"",
+    );
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
+    assert!(
+        out.first_line()
+            .starts_with("* BYE [UNAVAILABLE] mailtun: cannot connect to"),
+        "{}",
+        out.first_line()
+    );
+    assert!(out.stderr.contains("port 2"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tried starttls on port 1 first"),
+        "both methods are reported: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+}
+
+#[test]
+fn an_unreachable_plain_port_falls_back_to_the_tls_port() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(
+        dir.path(),
+        "tls = [\"starttls\", \"implicit\"]\nplain_port = 1",
+        "",
+    );
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        b"a LOGOUT\r\n",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.first_line().contains("(implicit on port 993)"),
+        "{}",
+        out.first_line()
+    );
+}
+
+#[test]
+fn a_configuration_error_names_file_line_and_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[accounts.test]\nhost = \"h\"\ntsl = [\"starttls\"]\n",
+    )
+    .unwrap();
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        b"",
+    );
+    assert_eq!(out.code, Some(3));
+    assert!(
+        out.first_line().starts_with("* BYE [UNAVAILABLE] mailtun:"),
+        "{}",
+        out.first_line()
+    );
+    assert!(
+        out.stderr.contains("bad.toml:3:1: account `test`"),
+        "{}",
+        out.stderr
+    );
+}

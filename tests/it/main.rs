@@ -1,0 +1,8 @@
+//! Integration tests: the real `mailtun` binary against a real MIT KDC and a real Dovecot
+//! (started by `scripts/harness`), real mail clients, and scripted servers for what no
+//! real server does.
+
+mod clients;
+mod harness;
+mod imap_tunnel;
+mod scripted;
