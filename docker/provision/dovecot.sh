@@ -14,6 +14,7 @@
 #   SUBMISSION_PORT 587, SUBMISSIONS_PORT 465, SINK_ADDR ($MAIL_ADDR), SINK_PORT 2525,
 #   ALICE_PASSWORD, BOB_PASSWORD (must match kdc.sh), VMAIL_USER nobody,
 #   VMAIL_GROUP nogroup, DOVECOT_DEBUG (set to 1 for auth_debug + mail_debug),
+#   AUTH_FAILURE_DELAY (0; Dovecot's own default is "2 secs"),
 #   PYTHON (an interpreter that can import aiosmtpd; default: /usr/bin/python3)
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
@@ -83,6 +84,8 @@ ssl_min_protocol = TLSv1.2
 $dh
 
 disable_plaintext_auth = yes
+# Failed logins answer at once (Dovecot's default is a 2 s delay).
+auth_failure_delay = ${AUTH_FAILURE_DELAY:-0}
 auth_mechanisms = gssapi scram-sha-256 scram-sha-1 cram-md5 plain login
 auth_username_format = %Ln
 auth_realms = $REALM
