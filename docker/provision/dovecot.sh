@@ -14,6 +14,8 @@
 #   SUBMISSION_PORT 587, SUBMISSIONS_PORT 465, SINK_ADDR ($MAIL_ADDR), SINK_PORT 2525,
 #   ALICE_PASSWORD, BOB_PASSWORD (must match kdc.sh), VMAIL_USER nobody,
 #   VMAIL_GROUP nogroup, DOVECOT_DEBUG (set to 1 for auth_debug + mail_debug),
+#   AUTH_FAILURE_DELAY (0; Dovecot's own default is "2 secs"), AUTH_PENALTY (0; 1 keeps
+#   Dovecot's per-IP penalty for failed logins),
 #   PYTHON (an interpreter that can import aiosmtpd; default: /usr/bin/python3)
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
@@ -56,6 +58,14 @@ provision() {
   chgrp dovecot "$dcdir/passwd"; chmod 0640 "$dcdir/passwd"
   local debug=no
   [ "${DOVECOT_DEBUG:-0}" = 1 ] && debug=yes
+  # Dovecot delays every login from an IP that failed before (anvil's auth penalty,
+  # up to 15 s): tests that fail on purpose would slow the next ones. Off unless AUTH_PENALTY=1.
+  local penalty="service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}"
+  [ "${AUTH_PENALTY:-0}" = 1 ] && penalty=""
   local dh=""
   [ -r /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
   cat > "$conf" <<CONF
@@ -83,6 +93,8 @@ ssl_min_protocol = TLSv1.2
 $dh
 
 disable_plaintext_auth = yes
+# Failed logins answer at once (Dovecot's default is a 2 s delay).
+auth_failure_delay = ${AUTH_FAILURE_DELAY:-0}
 auth_mechanisms = gssapi scram-sha-256 scram-sha-1 cram-md5 plain login
 auth_username_format = %Ln
 auth_realms = $REALM
@@ -128,6 +140,7 @@ service submission-login {
     ssl = yes
   }
 }
+$penalty
 protocol imap {
   mail_max_userip_connections = 1000
 }
@@ -143,19 +156,37 @@ CONF
   doveconf -c "$conf" -n >/dev/null
 }
 
-pid_alive() { # PIDFILE PATTERN
+# running PID: PID exists and is not a zombie (a dead daemon awaiting its reaper).
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+
+# pid_alive PIDFILE STRING: the pid in PIDFILE runs and its command line contains STRING
+# (so a recycled pid is never taken for ours).
+pid_alive() {
   local pid
   [ -f "$1" ] || return 1
   pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qa "$2" "/proc/$pid/cmdline" 2>/dev/null
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qaF -- "$2" "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# group_alive PGID: some non-zombie process is in process group PGID.
+group_alive() { ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { f = 1 } END { exit !f }'; }
+
+# Dovecot's master is a session leader (pgid = its pid) and its children stay in that
+# group. Children of a killed master can linger for a long time, holding the ports:
+# signal the whole group, then wait for it to be gone.
 stop() {
-  if pid_alive "$dcdir/run/master.pid" dovecot; then
-    local pid; pid=$(cat "$dcdir/run/master.pid")
-    kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
+  local pid
+  if pid_alive "$dcdir/run/master.pid" "$conf"; then
+    pid=$(cat "$dcdir/run/master.pid")
+    if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      for _ in $(seq 60); do group_alive "$pid" || break; sleep 0.05; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    else
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 60); do running "$pid" || break; sleep 0.05; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$dcdir/run/master.pid"
 }
@@ -167,10 +198,10 @@ start() {
 }
 
 sink_stop() {
-  if pid_alive "$sinkpid" sink.py; then
+  if pid_alive "$sinkpid" "$STATE/sink"; then
     local pid; pid=$(cat "$sinkpid")
     kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    for _ in $(seq 60); do running "$pid" || break; sleep 0.05; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$sinkpid"

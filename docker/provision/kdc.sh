@@ -74,12 +74,15 @@ CMDS
   chmod 0640 "$STATE/mail.keytab"
 }
 
+# running PID: PID exists and is not a zombie (a dead daemon awaiting its reaper).
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+
 stop() {
   [ -f "$pidfile" ] || return 0
   local pid; pid=$(cat "$pidfile")
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q krb5kdc "/proc/$pid/cmdline" 2>/dev/null; then
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qaF -- "$pidfile" "/proc/$pid/cmdline" 2>/dev/null; then
     kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    for _ in $(seq 60); do running "$pid" || break; sleep 0.05; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
