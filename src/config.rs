@@ -83,32 +83,96 @@ impl fmt::Display for TlsMethod {
     }
 }
 
-/// A SASL mechanism an account may use. Only the ones implemented are accepted.
+/// A SASL mechanism an account may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MechName {
     Gssapi,
+    ScramSha256Plus,
+    ScramSha1Plus,
+    ScramSha256,
+    ScramSha1,
+    External,
+    OAuthBearer,
+    XOAuth2,
+    Plain,
+    Login,
+    CramMd5,
 }
 
 impl MechName {
+    /// Every mechanism, in the order `auth = "auto"` ranks them; CRAM-MD5 last (it is
+    /// only used when listed by name).
+    pub const ALL: [MechName; 11] = [
+        MechName::Gssapi,
+        MechName::ScramSha256Plus,
+        MechName::ScramSha1Plus,
+        MechName::ScramSha256,
+        MechName::ScramSha1,
+        MechName::External,
+        MechName::OAuthBearer,
+        MechName::XOAuth2,
+        MechName::Plain,
+        MechName::Login,
+        MechName::CramMd5,
+    ];
+
     /// The IANA name the server advertises.
     pub fn as_str(self) -> &'static str {
         match self {
             MechName::Gssapi => "GSSAPI",
+            MechName::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            MechName::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            MechName::ScramSha256 => "SCRAM-SHA-256",
+            MechName::ScramSha1 => "SCRAM-SHA-1",
+            MechName::External => "EXTERNAL",
+            MechName::OAuthBearer => "OAUTHBEARER",
+            MechName::XOAuth2 => "XOAUTH2",
+            MechName::Plain => "PLAIN",
+            MechName::Login => "LOGIN",
+            MechName::CramMd5 => "CRAM-MD5",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "gssapi" => Some(MechName::Gssapi),
-            _ => None,
-        }
+        MechName::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
-    /// Whether the mechanism keeps the password (or a password equivalent) off the wire.
+    /// Whether the mechanism keeps the password, any password equivalent and any bearer
+    /// token off the wire, so that an eavesdropper learns nothing it can replay.
+    /// CRAM-MD5 sends only a keyed digest of a challenge (RFC 2195): strong in this sense,
+    /// though an eavesdropper can attack a weak password offline, which is why `auto`
+    /// never picks it.
     pub fn is_strong(self) -> bool {
-        match self {
-            MechName::Gssapi => true,
-        }
+        !matches!(
+            self,
+            MechName::Plain | MechName::Login | MechName::OAuthBearer | MechName::XOAuth2
+        )
+    }
+
+    /// Whether the mechanism needs the account's password.
+    pub fn needs_password(self) -> bool {
+        matches!(
+            self,
+            MechName::ScramSha256Plus
+                | MechName::ScramSha1Plus
+                | MechName::ScramSha256
+                | MechName::ScramSha1
+                | MechName::Plain
+                | MechName::Login
+                | MechName::CramMd5
+        )
+    }
+
+    /// Whether the mechanism can only run over TLS (channel binding, client certificate,
+    /// or a secret sent as it is).
+    pub fn needs_tls(self) -> bool {
+        !self.is_strong()
+            || matches!(
+                self,
+                MechName::ScramSha256Plus | MechName::ScramSha1Plus | MechName::External
+            )
     }
 }
 
@@ -116,6 +180,60 @@ impl fmt::Display for MechName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The weakest session an account accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MinProtection {
+    /// Verified TLS and a strong mechanism.
+    #[serde(rename = "tls+strong")]
+    TlsStrong,
+    /// Verified TLS (the default).
+    #[serde(rename = "tls")]
+    Tls,
+    /// A strong mechanism, with or without TLS.
+    #[serde(rename = "strong")]
+    Strong,
+}
+
+impl MinProtection {
+    pub fn requires_tls(self) -> bool {
+        matches!(self, MinProtection::TlsStrong | MinProtection::Tls)
+    }
+    pub fn requires_strong(self) -> bool {
+        matches!(self, MinProtection::TlsStrong | MinProtection::Strong)
+    }
+}
+
+impl fmt::Display for MinProtection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MinProtection::TlsStrong => "tls+strong",
+            MinProtection::Tls => "tls",
+            MinProtection::Strong => "strong",
+        })
+    }
+}
+
+/// Which OS keyring holds passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyringStore {
+    /// The desktop's Secret Service (GNOME Keyring, KWallet) over D-Bus.
+    SecretService,
+    /// The Linux kernel key retention service (session keyring).
+    Keyutils,
+}
+
+/// Where the account's password comes from, when a mechanism needs one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// Asked on the controlling terminal (never stdin/stdout: they carry the protocol).
+    Prompt,
+    /// First line of a command's output (`sh -c`), e.g. `pass show mail/work`.
+    Command(String),
+    /// The OS keyring, service `mailtun`, user `ACCOUNT`.
+    Keyring(KeyringStore),
 }
 
 /// Kerberos settings of one account.
@@ -131,6 +249,9 @@ pub struct GssapiSettings {
     pub delegate: bool,
     /// Authorization identity sent in the last GSSAPI step; empty (the principal) by default.
     pub authzid: String,
+    /// Without a valid ticket, obtain one with the account's password (it goes only to
+    /// the KDC).
+    pub kinit: bool,
 }
 
 /// Settings that weaken security. Each use prints a warning.
@@ -158,6 +279,12 @@ pub struct Account {
     pub pin_sha256: Option<[u8; 32]>,
     pub user: String,
     pub auth: Vec<MechName>,
+    pub min_protection: MinProtection,
+    pub password: PasswordSource,
+    /// Command whose first output line is an OAuth 2.0 access token.
+    pub oauth_token_command: Option<String>,
+    /// TLS client certificate and key (PEM), for EXTERNAL.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
     pub gssapi: GssapiSettings,
     pub dangerous: Dangerous,
@@ -193,10 +320,31 @@ struct RawAccount {
     ca_file: Option<PathBuf>,
     pin_sha256: Option<Spanned<String>>,
     user: Option<String>,
-    auth: Option<Spanned<Vec<Spanned<String>>>>,
+    auth: Option<Spanned<RawAuth>>,
+    min_protection: Option<MinProtection>,
+    password: Option<Spanned<RawPassword>>,
+    keyring_store: Option<KeyringStore>,
+    oauth_token_command: Option<String>,
+    client_cert: Option<Spanned<PathBuf>>,
+    client_key: Option<PathBuf>,
     timeout_secs: Option<Spanned<u64>>,
     gssapi: Option<RawGssapi>,
     dangerous: Option<Dangerous>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAuth {
+    Word(String),
+    List(Vec<Spanned<String>>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassword {
+    #[serde(default)]
+    keyring: bool,
+    command: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,6 +357,8 @@ struct RawGssapi {
     delegate: bool,
     #[serde(default)]
     authzid: String,
+    #[serde(default)]
+    kinit: bool,
 }
 
 /// The configuration file to read: `--config`, else `$MAILTUN_CONFIG`, else
@@ -343,33 +493,100 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             ))?)
         }
     };
+    let supported = || {
+        MechName::ALL
+            .iter()
+            .map(|m| format!("\"{}\"", m.as_str().to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let auth = match raw.auth {
         None => vec![MechName::Gssapi],
         Some(list) => {
             let span = list.span();
-            let list = list.into_inner();
-            if list.is_empty() {
-                return Err((
-                    Some(span),
-                    "`auth` lists no mechanism; use [\"gssapi\"]".into(),
-                ));
-            }
-            let mut out = Vec::new();
-            for m in list {
-                let mech = MechName::parse(m.get_ref()).ok_or((
-                    Some(m.span()),
-                    format!(
-                        "unknown or unsupported mechanism \"{}\" in `auth`; supported: \"gssapi\"",
-                        m.get_ref()
-                    ),
-                ))?;
-                if !out.contains(&mech) {
-                    out.push(mech);
+            match list.into_inner() {
+                RawAuth::Word(w) if w == "auto" => MechName::ALL
+                    .into_iter()
+                    .filter(|m| *m != MechName::CramMd5)
+                    .collect(),
+                RawAuth::Word(w) => {
+                    return Err((
+                        Some(span),
+                        format!("`auth` must be \"auto\" or a list of mechanisms, not \"{w}\""),
+                    ));
+                }
+                RawAuth::List(list) if list.is_empty() => {
+                    return Err((
+                        Some(span),
+                        "`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into(),
+                    ));
+                }
+                RawAuth::List(list) => {
+                    let mut out = Vec::new();
+                    for m in list {
+                        let mech = MechName::parse(m.get_ref()).ok_or_else(|| {
+                            (
+                                Some(m.span()),
+                                format!(
+                                    "unknown or unsupported mechanism \"{}\" in `auth`; supported: {}",
+                                    m.get_ref(),
+                                    supported()
+                                ),
+                            )
+                        })?;
+                        if !out.contains(&mech) {
+                            out.push(mech);
+                        }
+                    }
+                    out
                 }
             }
-            out
         }
     };
+    let min_protection = raw.min_protection.unwrap_or(MinProtection::Tls);
+    if min_protection.requires_strong() && !auth.iter().any(|m| m.is_strong()) {
+        return Err((
+            None,
+            format!(
+                "`min_protection = \"{min_protection}\"` needs a strong mechanism in `auth` (GSSAPI, SCRAM, EXTERNAL)"
+            ),
+        ));
+    }
+    let password = match raw.password {
+        None => PasswordSource::Prompt,
+        Some(p) => {
+            let span = p.span();
+            match p.into_inner() {
+                RawPassword {
+                    keyring: true,
+                    command: None,
+                } => PasswordSource::Keyring(raw.keyring_store.unwrap_or(KeyringStore::Keyutils)),
+                RawPassword {
+                    keyring: false,
+                    command: Some(c),
+                } if !c.trim().is_empty() => PasswordSource::Command(c),
+                _ => {
+                    return Err((
+                        Some(span),
+                        "`password` must be `{ keyring = true }` or `{ command = \"...\" }`".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let client_cert = match (raw.client_cert, raw.client_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((c.into_inner(), k)),
+        (c, _) => {
+            return Err((
+                c.map(|c| c.span()),
+                "`client_cert` and `client_key` go together".into(),
+            ));
+        }
+    };
+    if auth.contains(&MechName::External) && client_cert.is_none() && auth.len() == 1 {
+        return Err((None, "EXTERNAL needs `client_cert` and `client_key`".into()));
+    }
     let timeout = match raw.timeout_secs {
         None => Duration::from_secs(30),
         Some(t) if *t.get_ref() == 0 || *t.get_ref() > 3600 => {
@@ -394,6 +611,10 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         pin_sha256,
         user,
         auth,
+        min_protection,
+        password,
+        oauth_token_command: raw.oauth_token_command,
+        client_cert,
         timeout,
         gssapi: GssapiSettings {
             service: g
@@ -403,6 +624,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             ccache: g.ccache,
             delegate: g.delegate,
             authzid: g.authzid,
+            kinit: g.kinit,
         },
         dangerous: raw.dangerous.unwrap_or_default(),
     })

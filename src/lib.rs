@@ -14,6 +14,7 @@
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod gss;
 pub mod policy;

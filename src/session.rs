@@ -341,6 +341,11 @@ async fn start_mechanism(
                         let authzid = settings.authzid.clone();
                         Box::new(Gssapi::new(ctx, LayerWanted::None, authzid))
                     }
+                    _ => {
+                        return Err(SaslError::UnexpectedChallenge {
+                            mechanism: name.as_str(),
+                        });
+                    }
                 };
                 let initial = mech.initial_response()?;
                 Ok((mech, initial))
