@@ -320,7 +320,7 @@ struct RawAccount {
     ca_file: Option<PathBuf>,
     pin_sha256: Option<Spanned<String>>,
     user: Option<String>,
-    auth: Option<Spanned<RawAuth>>,
+    auth: Option<Spanned<toml::Value>>,
     min_protection: Option<MinProtection>,
     password: Option<Spanned<RawPassword>>,
     keyring_store: Option<KeyringStore>,
@@ -330,13 +330,6 @@ struct RawAccount {
     timeout_secs: Option<Spanned<u64>>,
     gssapi: Option<RawGssapi>,
     dangerous: Option<Dangerous>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawAuth {
-    Word(String),
-    List(Vec<Spanned<String>>),
 }
 
 #[derive(Deserialize)]
@@ -504,41 +497,34 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         None => vec![MechName::Gssapi],
         Some(list) => {
             let span = list.span();
+            let bad = |what: String| Err((Some(span.clone()), what));
             match list.into_inner() {
-                RawAuth::Word(w) if w == "auto" => MechName::ALL
+                toml::Value::String(w) if w == "auto" => MechName::ALL
                     .into_iter()
                     .filter(|m| *m != MechName::CramMd5)
                     .collect(),
-                RawAuth::Word(w) => {
-                    return Err((
-                        Some(span),
-                        format!("`auth` must be \"auto\" or a list of mechanisms, not \"{w}\""),
-                    ));
+                toml::Value::Array(list) if list.is_empty() => {
+                    return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
                 }
-                RawAuth::List(list) if list.is_empty() => {
-                    return Err((
-                        Some(span),
-                        "`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into(),
-                    ));
-                }
-                RawAuth::List(list) => {
+                toml::Value::Array(list) => {
                     let mut out = Vec::new();
                     for m in list {
-                        let mech = MechName::parse(m.get_ref()).ok_or_else(|| {
-                            (
-                                Some(m.span()),
-                                format!(
-                                    "unknown or unsupported mechanism \"{}\" in `auth`; supported: {}",
-                                    m.get_ref(),
-                                    supported()
-                                ),
-                            )
-                        })?;
+                        let Some(mech) = m.as_str().and_then(MechName::parse) else {
+                            return bad(format!(
+                                "unknown or unsupported mechanism {m} in `auth`; supported: {}",
+                                supported()
+                            ));
+                        };
                         if !out.contains(&mech) {
                             out.push(mech);
                         }
                     }
                     out
+                }
+                other => {
+                    return bad(format!(
+                        "`auth` must be \"auto\" or a list of mechanisms, not {other}"
+                    ));
                 }
             }
         }
@@ -701,7 +687,7 @@ mod tests {
     fn unsupported_mechanism_and_bad_pin_are_refused() {
         let e = parse("[accounts.a]\nhost = \"h\"\nauth = [\"gssapi\", \"rot13\"]\n").unwrap_err();
         assert!(e.to_string().contains("rot13"), "{e}");
-        assert_eq!(e.location, Some((3, 19)));
+        assert_eq!(e.location, Some((3, 8)));
         let e = parse("[accounts.a]\nhost = \"h\"\npin_sha256 = \"abc\"\n").unwrap_err();
         assert!(e.to_string().contains("64 hex digits"), "{e}");
     }
@@ -723,5 +709,39 @@ mod tests {
         let c = parse("[accounts.a]\nhost = \"h\"\n[accounts.b]\nhost = \"h\"\n").unwrap();
         let e = c.account("c").unwrap_err();
         assert!(e.to_string().contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn auto_ranks_gssapi_first_and_leaves_cram_md5_out() {
+        let c = parse("[accounts.a]\nhost = \"h\"\nauth = \"auto\"\n").unwrap();
+        let auth = &c.account("a").unwrap().auth;
+        assert_eq!(auth.first(), Some(&MechName::Gssapi));
+        assert_eq!(auth.last(), Some(&MechName::Login));
+        assert!(!auth.contains(&MechName::CramMd5));
+    }
+
+    #[test]
+    fn password_sources_and_min_protection() {
+        let c = parse(
+            "[accounts.a]\nhost = \"h\"\nauth = [\"scram-sha-256\"]\nmin_protection = \"tls+strong\"\npassword = { command = \"pass show x\" }\n",
+        )
+        .unwrap();
+        let a = c.account("a").unwrap();
+        assert_eq!(a.password, PasswordSource::Command("pass show x".into()));
+        assert_eq!(a.min_protection, MinProtection::TlsStrong);
+        let e = parse(
+            "[accounts.a]\nhost = \"h\"\nauth = [\"plain\"]\nmin_protection = \"tls+strong\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("strong mechanism"), "{e}");
+        let e =
+            parse("[accounts.a]\nhost = \"h\"\npassword = { keyring = true, command = \"x\" }\n")
+                .unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+        let c = parse("[accounts.a]\nhost = \"h\"\npassword = { keyring = true }\nkeyring_store = \"secret-service\"\n").unwrap();
+        assert_eq!(
+            c.account("a").unwrap().password,
+            PasswordSource::Keyring(KeyringStore::SecretService)
+        );
     }
 }
