@@ -31,6 +31,19 @@ pub enum Command {
         /// The account's name in the configuration file.
         account: String,
     },
+    /// Store or delete an account's password in its keyring (`password = { keyring = true }`).
+    Password {
+        #[command(subcommand)]
+        action: PasswordAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordAction {
+    /// Store the password: asked on the terminal, or read from stdin when it is not one.
+    Set { account: String },
+    /// Remove the stored password.
+    Delete { account: String },
 }
 
 pub const EXIT_CODES: &str = "\

@@ -11,7 +11,7 @@ use mailtun::config::{self, Config, ConfigError};
 use mailtun::error::{Class, Failure, FailureKind, Step};
 use mailtun::{session, tunnel};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, PasswordAction};
 
 const EXIT_CONFIG: u8 = 3;
 const EXIT_NETWORK: u8 = 4;
@@ -47,6 +47,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Tunnel { ref account } => runtime.block_on(run_tunnel(&cli, account)),
+        Command::Password { ref action } => run_password(&cli, action),
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
@@ -149,4 +150,57 @@ fn report(
         eprintln!("mailtun: hint: {remedy}");
     }
     ExitCode::from(exit_code(class))
+}
+
+fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
+    let (PasswordAction::Set { account } | PasswordAction::Delete { account }) = action;
+    let account = match load_config(cli).and_then(|c| c.account(account).cloned()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config::PasswordSource::Keyring(store) = account.password else {
+        eprintln!(
+            "mailtun: account `{}` does not keep its password in a keyring; set `password = {{ keyring = true }}` first",
+            account.name
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let result = match action {
+        PasswordAction::Set { .. } => read_new_password(&account.name).and_then(|p| {
+            mailtun::credentials::set_password(store, &account.name, &p).map_err(|e| e.to_string())
+        }),
+        PasswordAction::Delete { .. } => {
+            mailtun::credentials::delete_password(store, &account.name).map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailtun: account `{}`: {e}", account.name);
+            ExitCode::from(EXIT_AUTH)
+        }
+    }
+}
+
+/// A new password: from the terminal when stdin is one, else the first line of stdin.
+fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, String> {
+    use mailtun::secret::Secret;
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password(format!("mailtun: new password for account `{account}`: "))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        Ok(Secret::new(p))
+    } else {
+        let mut raw = String::new();
+        let read = std::io::stdin().read_line(&mut raw);
+        let raw = Secret::new(raw);
+        read.map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        let line = Secret::new(raw.expose().trim_end_matches(['\r', '\n']).to_string());
+        if line.expose().is_empty() {
+            return Err("the password read from stdin is empty".into());
+        }
+        Ok(line)
+    }
 }
