@@ -1003,3 +1003,216 @@ mod tests {
         assert!(!shown.contains("pencil"), "{shown}");
     }
 }
+
+/// Our client against rsasl's SCRAM server, an independent implementation.
+#[cfg(test)]
+mod oracle {
+    use std::io::Cursor;
+
+    use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+    use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+    use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
+    use rsasl::mechanisms::scram::{SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS};
+    use rsasl::prelude::{
+        ChannelBindingCallback, Mechname, Registry, SASLConfig, SASLServer, SessionError,
+    };
+    use rsasl::validate::NoValidation;
+
+    use super::*;
+
+    static MECHANISMS: &[rsasl::prelude::Mechanism] =
+        &[SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS];
+    /// A server that does not offer (and so does not support) channel binding.
+    static WITHOUT_PLUS: &[rsasl::prelude::Mechanism] = &[SCRAM_SHA1, SCRAM_SHA256];
+
+    struct Stored {
+        salt: Vec<u8>,
+        iterations: u32,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+    }
+
+    impl SessionCallback for Stored {
+        fn callback(
+            &self,
+            _session_data: &SessionData,
+            _context: &Context,
+            request: &mut Request,
+        ) -> Result<(), SessionError> {
+            request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                self.iterations,
+                &self.salt,
+                &self.stored_key,
+                &self.server_key,
+            ))?;
+            Ok(())
+        }
+    }
+
+    struct Cb(Option<(&'static str, Vec<u8>)>);
+    impl ChannelBindingCallback for Cb {
+        fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+            self.0
+                .as_ref()
+                .filter(|(name, _)| *name == cbname)
+                .map(|(_, data)| data.as_slice())
+        }
+    }
+
+    fn stored<D>(password: &str) -> Stored
+    where
+        D: Digest + BlockSizeUser + Clone + Sync + hmac::digest::FixedOutputReset,
+    {
+        let salt = b"an oracle salt".to_vec();
+        let mut salted = Default::default();
+        hash_password::<D>(password.as_bytes(), 4096, &salt, &mut salted);
+        let (client_key, server_key) = derive_keys::<D>(salted.as_slice());
+        Stored {
+            salt,
+            iterations: 4096,
+            stored_key: D::digest(client_key).to_vec(),
+            server_key: server_key.to_vec(),
+        }
+    }
+
+    /// Runs our client against the oracle server; returns our client's outcome.
+    fn run(
+        hash: ScramHash,
+        server_password: &str,
+        client_password: &str,
+        server_cb: Option<(&'static str, Vec<u8>)>,
+        binding: Binding,
+    ) -> Result<(), SaslError> {
+        run_with(
+            MECHANISMS,
+            hash,
+            server_password,
+            client_password,
+            server_cb,
+            binding,
+        )
+    }
+
+    fn run_with(
+        mechanisms: &'static [rsasl::prelude::Mechanism],
+        hash: ScramHash,
+        server_password: &str,
+        client_password: &str,
+        server_cb: Option<(&'static str, Vec<u8>)>,
+        binding: Binding,
+    ) -> Result<(), SaslError> {
+        let stored = match hash {
+            ScramHash::Sha1 => stored::<sha1::Sha1>(server_password),
+            ScramHash::Sha256 => stored::<sha2::Sha256>(server_password),
+        };
+        let config = SASLConfig::builder()
+            .with_registry(Registry::with_mechanisms(mechanisms))
+            .with_callback(stored)
+            .unwrap();
+        let mut client = Scram::new(
+            hash,
+            "user",
+            Secret::new(client_password.into()),
+            None,
+            binding,
+            ClientNonce::random().unwrap(),
+        )
+        .unwrap();
+        let server = SASLServer::<NoValidation, Cb>::with_cb(config, Cb(server_cb));
+        let mut session = server
+            .start_suggested(Mechname::parse(client.name().as_bytes()).unwrap())
+            .unwrap();
+        let mut to_server = client.initial_response()?.unwrap().expose().clone();
+        loop {
+            let mut out = Cursor::new(Vec::new());
+            let state = session.step(Some(&to_server), &mut out);
+            let challenge = out.into_inner();
+            if challenge.is_empty() {
+                // The server stopped without a message: it refused.
+                return Err(SaslError::ServerError {
+                    mechanism: client.name(),
+                    value: format!("oracle: {state:?}"),
+                });
+            }
+            to_server = client.step(&challenge)?.expose().clone();
+            if client.is_complete() {
+                assert!(state.unwrap().is_finished());
+                return Ok(());
+            }
+        }
+    }
+
+    #[test]
+    fn interoperates_with_rsasl_server_sha1_and_sha256() {
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            for password in ["pencil", "pass,word=\u{e9}t\u{e9}"] {
+                run(hash, password, password, None, Binding::Unsupported).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn rsasl_server_refuses_a_wrong_password() {
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            let err = run(hash, "pencil", "crayon", None, Binding::Unsupported).unwrap_err();
+            assert!(matches!(err, SaslError::ServerError { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn interoperates_with_rsasl_server_plus_tls_exporter() {
+        let data = vec![7u8; 32];
+        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+            run(
+                hash,
+                "pencil",
+                "pencil",
+                Some(("tls-exporter", data.clone())),
+                Binding::Plus(ChannelBinding::new(
+                    ChannelBindingKind::TlsExporter,
+                    data.clone(),
+                )),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn rsasl_server_refuses_mismatched_channel_binding() {
+        let err = run(
+            ScramHash::Sha256,
+            "pencil",
+            "pencil",
+            Some(("tls-exporter", vec![1u8; 32])),
+            Binding::Plus(ChannelBinding::new(
+                ChannelBindingKind::TlsExporter,
+                vec![2u8; 32],
+            )),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SaslError::ServerError { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn y_flag_accepted_by_a_server_without_binding_and_refused_by_one_with_it() {
+        run_with(
+            WITHOUT_PLUS,
+            ScramHash::Sha256,
+            "pencil",
+            "pencil",
+            None,
+            Binding::SupportedButNotAdvertised,
+        )
+        .unwrap();
+        // A server that offers -PLUS sees `y`: -PLUS was stripped on the way, so it refuses.
+        let err = run(
+            ScramHash::Sha256,
+            "pencil",
+            "pencil",
+            None,
+            Binding::SupportedButNotAdvertised,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SaslError::ServerError { .. }), "{err:?}");
+    }
+}
