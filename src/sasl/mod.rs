@@ -1,10 +1,26 @@
 //! Sans-I/O SASL client mechanisms: challenge bytes in, response bytes out.
 //!
-//! No mechanism here performs I/O or links a crypto or Kerberos library directly;
+//! No mechanism here performs I/O, reads a clock or links a Kerberos library directly;
 //! GSSAPI reaches Kerberos through the [`gssapi::GssContext`] trait, which `gss`
-//! implements.
+//! implements. Randomness (the SCRAM client nonce) and channel-binding data are inputs.
+//!
+//! # Layout
+//! - [`gssapi`]: GSSAPI (RFC 4752) over a context trait.
+//! - [`scram`]: SCRAM-SHA-1, SCRAM-SHA-256 and their `-PLUS` variants (RFC 5802, 7677).
+//! - [`cram_md5`], [`plain`], [`login`], [`external`]: the simple ones.
+//! - [`oauth`]: OAUTHBEARER (RFC 7628) and Google's XOAUTH2.
+//! - [`properties`]: what the policy needs to know about each mechanism name.
+//! - `gs2`: the GS2 header and `saslname` escaping shared by SCRAM and OAUTHBEARER.
 
+pub mod cram_md5;
+pub mod external;
+mod gs2;
 pub mod gssapi;
+pub mod login;
+pub mod oauth;
+pub mod plain;
+pub mod properties;
+pub mod scram;
 
 use crate::secret::Secret;
 
@@ -19,6 +35,16 @@ pub trait Mechanism: Send {
     /// Whether the mechanism finished and verified the server (mutual authentication).
     /// A server's success reply before this is true is refused.
     fn is_complete(&self) -> bool;
+    /// A failure the server reported inside the exchange, if any.
+    ///
+    /// Some mechanisms must answer a server's error challenge with a dummy response
+    /// (OAUTHBEARER's `\x01`, XOAUTH2's empty response) and let the server end the
+    /// exchange with its failure reply. `step` then succeeds, `is_complete` stays false,
+    /// and this returns the error the server explained, which is what the user should see
+    /// instead of the bare failure reply.
+    fn server_failure(&self) -> Option<SaslError> {
+        None
+    }
 }
 
 /// How a GSS-API operation failed, as far as a user can act on it.
@@ -78,4 +104,83 @@ pub enum SaslError {
     /// The server sent a challenge where the mechanism expects none.
     #[error("the server sent an unexpected {mechanism} challenge")]
     UnexpectedChallenge { mechanism: &'static str },
+    /// A server message does not follow the mechanism's grammar.
+    #[error("the server's {mechanism} message is malformed ({reason})")]
+    MalformedServerMessage {
+        mechanism: &'static str,
+        reason: &'static str,
+    },
+    /// The SCRAM server nonce does not start with (and extend) the client nonce: the
+    /// server-first message does not belong to this exchange.
+    #[error("the server's {mechanism} nonce does not extend the client nonce")]
+    NonceNotExtended { mechanism: &'static str },
+    /// The SCRAM iteration count is outside the accepted bounds: too low makes the
+    /// exchange cheap to brute-force, too high is a denial of service on the client.
+    #[error("the server asks for {count} {mechanism} iterations; accepted are {min} to {max}")]
+    IterationCountOutOfBounds {
+        mechanism: &'static str,
+        count: u64,
+        min: u32,
+        max: u32,
+    },
+    /// The SCRAM server-first message carries a mandatory extension (`m=`) we do not know.
+    #[error("the server requires a {mechanism} extension this client does not implement")]
+    UnsupportedMandatoryExtension { mechanism: &'static str },
+    /// The SCRAM server sent its final message before the client sent its proof.
+    #[error("the server sent its final {mechanism} message before the client's proof")]
+    ServerFinalTooEarly { mechanism: &'static str },
+    /// The SCRAM server signature `v=` does not verify: the server does not know the
+    /// password (or a stored key for it), or the exchange was tampered with.
+    #[error(
+        "the server's {mechanism} signature does not verify: the server did not prove it knows the password"
+    )]
+    ServerSignatureMismatch { mechanism: &'static str },
+    /// The server ended the exchange with an error value (SCRAM `e=`).
+    #[error("the server refused the {mechanism} exchange: {value}")]
+    ServerError {
+        mechanism: &'static str,
+        /// The server's error value, reduced to printable ASCII.
+        value: String,
+    },
+    /// The server refused the OAuth bearer token (RFC 7628 error challenge, or XOAUTH2's).
+    #[error("the server refused the {mechanism} token (status {status})")]
+    TokenRefused {
+        mechanism: &'static str,
+        /// The server's `status`, reduced to printable ASCII.
+        status: String,
+    },
+    /// A local credential cannot be prepared with SASLprep (RFC 4013): it contains a
+    /// prohibited or unassigned character, or mixes text directions.
+    #[error(
+        "the {what} cannot be prepared with SASLprep (RFC 4013): it contains a prohibited character"
+    )]
+    SaslPrepFailed { what: &'static str },
+    /// A local credential cannot be encoded in the mechanism (a NUL in a PLAIN field, an
+    /// empty password, a bearer token with characters outside RFC 6750's `b64token`...).
+    #[error("the {what} cannot be used with {mechanism}: {reason}")]
+    UnusableCredential {
+        mechanism: &'static str,
+        what: &'static str,
+        reason: &'static str,
+    },
+}
+
+/// A server-supplied string made safe for an error message: printable ASCII only, at
+/// most 200 characters.
+pub(crate) fn printable(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(200)
+        .collect();
+    if raw.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
 }

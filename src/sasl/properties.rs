@@ -1,0 +1,217 @@
+//! What the policy needs to know about each SASL mechanism name, before any exchange:
+//! whether it is strong, which credential it needs, and whether it speaks first.
+//!
+//! Only facts about the mechanisms live here; the choice (which combination of TLS and
+//! mechanism strength an account accepts) is `policy`'s.
+//!
+//! # What "strong" means
+//! A mechanism is strong when an eavesdropper on an unprotected link learns nothing
+//! that lets them log in, or cheaply recover the password: the password never crosses
+//! the wire, in clear or in a cleartext-equivalent form.
+//!
+//! - GSSAPI: Kerberos tickets; no password on the wire. Strong.
+//! - SCRAM-*: a salted, iterated proof bound to both nonces, and the server proves it
+//!   knows the password too. Strong.
+//! - EXTERNAL: the TLS client certificate authenticates; nothing password-like is sent.
+//!   Strong (it only works over TLS anyway).
+//! - PLAIN, LOGIN: the password itself. Not strong.
+//! - OAUTHBEARER, XOAUTH2: the bearer token is a cleartext-equivalent credential; whoever
+//!   reads it can log in until it expires. Not strong.
+//! - CRAM-MD5: **not strong**, although RFC 2195 sends no password. Reasons: (1) one
+//!   observed exchange (challenge and HMAC-MD5 response) allows an offline dictionary
+//!   attack at MD5 speed (billions of guesses a second on a GPU), with no salt and no
+//!   iteration count, so any human-chosen password falls; (2) the server does not
+//!   authenticate itself, so without TLS an active attacker can relay or impersonate; (3)
+//!   the server must store the password or its HMAC-MD5 precomputed key, which is a
+//!   password equivalent; RFC 2195 is obsoleted in practice, and SCRAM replaces it. So
+//!   CRAM-MD5 does not make an unprotected link acceptable: the policy treats it like
+//!   PLAIN (allowed only over verified TLS), where it adds nothing but also costs
+//!   nothing.
+
+/// The properties of one mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Properties {
+    name: &'static str,
+    strong: bool,
+    needs_password: bool,
+    needs_token: bool,
+    client_first: bool,
+    mutual: bool,
+    channel_binding: bool,
+}
+
+impl Properties {
+    /// The IANA name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+    /// Whether the mechanism keeps the password, and any cleartext-equivalent of it, off
+    /// the wire (see the module documentation, CRAM-MD5 included).
+    pub const fn is_strong(&self) -> bool {
+        self.strong
+    }
+    /// Whether the account must supply a password.
+    pub const fn needs_password(&self) -> bool {
+        self.needs_password
+    }
+    /// Whether the account must supply an OAuth bearer token.
+    pub const fn needs_token(&self) -> bool {
+        self.needs_token
+    }
+    /// Whether the client sends the first message (usable as an initial response with
+    /// SASL-IR, or answering the server's empty first challenge).
+    pub const fn client_first(&self) -> bool {
+        self.client_first
+    }
+    /// Whether the server proves its identity inside the mechanism (GSSAPI mutual
+    /// authentication, SCRAM's server signature), independently of TLS.
+    pub const fn mutual(&self) -> bool {
+        self.mutual
+    }
+    /// Whether the mechanism binds itself to the TLS channel (the `-PLUS` variants), so
+    /// that a TLS-terminating attacker cannot relay it.
+    pub const fn channel_binding(&self) -> bool {
+        self.channel_binding
+    }
+}
+
+const fn mech(
+    name: &'static str,
+    strong: bool,
+    needs_password: bool,
+    needs_token: bool,
+    client_first: bool,
+    mutual: bool,
+    channel_binding: bool,
+) -> Properties {
+    Properties {
+        name,
+        strong,
+        needs_password,
+        needs_token,
+        client_first,
+        mutual,
+        channel_binding,
+    }
+}
+
+/// Every mechanism of this module, strongest first.
+pub const ALL: &[Properties] = &[
+    //   name                   strong  passwd token  first  mutual cb
+    mech("GSSAPI", true, false, false, true, true, false),
+    mech("SCRAM-SHA-256-PLUS", true, true, false, true, true, true),
+    mech("SCRAM-SHA-1-PLUS", true, true, false, true, true, true),
+    mech("SCRAM-SHA-256", true, true, false, true, true, false),
+    mech("SCRAM-SHA-1", true, true, false, true, true, false),
+    mech("EXTERNAL", true, false, false, true, false, false),
+    mech("OAUTHBEARER", false, false, true, true, false, false),
+    mech("XOAUTH2", false, false, true, true, false, false),
+    mech("CRAM-MD5", false, true, false, false, false, false),
+    mech("PLAIN", false, true, false, true, false, false),
+    mech("LOGIN", false, true, false, false, false, false),
+];
+
+/// The properties of a mechanism name (case-insensitive), if this crate implements it.
+pub fn properties(name: &str) -> Option<&'static Properties> {
+    ALL.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sasl::Mechanism;
+    use crate::sasl::cram_md5::CramMd5;
+    use crate::sasl::external::External;
+    use crate::sasl::login::Login;
+    use crate::sasl::oauth::{OAuthBearer, XOAuth2};
+    use crate::sasl::plain::Plain;
+    use crate::sasl::scram::{
+        Binding, ChannelBinding, ChannelBindingKind, ClientNonce, Scram, ScramHash,
+    };
+    use crate::secret::Secret;
+
+    #[test]
+    fn strength_follows_the_documented_reasoning() {
+        let strong: Vec<_> = ALL
+            .iter()
+            .filter(|p| p.is_strong())
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(
+            strong,
+            [
+                "GSSAPI",
+                "SCRAM-SHA-256-PLUS",
+                "SCRAM-SHA-1-PLUS",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-1",
+                "EXTERNAL"
+            ]
+        );
+        assert!(!properties("cram-md5").unwrap().is_strong());
+        assert!(properties("ANONYMOUS").is_none());
+    }
+
+    /// The table agrees with the mechanisms themselves: names, and who speaks first.
+    #[test]
+    fn table_matches_the_implementations() {
+        let pw = || Secret::new("pencil".to_string());
+        let nonce = || ClientNonce::new("abc").unwrap();
+        let cb = ChannelBinding::new(ChannelBindingKind::TlsExporter, vec![0; 32]);
+        let mut mechs: Vec<Box<dyn Mechanism>> = vec![
+            Box::new(
+                Scram::new(
+                    ScramHash::Sha256,
+                    "u",
+                    pw(),
+                    None,
+                    Binding::Plus(cb.clone()),
+                    nonce(),
+                )
+                .unwrap(),
+            ),
+            Box::new(
+                Scram::new(ScramHash::Sha1, "u", pw(), None, Binding::Plus(cb), nonce()).unwrap(),
+            ),
+            Box::new(
+                Scram::new(
+                    ScramHash::Sha256,
+                    "u",
+                    pw(),
+                    None,
+                    Binding::Unsupported,
+                    nonce(),
+                )
+                .unwrap(),
+            ),
+            Box::new(
+                Scram::new(
+                    ScramHash::Sha1,
+                    "u",
+                    pw(),
+                    None,
+                    Binding::Unsupported,
+                    nonce(),
+                )
+                .unwrap(),
+            ),
+            Box::new(External::new(None)),
+            Box::new(OAuthBearer::new(None, None, None, Secret::new("t".into())).unwrap()),
+            Box::new(XOAuth2::new("u", Secret::new("t".into())).unwrap()),
+            Box::new(CramMd5::new("u", pw()).unwrap()),
+            Box::new(Plain::new("u", pw(), None).unwrap()),
+            Box::new(Login::new("u", pw()).unwrap()),
+        ];
+        for m in &mut mechs {
+            let p = properties(m.name()).unwrap_or_else(|| panic!("{} not listed", m.name()));
+            assert_eq!(p.name(), m.name());
+            assert_eq!(
+                m.initial_response().unwrap().is_some(),
+                p.client_first(),
+                "{}",
+                p.name()
+            );
+        }
+        assert_eq!(mechs.len() + 1, ALL.len()); // and GSSAPI, tested in gssapi.rs
+    }
+}
