@@ -455,7 +455,8 @@ mod tests {
     /// Dovecot 2.3 after TLS, with GSSAPI configured.
     const CAPA_TLS: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\nSASL PLAIN LOGIN GSSAPI\r\n.\r\n";
     /// Dovecot 2.3 after login.
-    const CAPA_AUTHED: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n";
+    const CAPA_AUTHED: &[u8] =
+        b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n";
     const STLS_OK: &[u8] = b"+OK Begin TLS negotiation now.\r\n";
     /// The client side up to the first AUTH after a STLS upgrade.
     const TO_TLS: &str = "CAPA\r\nSTLS\r\n<TLS>CAPA\r\n";
@@ -479,9 +480,16 @@ mod tests {
 
     fn authed_caps() -> Capabilities {
         capabilities(
-            ["CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "CAPA",
+                "TOP",
+                "UIDL",
+                "RESP-CODES",
+                "PIPELINING",
+                "AUTH-RESP-CODE",
+            ]
+            .map(String::from)
+            .to_vec(),
         )
     }
 
@@ -756,7 +764,12 @@ mod tests {
             &mut d,
             true,
             Script::default(),
-            &[GREETING, b"+OK\r\nTOP\r\nSA", b"SL gssapi PLAIN\r\nST", b"LS\r\n.\r\n"],
+            &[
+                GREETING,
+                b"+OK\r\nTOP\r\nSA",
+                b"SL gssapi PLAIN\r\nST",
+                b"LS\r\n.\r\n",
+            ],
         );
         assert_eq!(t.client, "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n");
         assert_eq!(d.caps.mechanisms, ["GSSAPI", "PLAIN"]);
@@ -766,10 +779,7 @@ mod tests {
 
     #[test]
     fn rfc2449_dot_stuffed_capa() {
-        let t = check(
-            &[GREETING, b"+OK\r\n..HIDDEN\r\nUSER\r\n.\r\n"],
-            "CAPA\r\n",
-        );
+        let t = check(&[GREETING, b"+OK\r\n..HIDDEN\r\nUSER\r\n.\r\n"], "CAPA\r\n");
         let Outcome::NoStartTls(caps) = t.outcome else {
             panic!("{:?}", t.outcome)
         };
@@ -873,9 +883,7 @@ mod tests {
             VecDeque::from([b"+OK\r\n".as_slice(), b"+OK Logged in.\r\n", CAPA_AUTHED]);
         let caps = loop {
             match d.poll().unwrap() {
-                Event::Ready(_) => d
-                    .login("alice", Secret::new(b"s3cret".to_vec()))
-                    .unwrap(),
+                Event::Ready(_) => d.login("alice", Secret::new(b"s3cret".to_vec())).unwrap(),
                 Event::Send(o) => {
                     sent.push_str(&String::from_utf8_lossy(o.bytes.expose()));
                     shown.push(o.shown);
