@@ -646,6 +646,7 @@ mod tests {
         smtp::capabilities(
             [
                 "8BITMIME",
+                "AUTH",
                 "AUTH GSSAPI PLAIN",
                 "AUTH=PLAIN",
                 "BURL imap",

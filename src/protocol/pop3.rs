@@ -450,11 +450,12 @@ mod tests {
     use crate::protocol::testing::{Outcome, Script, Transcript, drive};
 
     const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";
-    /// Dovecot 2.3 before TLS on port 110.
-    const CAPA_PLAIN: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nSTLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n";
-    /// Dovecot 2.3 after TLS, with GSSAPI configured.
+    /// Dovecot 2.3.19 before TLS on port 110 with `disable_plaintext_auth` (captured):
+    /// no USER, and a SASL line without mechanisms.
+    const CAPA_PLAIN: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nSTLS\r\nSASL\r\n.\r\n";
+    /// Dovecot 2.3.19 after TLS (captured), with GSSAPI configured.
     const CAPA_TLS: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\nSASL PLAIN LOGIN GSSAPI\r\n.\r\n";
-    /// Dovecot 2.3 after login.
+    /// Dovecot 2.3.19 after login (captured).
     const CAPA_AUTHED: &[u8] =
         b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n";
     const STLS_OK: &[u8] = b"+OK Begin TLS negotiation now.\r\n";
@@ -539,6 +540,17 @@ mod tests {
         };
         assert!(!caps.starttls);
         assert_eq!(caps.mechanisms, ["PLAIN"]);
+    }
+
+    #[test]
+    fn dovecot_sasl_line_without_mechanisms_before_tls() {
+        let t = check(&[GREETING, CAPA_PLAIN, b"-ERR no\r\n"], "CAPA\r\nSTLS\r\n");
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::StartTlsRefused { .. })
+        ));
+        let caps = capabilities(vec!["SASL".into(), "STLS".into()]);
+        assert!(caps.mechanisms.is_empty() && caps.starttls);
     }
 
     #[test]
@@ -735,11 +747,11 @@ mod tests {
                 GREETING,
                 CAPA_TLS,
                 b"+ YQ==\r\n",
-                b"-ERR Authentication aborted\r\n",
+                b"-ERR Authentication aborted by client.\r\n",
             ],
             "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n*\r\n",
         );
-        assert_eq!(t.rejections, ["Authentication aborted"]);
+        assert_eq!(t.rejections, ["Authentication aborted by client."]);
         assert_eq!(t.outcome, Outcome::NoMechanismLeft);
     }
 

@@ -436,12 +436,14 @@ mod tests {
     use crate::protocol::testing::{Outcome, Script, Transcript, drive};
 
     const GREETING: &[u8] = b"220 mail.example Dovecot (Debian) ready.\r\n";
-    /// Dovecot 2.3 submission before TLS on port 587.
-    const EHLO_PLAIN: &[u8] = b"250-mail.example\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250-BURL imap\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE\r\n250-STARTTLS\r\n250 PIPELINING\r\n";
-    /// Dovecot 2.3 submission after TLS, with GSSAPI configured.
+    /// Dovecot 2.3.19 submission before TLS on port 587 (captured): an AUTH line with a
+    /// trailing space and no mechanism.
+    const EHLO_PLAIN: &[u8] = b"250-mail.example\r\n250-8BITMIME\r\n250-AUTH \r\n250-BURL imap\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE\r\n250-STARTTLS\r\n250 PIPELINING\r\n";
+    /// Dovecot 2.3.19 submission after TLS (captured), with GSSAPI configured.
     const EHLO_TLS: &[u8] = b"250-mail.example\r\n250-8BITMIME\r\n250-AUTH GSSAPI PLAIN LOGIN\r\n250-BURL imap\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE\r\n250 PIPELINING\r\n";
-    /// Dovecot 2.3 submission after AUTH.
-    const EHLO_AUTHED: &[u8] = b"250-mail.example\r\n250-8BITMIME\r\n250-BURL imap\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE 40960000\r\n250 PIPELINING\r\n";
+    /// Dovecot 2.3.19 submission after AUTH (captured; it keeps the authentication across
+    /// this EHLO and lists a bare AUTH).
+    const EHLO_AUTHED: &[u8] = b"250-mail.example\r\n250-AUTH\r\n250-BURL imap imap://mail.example\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 SIZE 41943040\r\n";
     const STARTTLS_OK: &[u8] = b"220 2.0.0 Begin TLS negotiation now.\r\n";
     const EHLO: &str = "EHLO client.example\r\n";
 
@@ -464,12 +466,12 @@ mod tests {
     fn authed_caps() -> Capabilities {
         capabilities(
             [
-                "8BITMIME",
-                "BURL imap",
+                "AUTH",
+                "BURL imap imap://mail.example",
                 "CHUNKING",
                 "ENHANCEDSTATUSCODES",
-                "SIZE 40960000",
                 "PIPELINING",
+                "SIZE 41943040",
             ]
             .map(String::from)
             .to_vec(),
@@ -529,8 +531,8 @@ mod tests {
         assert!(matches!(failed(&t), ProtocolError::StartTlsRefused { .. }));
         let mut d = SmtpClient::new(false, "client.example".into());
         drive(&mut d, false, Script::default(), &[GREETING, EHLO_PLAIN]);
-        assert_eq!(d.caps.mechanisms, ["PLAIN", "LOGIN"]);
-        assert!(d.caps.starttls && d.caps.sasl_ir);
+        assert!(d.caps.mechanisms.is_empty() && !d.caps.sasl_ir);
+        assert!(d.caps.starttls);
         assert_eq!(d.caps.raw.len(), 8);
         assert_eq!(d.caps.raw[2], "BURL imap");
     }
@@ -755,11 +757,11 @@ mod tests {
                 GREETING,
                 EHLO_TLS,
                 b"334 YQ==\r\n",
-                b"501 5.5.2 Authentication canceled\r\n",
+                b"501 5.5.2 Authentication aborted by client.\r\n",
             ],
             &format!("{EHLO}AUTH GSSAPI dG9rZW4tMQ==\r\n*\r\n"),
         );
-        assert_eq!(t.rejections, ["5.5.2 Authentication canceled"]);
+        assert_eq!(t.rejections, ["5.5.2 Authentication aborted by client."]);
     }
 
     #[test]
