@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML schema, resolved into [`config::Account`]s.
-//! - [`protocol`]: sans-I/O client dialects (IMAP today) that turn server bytes into events.
+//! - [`protocol`]: sans-I/O client dialects (IMAP, POP3, SMTP) that turn server bytes into
+//!   events, and the client-facing POP3/SMTP handshakes (`protocol::local`).
 //! - [`sasl`]: sans-I/O SASL mechanisms (GSSAPI steps and security-layer octets).
 //! - [`gss`]: the only module that calls the Kerberos library.
 //! - [`transport`]: TCP connect, TLS (implicit or after STARTTLS), certificate checks.

@@ -7,6 +7,11 @@ use super::ProtocolError;
 pub const MAX_LINE: usize = 64 * 1024;
 /// Largest literal accepted before authentication; nothing legitimate comes close.
 pub const MAX_LITERAL: usize = 64 * 1024;
+/// Most lines accepted in one multi-line reply (POP3 `CAPA`, SMTP `EHLO`); real servers
+/// send a dozen or two.
+pub const MAX_REPLY_LINES: usize = 128;
+/// Most bytes accepted in one multi-line reply, line terminators not counted.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// Takes one line from the front of `buf`, without its CRLF (a bare LF is accepted too).
 /// `Ok(None)` means more bytes are needed.

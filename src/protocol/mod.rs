@@ -8,6 +8,9 @@
 
 pub mod imap;
 pub mod line;
+pub mod local;
+pub mod pop3;
+pub mod smtp;
 
 use std::fmt;
 
@@ -144,6 +147,33 @@ pub enum ProtocolError {
     /// The connection closed before the exchange was over.
     #[error("the server closed the connection")]
     ConnectionClosed,
+    /// A multi-line reply (POP3 `CAPA`, SMTP `250-`) with more lines than accepted.
+    #[error("the server sent a multi-line reply of more than {limit} lines")]
+    TooManyReplyLines { limit: usize },
+    /// A multi-line reply whose lines add up to more bytes than accepted.
+    #[error("the server sent a multi-line reply larger than {limit} bytes")]
+    ReplyTooLarge { limit: usize },
+    /// An SMTP multi-line reply whose lines do not all carry the same code (RFC 5321
+    /// section 4.2.1 requires it).
+    #[error("the server changed the reply code from {first} inside a multi-line reply: {line}")]
+    ReplyCodeChanged { first: u16, line: String },
+}
+
+/// An argument the caller gave that cannot go into a command line: a CR, LF or NUL
+/// would end the command early and let the rest be read as another command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {what} holds a CR, LF or NUL byte, which cannot be sent inside a command")]
+pub struct UnsafeArgument {
+    pub what: &'static str,
+}
+
+/// Refuses bytes that would end a command line early.
+pub(crate) fn check_argument(what: &'static str, arg: &[u8]) -> Result<(), UnsafeArgument> {
+    if arg.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        Err(UnsafeArgument { what })
+    } else {
+        Ok(())
+    }
 }
 
 /// Shortens and escapes server text for messages: at most 200 characters, printable only.
@@ -161,4 +191,139 @@ pub fn shown_text(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+/// A scripted driver for the dialects' transcript tests: it feeds the server's bytes one
+/// chunk per [`Event::NeedInput`], takes STARTTLS whenever offered on a plaintext link,
+/// tries the scripted mechanisms in order and answers challenges from a queue.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::VecDeque;
+
+    use super::{Capabilities, Dialect, Event, ProtocolError};
+    use crate::secret::Secret;
+
+    /// Where a scripted session ended.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Outcome {
+        Authenticated(Capabilities),
+        /// Ready on a plaintext link without STARTTLS: the session refuses there.
+        NoStartTls(Capabilities),
+        /// Every scripted mechanism was rejected.
+        NoMechanismLeft,
+        Failed(ProtocolError),
+        /// The dialect wants more input than the script has.
+        Stalled,
+    }
+
+    /// What the client side did.
+    #[derive(Debug)]
+    pub struct Transcript {
+        /// Every byte sent, with `<TLS>` where the handshake happened.
+        pub client: String,
+        /// The `Event::Received` traces.
+        pub traces: Vec<String>,
+        /// Decoded challenges, in order.
+        pub challenges: Vec<Vec<u8>>,
+        /// `Event::Rejected` texts, in order.
+        pub rejections: Vec<String>,
+        pub outcome: Outcome,
+    }
+
+    /// The mechanisms to try (name, initial response) and the answers to challenges; a
+    /// challenge with no answer left is cancelled.
+    pub struct Script {
+        pub mechanisms: Vec<(&'static str, Option<&'static [u8]>)>,
+        pub responses: Vec<&'static [u8]>,
+    }
+
+    impl Default for Script {
+        fn default() -> Self {
+            Script {
+                mechanisms: vec![("GSSAPI", Some(b"token-1"))],
+                responses: vec![b"token-2"],
+            }
+        }
+    }
+
+    pub fn drive(
+        dialect: &mut dyn Dialect,
+        on_tls: bool,
+        script: Script,
+        server: &[&[u8]],
+    ) -> Transcript {
+        let mut server: VecDeque<&[u8]> = server.iter().copied().collect();
+        let mut mechanisms: VecDeque<_> = script.mechanisms.into_iter().collect();
+        let mut responses: VecDeque<_> = script.responses.into_iter().collect();
+        let mut t = Transcript {
+            client: String::new(),
+            traces: Vec::new(),
+            challenges: Vec::new(),
+            rejections: Vec::new(),
+            outcome: Outcome::Stalled,
+        };
+        let mut tls = on_tls;
+        let mut next_mechanism = |d: &mut dyn Dialect| match mechanisms.pop_front() {
+            Some((name, ir)) => {
+                d.authenticate(name, ir.map(|b| Secret::new(b.to_vec())));
+                true
+            }
+            None => false,
+        };
+        for _ in 0..10_000 {
+            let event = match dialect.poll() {
+                Ok(e) => e,
+                Err(e) => {
+                    t.outcome = Outcome::Failed(e);
+                    return t;
+                }
+            };
+            match event {
+                Event::NeedInput => match server.pop_front() {
+                    Some(chunk) => dialect.receive(chunk),
+                    None => return t,
+                },
+                Event::Send(out) => t
+                    .client
+                    .push_str(&String::from_utf8_lossy(out.bytes.expose())),
+                Event::Received(line) => t.traces.push(line),
+                Event::Ready(caps) => {
+                    if !tls {
+                        if !caps.starttls {
+                            t.outcome = Outcome::NoStartTls(caps);
+                            return t;
+                        }
+                        dialect.start_tls();
+                    } else if !next_mechanism(dialect) {
+                        t.outcome = Outcome::NoMechanismLeft;
+                        return t;
+                    }
+                }
+                Event::StartTls => {
+                    t.client.push_str("<TLS>");
+                    tls = true;
+                    dialect.tls_established();
+                }
+                Event::Challenge(c) => {
+                    t.challenges.push(c.expose().clone());
+                    match responses.pop_front() {
+                        Some(r) => dialect.auth_response(Secret::new(r.to_vec())),
+                        None => dialect.cancel_auth(),
+                    }
+                }
+                Event::Rejected { text } => {
+                    t.rejections.push(text);
+                    if !next_mechanism(dialect) {
+                        t.outcome = Outcome::NoMechanismLeft;
+                        return t;
+                    }
+                }
+                Event::Authenticated(caps) => {
+                    t.outcome = Outcome::Authenticated(caps);
+                    return t;
+                }
+            }
+        }
+        panic!("the dialect loops without progress");
+    }
 }

@@ -1,0 +1,926 @@
+//! The POP3 client dialect (RFC 1939): greeting, CAPA (RFC 2449), STLS (RFC 2595),
+//! AUTH (RFC 5034), and the capabilities after authentication; USER/PASS as an inherent
+//! method for the accounts that need it.
+//!
+//! It stops after the `CAPA` that follows the `+OK` of authentication; everything after
+//! belongs to the relay. POP3 has no tags and no untagged data: every line answers the
+//! command in flight, so any other line is refused.
+//!
+//! APOP (RFC 1939 section 7) is not spoken here: it needs MD5 and sends a
+//! password-equivalent digest. [`Pop3Client::apop_timestamp`] keeps what it would need.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
+use super::{
+    Capabilities, Dialect, Event, Outgoing, ProtocolError, UnsafeArgument, check_argument,
+    shown_text,
+};
+use crate::secret::Secret;
+
+/// Longest command line, CRLF included (RFC 2449 section 4). An `AUTH` whose initial
+/// response would make it longer is sent without one (RFC 5034 section 4).
+pub const MAX_COMMAND: usize = 255;
+
+/// What the dialect is waiting for.
+#[derive(Debug)]
+enum State {
+    /// The server's first line.
+    ExpectGreeting,
+    /// The status line of our `CAPA`.
+    ExpectCapaStatus { after_auth: bool },
+    /// The capability lines of our `CAPA`, up to the lone dot.
+    ExpectCapaLines {
+        after_auth: bool,
+        lines: Vec<String>,
+        size: usize,
+    },
+    /// The driver's decision after [`Event::Ready`].
+    AwaitDecision,
+    /// The reply to `STLS`.
+    ExpectStlsReply,
+    /// The driver's report that the TLS handshake is done.
+    AwaitHandshake,
+    /// A `+ ` challenge or the status line answering `AUTH`.
+    ExpectAuthReply {
+        pending_initial: Option<Secret<Vec<u8>>>,
+    },
+    /// The mechanism's answer to a challenge.
+    AwaitAuthResponse,
+    /// The reply to `USER`; the password waits for it.
+    ExpectUserReply { pass: Secret<Vec<u8>> },
+    /// The reply to `PASS`.
+    ExpectPassReply,
+    /// Authentication is over.
+    Done,
+}
+
+/// The POP3 client dialect. See the [module documentation](self).
+pub struct Pop3Client {
+    state: State,
+    buf: Vec<u8>,
+    on_tls: bool,
+    caps: Capabilities,
+    apop_timestamp: Option<String>,
+    out: VecDeque<Event>,
+}
+
+/// A parsed server line.
+enum Reply<'a> {
+    Ok(&'a [u8]),
+    Err(&'a [u8]),
+    /// `+ base64` (or a bare `+`): a SASL challenge.
+    Continuation(&'a [u8]),
+}
+
+fn parse(line: &[u8]) -> Option<Reply<'_>> {
+    fn status<'a>(line: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
+        let head = line.get(..word.len())?;
+        if !head.eq_ignore_ascii_case(word) {
+            return None;
+        }
+        match &line[word.len()..] {
+            [] => Some(&[]),
+            [b' ', rest @ ..] => Some(rest),
+            _ => None,
+        }
+    }
+    if let Some(rest) = status(line, b"+OK") {
+        return Some(Reply::Ok(rest));
+    }
+    if let Some(rest) = status(line, b"-ERR") {
+        return Some(Reply::Err(rest));
+    }
+    status(line, b"+").map(Reply::Continuation)
+}
+
+/// Builds [`Capabilities`] from the lines of a `CAPA` reply (RFC 2449 section 6).
+pub fn capabilities(lines: Vec<String>) -> Capabilities {
+    let keyword = |l: &str| {
+        l.split_ascii_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase()
+    };
+    let mut mechanisms: Vec<String> = Vec::new();
+    let mut sasl = false;
+    for line in &lines {
+        if keyword(line) == "SASL" {
+            sasl = true;
+            for m in line.split_ascii_whitespace().skip(1) {
+                let m = m.to_ascii_uppercase();
+                if !mechanisms.contains(&m) {
+                    mechanisms.push(m);
+                }
+            }
+        }
+    }
+    Capabilities {
+        starttls: lines.iter().any(|l| keyword(l) == "STLS"),
+        // RFC 5034 makes the initial response part of every POP3 AUTH.
+        sasl_ir: sasl,
+        mechanisms,
+        raw: lines,
+    }
+}
+
+/// The `<...>` timestamp of an APOP-capable greeting (RFC 1939 section 7).
+fn timestamp(text: &[u8]) -> Option<String> {
+    let open = text.iter().position(|&b| b == b'<')?;
+    let close = open + text[open..].iter().position(|&b| b == b'>')?;
+    Some(String::from_utf8_lossy(&text[open..=close]).into_owned())
+}
+
+impl Pop3Client {
+    /// A dialect for a fresh connection; `on_tls` says whether the link is already TLS
+    /// (implicit TLS, port 995) or plaintext.
+    pub fn new(on_tls: bool) -> Self {
+        Pop3Client {
+            state: State::ExpectGreeting,
+            buf: Vec::new(),
+            on_tls,
+            caps: Capabilities::default(),
+            apop_timestamp: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The APOP timestamp of the greeting, if the server sent one.
+    pub fn apop_timestamp(&self) -> Option<&str> {
+        self.apop_timestamp.as_deref()
+    }
+
+    /// Whether the link is TLS (from the start, or after STLS).
+    pub fn on_tls(&self) -> bool {
+        self.on_tls
+    }
+
+    /// Logs in with `USER` and `PASS` (RFC 1939 section 7) instead of SASL, after
+    /// [`Event::Ready`]. The outcome arrives as [`Event::Rejected`] or
+    /// [`Event::Authenticated`], as for [`Dialect::authenticate`]. The password travels
+    /// as it is: the caller's policy must allow it only over TLS.
+    pub fn login(&mut self, user: &str, pass: Secret<Vec<u8>>) -> Result<(), UnsafeArgument> {
+        check_argument("user name", user.as_bytes())?;
+        check_argument("password", pass.expose())?;
+        self.send_command(&format!("USER {user}"));
+        self.state = State::ExpectUserReply { pass };
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: Vec<u8>, shown: String) {
+        self.out.push_back(Event::Send(Outgoing {
+            bytes: Secret::new(bytes),
+            shown,
+        }));
+    }
+
+    fn send_command(&mut self, command: &str) {
+        self.send(format!("{command}\r\n").into_bytes(), command.to_string());
+    }
+
+    fn ask_capa(&mut self, after_auth: bool) {
+        self.send_command("CAPA");
+        self.state = State::ExpectCapaStatus { after_auth };
+    }
+
+    /// Handles one complete line.
+    fn handle(&mut self, line: &[u8]) -> Result<(), ProtocolError> {
+        let reply = parse(line);
+        let shown = match (&reply, &self.state) {
+            (Some(Reply::Continuation(_)), State::ExpectAuthReply { .. }) => {
+                "+ [SASL payload]".to_string()
+            }
+            _ => shown_text(line),
+        };
+        self.out.push_back(Event::Received(shown));
+
+        let state = std::mem::replace(&mut self.state, State::Done);
+        self.state = match (state, reply) {
+            (State::ExpectGreeting, Some(Reply::Ok(text))) => {
+                self.apop_timestamp = timestamp(text);
+                self.ask_capa(false);
+                return Ok(());
+            }
+            (State::ExpectGreeting, Some(Reply::Err(text))) => {
+                return Err(ProtocolError::GreetingRefused {
+                    text: shown_text(text),
+                });
+            }
+            (State::ExpectGreeting, _) => {
+                return Err(ProtocolError::UnexpectedGreeting {
+                    line: shown_text(line),
+                });
+            }
+
+            (State::ExpectCapaStatus { after_auth }, Some(Reply::Ok(_))) => {
+                State::ExpectCapaLines {
+                    after_auth,
+                    lines: Vec::new(),
+                    size: 0,
+                }
+            }
+            // A server without CAPA (RFC 1939 only) offers nothing we can verify: no STLS,
+            // no SASL. The driver decides what that means.
+            (State::ExpectCapaStatus { after_auth }, Some(Reply::Err(_))) => {
+                self.capabilities_known(Capabilities::default(), after_auth)
+            }
+
+            (
+                State::ExpectCapaLines {
+                    after_auth,
+                    mut lines,
+                    size,
+                },
+                _,
+            ) => {
+                if line == b"." {
+                    self.capabilities_known(capabilities(lines), after_auth)
+                } else {
+                    // RFC 1939 section 3: a line starting with a dot has one more in front.
+                    let unstuffed = line.strip_prefix(b".").unwrap_or(line);
+                    let size = size + unstuffed.len();
+                    if lines.len() >= MAX_REPLY_LINES {
+                        return Err(ProtocolError::TooManyReplyLines {
+                            limit: MAX_REPLY_LINES,
+                        });
+                    }
+                    if size > MAX_REPLY_BYTES {
+                        return Err(ProtocolError::ReplyTooLarge {
+                            limit: MAX_REPLY_BYTES,
+                        });
+                    }
+                    lines.push(String::from_utf8_lossy(unstuffed).into_owned());
+                    State::ExpectCapaLines {
+                        after_auth,
+                        lines,
+                        size,
+                    }
+                }
+            }
+
+            (State::ExpectStlsReply, Some(Reply::Ok(_))) => {
+                // TLS starts right after this line: any byte already here was injected.
+                if !self.buf.is_empty() {
+                    return Err(ProtocolError::BytesAfterStartTlsOk {
+                        count: self.buf.len(),
+                    });
+                }
+                self.out.push_back(Event::StartTls);
+                State::AwaitHandshake
+            }
+            (State::ExpectStlsReply, Some(Reply::Err(text))) => {
+                return Err(ProtocolError::StartTlsRefused {
+                    text: shown_text(text),
+                });
+            }
+
+            (State::ExpectAuthReply { pending_initial }, Some(reply)) => match reply {
+                Reply::Continuation(data) => match pending_initial {
+                    // The initial response that did not fit on the AUTH line answers the
+                    // empty challenge (RFC 4422 section 5).
+                    Some(initial) => {
+                        self.send_payload(&initial);
+                        State::ExpectAuthReply {
+                            pending_initial: None,
+                        }
+                    }
+                    None => {
+                        let decoded = B64
+                            .decode(data.trim_ascii())
+                            .map_err(|_| ProtocolError::MalformedChallenge)?;
+                        self.out.push_back(Event::Challenge(Secret::new(decoded)));
+                        State::AwaitAuthResponse
+                    }
+                },
+                Reply::Ok(_) => {
+                    self.ask_capa(true);
+                    return Ok(());
+                }
+                Reply::Err(text) => self.rejected(text),
+            },
+
+            (State::ExpectUserReply { pass }, Some(Reply::Ok(_))) => {
+                let mut bytes = b"PASS ".to_vec();
+                bytes.extend_from_slice(pass.expose());
+                bytes.extend_from_slice(b"\r\n");
+                self.send(bytes, "PASS [password]".into());
+                State::ExpectPassReply
+            }
+            (State::ExpectPassReply, Some(Reply::Ok(_))) => {
+                self.ask_capa(true);
+                return Ok(());
+            }
+            (State::ExpectUserReply { .. } | State::ExpectPassReply, Some(Reply::Err(text))) => {
+                self.rejected(text)
+            }
+
+            (_, _) => return Err(unexpected(line)),
+        };
+        Ok(())
+    }
+
+    fn rejected(&mut self, text: &[u8]) -> State {
+        self.out.push_back(Event::Rejected {
+            text: shown_text(text),
+        });
+        State::AwaitDecision
+    }
+
+    fn capabilities_known(&mut self, caps: Capabilities, after_auth: bool) -> State {
+        if after_auth {
+            self.out.push_back(Event::Authenticated(caps));
+            State::Done
+        } else {
+            self.caps = caps.clone();
+            self.out.push_back(Event::Ready(caps));
+            State::AwaitDecision
+        }
+    }
+
+    fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
+        let mut line = B64.encode(payload.expose()).into_bytes();
+        line.extend_from_slice(b"\r\n");
+        self.send(line, "[SASL payload]".into());
+    }
+}
+
+fn unexpected(line: &[u8]) -> ProtocolError {
+    ProtocolError::UnexpectedLine {
+        line: shown_text(line),
+    }
+}
+
+impl Dialect for Pop3Client {
+    fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn poll(&mut self) -> Result<Event, ProtocolError> {
+        loop {
+            if let Some(event) = self.out.pop_front() {
+                return Ok(event);
+            }
+            match self.state {
+                State::Done
+                | State::AwaitDecision
+                | State::AwaitHandshake
+                | State::AwaitAuthResponse => {
+                    // The driver acts next; bytes that arrived meanwhile wait in `buf`.
+                    return Ok(Event::NeedInput);
+                }
+                _ => {}
+            }
+            match take_line(&mut self.buf, MAX_LINE)? {
+                None => return Ok(Event::NeedInput),
+                Some(line) => self.handle(&line)?,
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        self.send_command("STLS");
+        self.state = State::ExpectStlsReply;
+    }
+
+    fn tls_established(&mut self) {
+        // Everything learned before TLS is forgotten and asked again (RFC 2595 section 4).
+        self.on_tls = true;
+        self.caps = Capabilities::default();
+        self.apop_timestamp = None;
+        self.ask_capa(false);
+    }
+
+    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
+        let mechanism = mechanism.to_ascii_uppercase();
+        let pending_initial = match initial {
+            Some(ir) if self.caps.sasl_ir => {
+                // RFC 5034 section 4: an empty initial response is a lone "=".
+                let payload = if ir.expose().is_empty() {
+                    "=".to_string()
+                } else {
+                    B64.encode(ir.expose())
+                };
+                let bytes = format!("AUTH {mechanism} {payload}\r\n").into_bytes();
+                if bytes.len() <= MAX_COMMAND {
+                    self.send(bytes, format!("AUTH {mechanism} [SASL payload]"));
+                    None
+                } else {
+                    // Too long for a POP3 command: the response waits for the empty challenge.
+                    self.send_command(&format!("AUTH {mechanism}"));
+                    Some(ir)
+                }
+            }
+            other => {
+                self.send_command(&format!("AUTH {mechanism}"));
+                other
+            }
+        };
+        self.state = State::ExpectAuthReply { pending_initial };
+    }
+
+    fn auth_response(&mut self, response: Secret<Vec<u8>>) {
+        if let State::AwaitAuthResponse = self.state {
+            self.send_payload(&response);
+            self.state = State::ExpectAuthReply {
+                pending_initial: None,
+            };
+        }
+    }
+
+    fn cancel_auth(&mut self) {
+        if let State::AwaitAuthResponse = self.state {
+            self.send(b"*\r\n".to_vec(), "* (cancel)".into());
+            self.state = State::ExpectAuthReply {
+                pending_initial: None,
+            };
+        }
+    }
+
+    fn take_leftover(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::testing::{Outcome, Script, Transcript, drive};
+
+    const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";
+    /// Dovecot 2.3.19 before TLS on port 110 with `disable_plaintext_auth` (captured):
+    /// no USER, and a SASL line without mechanisms.
+    const CAPA_PLAIN: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nSTLS\r\nSASL\r\n.\r\n";
+    /// Dovecot 2.3.19 after TLS (captured), with GSSAPI configured.
+    const CAPA_TLS: &[u8] = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\nSASL PLAIN LOGIN GSSAPI\r\n.\r\n";
+    /// Dovecot 2.3.19 after login (captured).
+    const CAPA_AUTHED: &[u8] =
+        b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n.\r\n";
+    const STLS_OK: &[u8] = b"+OK Begin TLS negotiation now.\r\n";
+    /// The client side up to the first AUTH after a STLS upgrade.
+    const TO_TLS: &str = "CAPA\r\nSTLS\r\n<TLS>CAPA\r\n";
+
+    /// Runs a plaintext session with the default script and checks the client's bytes.
+    fn check(server: &[&[u8]], expected_client: &str) -> Transcript {
+        check_with(false, Script::default(), server, expected_client)
+    }
+
+    fn check_with(
+        on_tls: bool,
+        script: Script,
+        server: &[&[u8]],
+        expected_client: &str,
+    ) -> Transcript {
+        let mut d = Pop3Client::new(on_tls);
+        let t = drive(&mut d, on_tls, script, server);
+        assert_eq!(t.client, expected_client, "outcome: {:?}", t.outcome);
+        t
+    }
+
+    fn authed_caps() -> Capabilities {
+        capabilities(
+            [
+                "CAPA",
+                "TOP",
+                "UIDL",
+                "RESP-CODES",
+                "PIPELINING",
+                "AUTH-RESP-CODE",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    }
+
+    #[test]
+    fn rfc1939_err_greeting_refused() {
+        let t = check(&[b"-ERR [SYS/TEMP] too many connections\r\n"], "");
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::GreetingRefused {
+                text: "[SYS/TEMP] too many connections".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rfc1939_not_a_greeting_refused() {
+        let t = check(&[b"* OK [CAPABILITY IMAP4rev1] imap here\r\n"], "");
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::UnexpectedGreeting { .. })
+        ));
+        // "+OKAY" is not "+OK".
+        let t = check(&[b"+OKAY\r\n"], "");
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::UnexpectedGreeting { .. })
+        ));
+    }
+
+    #[test]
+    fn rfc1939_apop_timestamp_kept_from_greeting() {
+        let mut d = Pop3Client::new(true);
+        d.receive(b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n");
+        while !matches!(d.poll().unwrap(), Event::NeedInput) {}
+        assert_eq!(
+            d.apop_timestamp(),
+            Some("<1896.697170952@dbc.mtview.ca.us>")
+        );
+    }
+
+    #[test]
+    fn rfc2595_stls_not_offered_reported_in_ready() {
+        let capa = b"+OK\r\nTOP\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
+        let t = check(&[GREETING, capa], "CAPA\r\n");
+        let Outcome::NoStartTls(caps) = t.outcome else {
+            panic!("{:?}", t.outcome)
+        };
+        assert!(!caps.starttls);
+        assert_eq!(caps.mechanisms, ["PLAIN"]);
+    }
+
+    #[test]
+    fn dovecot_sasl_line_without_mechanisms_before_tls() {
+        let t = check(&[GREETING, CAPA_PLAIN, b"-ERR no\r\n"], "CAPA\r\nSTLS\r\n");
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::StartTlsRefused { .. })
+        ));
+        let caps = capabilities(vec!["SASL".into(), "STLS".into()]);
+        assert!(caps.mechanisms.is_empty() && caps.starttls);
+    }
+
+    #[test]
+    fn rfc2449_server_without_capa_offers_nothing() {
+        let t = check(&[GREETING, b"-ERR unknown command\r\n"], "CAPA\r\n");
+        assert_eq!(t.outcome, Outcome::NoStartTls(Capabilities::default()));
+    }
+
+    #[test]
+    fn rfc2595_stls_refused() {
+        let t = check(
+            &[GREETING, CAPA_PLAIN, b"-ERR TLS not available\r\n"],
+            "CAPA\r\nSTLS\r\n",
+        );
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::StartTlsRefused {
+                text: "TLS not available".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rfc2595_bytes_after_stls_ok_refused() {
+        // The injected line arrives in the same read as the +OK.
+        let t = check(
+            &[GREETING, CAPA_PLAIN, b"+OK Begin TLS\r\n+OK Logged in.\r\n"],
+            "CAPA\r\nSTLS\r\n",
+        );
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::BytesAfterStartTlsOk { count: 16 })
+        );
+    }
+
+    #[test]
+    fn rfc2595_capabilities_discarded_after_tls_and_asked_again() {
+        // Before TLS the (possibly forged) list has no GSSAPI; after TLS it has.
+        let t = check(
+            &[
+                GREETING,
+                CAPA_PLAIN,
+                STLS_OK,
+                CAPA_TLS,
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            &format!("{TO_TLS}AUTH GSSAPI dG9rZW4tMQ==\r\nCAPA\r\n"),
+        );
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+    }
+
+    #[test]
+    fn rfc2595_stls_offered_only_before_tls_is_not_asked_twice() {
+        // A server that still lists STLS after TLS: the driver authenticates.
+        let t = check(
+            &[GREETING, CAPA_PLAIN, STLS_OK, CAPA_PLAIN, b"-ERR no\r\n"],
+            &format!("{TO_TLS}AUTH GSSAPI dG9rZW4tMQ==\r\n"),
+        );
+        assert_eq!(t.outcome, Outcome::NoMechanismLeft);
+    }
+
+    #[test]
+    fn rfc5034_auth_with_initial_response_challenge_and_success() {
+        let t = check(
+            &[
+                GREETING,
+                CAPA_PLAIN,
+                STLS_OK,
+                CAPA_TLS,
+                b"+ Y2hhbGxlbmdl\r\n",
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            &format!("{TO_TLS}AUTH GSSAPI dG9rZW4tMQ==\r\ndG9rZW4tMg==\r\nCAPA\r\n"),
+        );
+        assert_eq!(t.challenges, [b"challenge".to_vec()]);
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        // No SASL payload in any trace.
+        assert!(t.traces.contains(&"+ [SASL payload]".to_string()));
+        assert!(!t.traces.iter().any(|l| l.contains("Y2hh")));
+    }
+
+    #[test]
+    fn rfc5034_auth_without_initial_response_gets_empty_challenge() {
+        let script = Script {
+            mechanisms: vec![("GSSAPI", None)],
+            responses: vec![b"token-1"],
+        };
+        let t = check_with(
+            true,
+            script,
+            &[
+                GREETING,
+                CAPA_TLS,
+                b"+ \r\n",
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            "CAPA\r\nAUTH GSSAPI\r\ndG9rZW4tMQ==\r\nCAPA\r\n",
+        );
+        assert_eq!(t.challenges, [Vec::<u8>::new()]);
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+    }
+
+    #[test]
+    fn rfc5034_empty_initial_response_is_an_equals_sign() {
+        let script = Script {
+            mechanisms: vec![("EXTERNAL", Some(b""))],
+            responses: vec![],
+        };
+        check_with(
+            true,
+            script,
+            &[GREETING, CAPA_TLS, b"+OK\r\n", CAPA_AUTHED],
+            "CAPA\r\nAUTH EXTERNAL =\r\nCAPA\r\n",
+        );
+    }
+
+    #[test]
+    fn rfc5034_4_initial_response_over_255_octets_waits_for_empty_challenge() {
+        // A Kerberos AP-REQ is typically 600 to 2000 bytes: it never fits.
+        static BIG: [u8; 300] = [7u8; 300];
+        let script = Script {
+            mechanisms: vec![("GSSAPI", Some(&BIG))],
+            responses: vec![],
+        };
+        let encoded = B64.encode(BIG);
+        let t = check_with(
+            true,
+            script,
+            &[
+                GREETING,
+                CAPA_TLS,
+                b"+ \r\n",
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            &format!("CAPA\r\nAUTH GSSAPI\r\n{encoded}\r\nCAPA\r\n"),
+        );
+        // The driver's mechanism never saw the empty challenge.
+        assert!(t.challenges.is_empty());
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+    }
+
+    #[test]
+    fn rfc5034_initial_response_at_exactly_255_octets_stays_on_the_line() {
+        // "AUTH XYZ " (9) + 244 base64 characters (183 bytes) + CRLF = 255.
+        static FITS: [u8; 183] = [1u8; 183];
+        let script = Script {
+            mechanisms: vec![("XYZ", Some(&FITS))],
+            responses: vec![],
+        };
+        let encoded = B64.encode(FITS);
+        let mut d = Pop3Client::new(true);
+        let t = drive(&mut d, true, script, &[GREETING, CAPA_TLS]);
+        let auth = format!("AUTH XYZ {encoded}\r\n");
+        assert_eq!(auth.len(), MAX_COMMAND);
+        assert_eq!(t.client, format!("CAPA\r\n{auth}"));
+    }
+
+    #[test]
+    fn rfc5034_rejection_then_another_mechanism() {
+        let script = Script {
+            mechanisms: vec![("GSSAPI", Some(b"token-1")), ("PLAIN", Some(b"\0u\0p"))],
+            responses: vec![],
+        };
+        let t = check_with(
+            true,
+            script,
+            &[
+                GREETING,
+                CAPA_TLS,
+                b"-ERR [AUTH] Authentication failed.\r\n",
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\nAUTH PLAIN AHUAcA==\r\nCAPA\r\n",
+        );
+        assert_eq!(t.rejections, ["[AUTH] Authentication failed."]);
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+    }
+
+    #[test]
+    fn rfc5034_cancel_with_star() {
+        let script = Script {
+            mechanisms: vec![("GSSAPI", Some(b"token-1"))],
+            responses: vec![],
+        };
+        let t = check_with(
+            true,
+            script,
+            &[
+                GREETING,
+                CAPA_TLS,
+                b"+ YQ==\r\n",
+                b"-ERR Authentication aborted by client.\r\n",
+            ],
+            "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n*\r\n",
+        );
+        assert_eq!(t.rejections, ["Authentication aborted by client."]);
+        assert_eq!(t.outcome, Outcome::NoMechanismLeft);
+    }
+
+    #[test]
+    fn rfc5034_challenge_not_base64_refused() {
+        let t = check_with(
+            true,
+            Script::default(),
+            &[GREETING, CAPA_TLS, b"+ not*base64\r\n"],
+            "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n",
+        );
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::MalformedChallenge)
+        );
+    }
+
+    #[test]
+    fn rfc2449_multiline_capa_parsed_across_reads() {
+        let mut d = Pop3Client::new(true);
+        let t = drive(
+            &mut d,
+            true,
+            Script::default(),
+            &[
+                GREETING,
+                b"+OK\r\nTOP\r\nSA",
+                b"SL gssapi PLAIN\r\nST",
+                b"LS\r\n.\r\n",
+            ],
+        );
+        assert_eq!(t.client, "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n");
+        assert_eq!(d.caps.mechanisms, ["GSSAPI", "PLAIN"]);
+        assert_eq!(d.caps.raw, ["TOP", "SASL gssapi PLAIN", "STLS"]);
+        assert!(d.caps.starttls && d.caps.sasl_ir);
+    }
+
+    #[test]
+    fn rfc2449_dot_stuffed_capa() {
+        let t = check(&[GREETING, b"+OK\r\n..HIDDEN\r\nUSER\r\n.\r\n"], "CAPA\r\n");
+        let Outcome::NoStartTls(caps) = t.outcome else {
+            panic!("{:?}", t.outcome)
+        };
+        assert_eq!(caps.raw, [".HIDDEN", "USER"]);
+    }
+
+    #[test]
+    fn capa_with_too_many_lines_refused() {
+        let mut capa = b"+OK\r\n".to_vec();
+        for i in 0..=MAX_REPLY_LINES {
+            capa.extend_from_slice(format!("X-{i}\r\n").as_bytes());
+        }
+        let t = check(&[GREETING, &capa], "CAPA\r\n");
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::TooManyReplyLines {
+                limit: MAX_REPLY_LINES
+            })
+        );
+    }
+
+    #[test]
+    fn capa_larger_than_the_limit_refused() {
+        let mut capa = b"+OK\r\n".to_vec();
+        let long = "X".repeat(MAX_LINE - 10);
+        for _ in 0..2 {
+            capa.extend_from_slice(long.as_bytes());
+            capa.extend_from_slice(b"\r\n");
+        }
+        let t = check(&[GREETING, &capa], "CAPA\r\n");
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::ReplyTooLarge {
+                limit: MAX_REPLY_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn overlong_line_refused() {
+        let long = vec![b'+'; MAX_LINE + 1];
+        let t = check(&[&long], "");
+        assert_eq!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::LineTooLong { limit: MAX_LINE })
+        );
+    }
+
+    #[test]
+    fn nul_byte_refused() {
+        let t = check(&[b"+OK Dovecot\0 ready.\r\n"], "");
+        assert_eq!(t.outcome, Outcome::Failed(ProtocolError::NulByte));
+    }
+
+    #[test]
+    fn garbage_during_authentication_refused() {
+        let t = check_with(
+            true,
+            Script::default(),
+            &[GREETING, CAPA_TLS, b"* OK what\r\n"],
+            "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n",
+        );
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::UnexpectedLine { .. })
+        ));
+    }
+
+    #[test]
+    fn continuation_outside_authentication_refused() {
+        let t = check(&[GREETING, b"+ abc\r\n"], "CAPA\r\n");
+        assert!(matches!(
+            t.outcome,
+            Outcome::Failed(ProtocolError::UnexpectedLine { .. })
+        ));
+    }
+
+    #[test]
+    fn bytes_after_authentication_are_left_for_the_relay() {
+        let mut d = Pop3Client::new(true);
+        let mut capa = CAPA_AUTHED.to_vec();
+        capa.extend_from_slice(b"+OK 2 320\r\n");
+        let t = drive(
+            &mut d,
+            true,
+            Script::default(),
+            &[GREETING, CAPA_TLS, b"+OK Logged in.\r\n", &capa],
+        );
+        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(d.take_leftover(), b"+OK 2 320\r\n");
+    }
+
+    #[test]
+    fn rfc1939_user_pass_login() {
+        let mut d = Pop3Client::new(true);
+        d.receive(GREETING);
+        d.receive(CAPA_TLS);
+        let mut sent = String::new();
+        let mut shown = Vec::new();
+        let mut script: VecDeque<&[u8]> =
+            VecDeque::from([b"+OK\r\n".as_slice(), b"+OK Logged in.\r\n", CAPA_AUTHED]);
+        let caps = loop {
+            match d.poll().unwrap() {
+                Event::Ready(_) => d.login("alice", Secret::new(b"s3cret".to_vec())).unwrap(),
+                Event::Send(o) => {
+                    sent.push_str(&String::from_utf8_lossy(o.bytes.expose()));
+                    shown.push(o.shown);
+                }
+                Event::NeedInput => d.receive(script.pop_front().unwrap()),
+                Event::Authenticated(caps) => break caps,
+                Event::Received(_) => {}
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(sent, "CAPA\r\nUSER alice\r\nPASS s3cret\r\nCAPA\r\n");
+        assert!(!shown.iter().any(|s| s.contains("s3cret")));
+        assert_eq!(caps, authed_caps());
+    }
+
+    #[test]
+    fn login_arguments_with_line_breaks_refused() {
+        let mut d = Pop3Client::new(true);
+        assert_eq!(
+            d.login("alice\r\nDELE 1", Secret::new(b"p".to_vec())),
+            Err(UnsafeArgument { what: "user name" })
+        );
+        assert_eq!(
+            d.login("alice", Secret::new(b"p\n".to_vec())),
+            Err(UnsafeArgument { what: "password" })
+        );
+    }
+}
