@@ -139,40 +139,25 @@ impl MechName {
             .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
+    fn properties(self) -> &'static crate::sasl::properties::Properties {
+        crate::sasl::properties::properties(self.as_str()).expect("every MechName has properties")
+    }
+
     /// Whether the mechanism keeps the password, any password equivalent and any bearer
-    /// token off the wire, so that an eavesdropper learns nothing it can replay.
-    /// CRAM-MD5 sends only a keyed digest of a challenge (RFC 2195): strong in this sense,
-    /// though an eavesdropper can attack a weak password offline, which is why `auto`
-    /// never picks it.
+    /// token off the wire (see `sasl::properties` for each mechanism's reasoning).
     pub fn is_strong(self) -> bool {
-        !matches!(
-            self,
-            MechName::Plain | MechName::Login | MechName::OAuthBearer | MechName::XOAuth2
-        )
+        self.properties().is_strong()
     }
 
     /// Whether the mechanism needs the account's password.
     pub fn needs_password(self) -> bool {
-        matches!(
-            self,
-            MechName::ScramSha256Plus
-                | MechName::ScramSha1Plus
-                | MechName::ScramSha256
-                | MechName::ScramSha1
-                | MechName::Plain
-                | MechName::Login
-                | MechName::CramMd5
-        )
+        self.properties().needs_password()
     }
 
     /// Whether the mechanism can only run over TLS (channel binding, client certificate,
     /// or a secret sent as it is).
     pub fn needs_tls(self) -> bool {
-        !self.is_strong()
-            || matches!(
-                self,
-                MechName::ScramSha256Plus | MechName::ScramSha1Plus | MechName::External
-            )
+        !self.is_strong() || self.properties().channel_binding() || self == MechName::External
     }
 }
 
@@ -286,6 +271,8 @@ pub struct Account {
     /// TLS client certificate and key (PEM), for EXTERNAL.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
+    /// Name sent in SMTP EHLO.
+    pub ehlo_name: String,
     pub gssapi: GssapiSettings,
     pub dangerous: Dangerous,
 }
@@ -328,6 +315,7 @@ struct RawAccount {
     client_cert: Option<Spanned<PathBuf>>,
     client_key: Option<PathBuf>,
     timeout_secs: Option<Spanned<u64>>,
+    ehlo_name: Option<String>,
     gssapi: Option<RawGssapi>,
     dangerous: Option<Dangerous>,
 }
@@ -602,6 +590,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         oauth_token_command: raw.oauth_token_command,
         client_cert,
         timeout,
+        ehlo_name: raw.ehlo_name.unwrap_or_else(|| "localhost".into()),
         gssapi: GssapiSettings {
             service: g
                 .service

@@ -70,6 +70,12 @@ pub enum FailureKind {
         mechanism: &'static str,
         error: SaslError,
     },
+    /// The mechanism could not start on this side (no ticket, no password source...).
+    #[error("{mechanism}: {error}")]
+    Setup {
+        mechanism: &'static str,
+        error: crate::auth::SetupError,
+    },
     /// The server answered the authentication with a refusal.
     #[error("the server rejected {mechanism}: {text}")]
     Rejected {
@@ -114,14 +120,18 @@ impl Failure {
     pub fn class(&self) -> Class {
         match &self.kind {
             FailureKind::Config(_) => Class::Config,
-            FailureKind::Transport(TransportError::CaFile { .. }) => Class::Config,
+            FailureKind::Transport(
+                TransportError::CaFile { .. } | TransportError::ClientCertificate { .. },
+            ) => Class::Config,
             FailureKind::Transport(_) | FailureKind::Timeout { .. } | FailureKind::Io(_) => {
                 Class::Network
             }
             FailureKind::Policy(_) => Class::Policy,
             FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }) => Class::Policy,
             FailureKind::Protocol(_) => Class::Protocol,
-            FailureKind::Mechanism { .. } | FailureKind::Rejected { .. } => Class::Auth,
+            FailureKind::Mechanism { .. }
+            | FailureKind::Rejected { .. }
+            | FailureKind::Setup { .. } => Class::Auth,
         }
     }
 
@@ -130,6 +140,10 @@ impl Failure {
         let gss_kind = match &self.kind {
             FailureKind::Mechanism {
                 error: SaslError::Gss(g),
+                ..
+            }
+            | FailureKind::Setup {
+                error: crate::auth::SetupError::Sasl(SaslError::Gss(g)),
                 ..
             } => Some(g.kind),
             _ => None,

@@ -17,6 +17,7 @@ use libgssapi_sys as sys;
 use crate::config::GssapiSettings;
 use crate::sasl::gssapi::GssContext;
 use crate::sasl::{GssFailure, GssFailureKind};
+use crate::secret::Secret;
 
 // krb5 minor status codes (com_err table krb5, see krb5/krb5.h) worth a specific remedy.
 const KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: i32 = -1765328377;
@@ -60,6 +61,40 @@ impl KerberosContext {
         let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
             .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
         let cred = acquire(settings)?;
+        Ok(Self::with_cred(settings, target, cred))
+    }
+
+    /// Like [`KerberosContext::new`], with a ticket obtained from the KDC with `password`
+    /// (`gss_acquire_cred_with_password`); it lives in memory only.
+    pub fn with_password(
+        settings: &GssapiSettings,
+        host: &str,
+        password: &Secret<String>,
+    ) -> Result<Self, GssFailure> {
+        let target = format!("{}@{}", settings.service, host);
+        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
+            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let principal = settings.principal.as_deref().ok_or(GssFailure {
+            kind: GssFailureKind::NoCredentials,
+            message: "`gssapi.kinit` needs `gssapi.principal` (the principal to get a ticket for)"
+                .into(),
+        })?;
+        let name = Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
+            .map_err(|e| failure("the principal name is not valid", e))?;
+        let mechs = OidSet::singleton(GSS_MECH_KRB5)
+            .map_err(|e| failure("the Kerberos mechanism is not available", e))?;
+        let cred = Cred::acquire_with_password(
+            Some(&name),
+            password.expose(),
+            None,
+            CredUsage::Initiate,
+            Some(&mechs),
+        )
+        .map_err(|e| failure("the KDC refused the password", e))?;
+        Ok(Self::with_cred(settings, target, cred))
+    }
+
+    fn with_cred(settings: &GssapiSettings, target: Name, cred: Cred) -> Self {
         let mut flags = CtxFlags::GSS_C_MUTUAL_FLAG
             | CtxFlags::GSS_C_SEQUENCE_FLAG
             | CtxFlags::GSS_C_REPLAY_FLAG
@@ -69,7 +104,7 @@ impl KerberosContext {
             flags |= CtxFlags::GSS_C_DELEG_FLAG;
         }
         let ctx = ClientCtx::new(Some(cred), target, flags, Some(GSS_MECH_KRB5));
-        Ok(KerberosContext { ctx })
+        KerberosContext { ctx }
     }
 }
 

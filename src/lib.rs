@@ -14,6 +14,7 @@
 //! - [`error`]: the failure type every layer reports into, with its exit-code class.
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
 
+pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -117,13 +117,7 @@ async fn run_tunnel(cli: &Cli, name: &str) -> ExitCode {
             .map_or("no TLS".to_string(), |t| t.to_string()),
         est.combination
     );
-    let greeting = tunnel::greeting(&account, &est);
-    let mut out = tokio::io::stdout();
-    use tokio::io::AsyncWriteExt;
-    if out.write_all(&greeting).await.is_err() || out.flush().await.is_err() {
-        return ExitCode::SUCCESS;
-    }
-    match tunnel::relay(est.link, est.leftover, tokio::io::stdin(), out).await {
+    match tunnel::hand_over(&account, est, tokio::io::stdin(), tokio::io::stdout()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let failure = Failure::new(&account.name, Step::Relay, FailureKind::Io(e));
@@ -189,8 +183,9 @@ fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
 fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, String> {
     use mailtun::secret::Secret;
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(format!("mailtun: new password for account `{account}`: "))
-            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let p =
+            rpassword::prompt_password(format!("mailtun: new password for account `{account}`: "))
+                .map_err(|e| format!("cannot read the password: {e}"))?;
         Ok(Secret::new(p))
     } else {
         let mut raw = String::new();

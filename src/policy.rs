@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::MechName;
+use crate::config::{MechName, MinProtection};
 use crate::protocol::Capabilities;
 
 /// Which protections a session has.
@@ -65,17 +65,22 @@ fn list_or_none(v: &[String]) -> String {
     }
 }
 
-/// The next mechanism to try: the first one the account lists, the server offers, and
-/// that has not been tried yet.
+/// The next mechanism to try: the first one the account lists, the server offers, that
+/// has not been tried yet, and that the link and `min` allow: nothing that sends a secret
+/// without TLS, nothing weak when `min` wants a strong mechanism.
 pub fn next_mechanism(
     allowed: &[MechName],
+    min: MinProtection,
+    on_tls: bool,
     caps: &Capabilities,
     tried: &[MechName],
 ) -> Option<MechName> {
-    allowed
-        .iter()
-        .copied()
-        .find(|m| !tried.contains(m) && caps.offers(m.as_str()))
+    allowed.iter().copied().find(|m| {
+        !tried.contains(m)
+            && caps.offers(m.as_str())
+            && (on_tls || !m.needs_tls())
+            && (m.is_strong() || !min.requires_strong())
+    })
 }
 
 #[cfg(test)]
@@ -88,16 +93,51 @@ mod tests {
             mechanisms: vec!["PLAIN".into(), "GSSAPI".into()],
             ..Default::default()
         };
+        let tls = MinProtection::Tls;
         assert_eq!(
-            next_mechanism(&[MechName::Gssapi], &caps, &[]),
+            next_mechanism(&[MechName::Gssapi], tls, true, &caps, &[]),
             Some(MechName::Gssapi)
         );
         assert_eq!(
-            next_mechanism(&[MechName::Gssapi], &caps, &[MechName::Gssapi]),
+            next_mechanism(&[MechName::Gssapi], tls, true, &caps, &[MechName::Gssapi]),
             None
         );
         let none = Capabilities::default();
-        assert_eq!(next_mechanism(&[MechName::Gssapi], &none, &[]), None);
+        assert_eq!(
+            next_mechanism(&[MechName::Gssapi], tls, true, &none, &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn plain_is_never_chosen_without_tls_nor_below_tls_strong() {
+        let caps = Capabilities {
+            mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into()],
+            ..Default::default()
+        };
+        let auth = [MechName::Plain, MechName::ScramSha256];
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::Tls, true, &caps, &[]),
+            Some(MechName::Plain)
+        );
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::Tls, false, &caps, &[]),
+            Some(MechName::ScramSha256)
+        );
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::TlsStrong, true, &caps, &[]),
+            Some(MechName::ScramSha256)
+        );
+        assert_eq!(
+            next_mechanism(
+                &[MechName::Plain],
+                MinProtection::TlsStrong,
+                true,
+                &caps,
+                &[]
+            ),
+            None
+        );
     }
 
     #[test]

@@ -8,15 +8,17 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
+use crate::auth::{self, LinkFacts};
 use crate::config::{Account, MechName, Protocol, TlsMethod};
 use crate::error::{Attempt, Failure, FailureKind, Step};
-use crate::gss::KerberosContext;
 use crate::policy::{Combination, PolicyError, next_mechanism};
 use crate::protocol::imap::ImapClient;
+use crate::protocol::pop3::Pop3Client;
+use crate::protocol::smtp::SmtpClient;
 use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
-use crate::sasl::gssapi::{Gssapi, LayerWanted};
+use crate::sasl::scram::{ChannelBinding, ChannelBindingKind};
 use crate::sasl::{Mechanism, SaslError};
-use crate::transport::{self, Link, TlsInfo, TlsSettings, TransportError};
+use crate::transport::{self, BindingData, Link, TlsInfo, TlsSettings, TransportError};
 
 /// An authenticated session, ready to be handed to the client.
 pub struct Established {
@@ -48,6 +50,10 @@ pub async fn establish(account: &Account) -> Result<Established, Failure> {
         account.ca_file.as_deref(),
         account.pin_sha256,
         account.dangerous.accept_invalid_certs,
+        account
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
     )
     .map_err(|e| fail(Step::Config, e.into()))?;
 
@@ -111,10 +117,11 @@ fn allows_next_method(f: &Failure) -> bool {
     ) || (matches!(f.kind, FailureKind::Timeout { .. }) && f.step == Step::Connect)
 }
 
-fn new_dialect(protocol: Protocol, on_tls: bool) -> Box<dyn Dialect> {
-    match protocol {
+fn new_dialect(account: &Account, on_tls: bool) -> Box<dyn Dialect> {
+    match account.protocol {
         Protocol::Imap => Box::new(ImapClient::new(on_tls)),
-        Protocol::Pop3 | Protocol::Smtp => unreachable!("rejected by configuration"),
+        Protocol::Pop3 => Box::new(Pop3Client::new(on_tls)),
+        Protocol::Smtp => Box::new(SmtpClient::new(on_tls, account.ehlo_name.clone())),
     }
 }
 
@@ -147,7 +154,7 @@ async fn attempt(
         TlsMethod::Starttls | TlsMethod::None => Link::Plain(tcp),
     };
     *step = Step::Greeting;
-    let mut dialect = new_dialect(account.protocol, matches!(link, Link::Tls(_)));
+    let mut dialect = new_dialect(account, matches!(link, Link::Tls(_)));
     let mut tried: Vec<MechName> = Vec::new();
     let mut running: Option<Running> = None;
     let mut last_refusal: Option<Failure> = None;
@@ -204,6 +211,8 @@ async fn attempt(
                     running = Some(
                         start_mechanism(
                             account,
+                            &link,
+                            port,
                             &offered,
                             &mut tried,
                             &mut *dialect,
@@ -256,21 +265,33 @@ async fn attempt(
                 running = Some(Running { name, mech });
             }
             Event::Rejected { text } => {
-                let name = running.take().map(|r| r.name).unwrap_or(MechName::Gssapi);
+                let Some(Running { name, mech }) = running.take() else {
+                    return Err(fail(
+                        *step,
+                        ProtocolError::UnexpectedLine { line: text }.into(),
+                    ));
+                };
                 info!(
                     "account `{}`: the server rejected {name}: {text}",
                     account.name
                 );
-                last_refusal = Some(fail(
-                    Step::Authenticate,
-                    FailureKind::Rejected {
+                // A mechanism that learned why (an OAuth error message) says it better.
+                let kind = match mech.server_failure() {
+                    Some(error) => FailureKind::Mechanism {
+                        mechanism: name.as_str(),
+                        error,
+                    },
+                    None => FailureKind::Rejected {
                         mechanism: name.as_str(),
                         text,
                     },
-                ));
+                };
+                last_refusal = Some(fail(Step::Authenticate, kind));
                 running = Some(
                     start_mechanism(
                         account,
+                        &link,
+                        port,
                         &offered,
                         &mut tried,
                         &mut *dialect,
@@ -319,39 +340,45 @@ async fn attempt(
 }
 
 /// Starts the next acceptable mechanism; when none is left, the last refusal (or the
-/// policy error) ends the attempt.
+/// policy error) ends the attempt. A mechanism that cannot start here (no ticket, no
+/// password source) is reported and the next one is tried.
 async fn start_mechanism(
     account: &Account,
+    link: &Link,
+    port: u16,
     caps: &Capabilities,
     tried: &mut Vec<MechName>,
     dialect: &mut dyn Dialect,
     last_refusal: Option<Failure>,
 ) -> Result<Running, Failure> {
     let fail = |kind: FailureKind| Failure::new(&account.name, Step::Authenticate, kind);
+    let on_tls = matches!(link, Link::Tls(_));
     let mut last = last_refusal;
-    while let Some(name) = next_mechanism(&account.auth, caps, tried) {
+    while let Some(name) =
+        next_mechanism(&account.auth, account.min_protection, on_tls, caps, tried)
+    {
         tried.push(name);
-        let settings = account.gssapi.clone();
-        let host = account.host.clone();
-        let started =
-            tokio::task::spawn_blocking(move || -> Result<(Box<dyn Mechanism>, _), SaslError> {
-                let mut mech: Box<dyn Mechanism> = match name {
-                    MechName::Gssapi => {
-                        let ctx = KerberosContext::new(&settings, &host).map_err(SaslError::Gss)?;
-                        let authzid = settings.authzid.clone();
-                        Box::new(Gssapi::new(ctx, LayerWanted::None, authzid))
-                    }
-                    _ => {
-                        return Err(SaslError::UnexpectedChallenge {
-                            mechanism: name.as_str(),
-                        });
-                    }
-                };
-                let initial = mech.initial_response()?;
-                Ok((mech, initial))
-            })
-            .await
-            .expect("mechanism start panicked");
+        let facts = LinkFacts {
+            host: account.host.clone(),
+            port,
+            binding: link.channel_binding().map(|b| match b {
+                BindingData::TlsExporter(d) => {
+                    ChannelBinding::new(ChannelBindingKind::TlsExporter, d)
+                }
+                BindingData::TlsServerEndPoint(d) => {
+                    ChannelBinding::new(ChannelBindingKind::TlsServerEndPoint, d)
+                }
+            }),
+            server_offers_plus: caps.mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+        };
+        let acct = account.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let mut mech = auth::build(name, &acct, facts)?;
+            let initial = mech.initial_response()?;
+            Ok::<_, auth::SetupError>((mech, initial))
+        })
+        .await
+        .expect("mechanism setup panicked");
         match started {
             Ok((mech, initial)) => {
                 info!("account `{}`: authenticating with {name}", account.name);
@@ -360,7 +387,7 @@ async fn start_mechanism(
             }
             Err(error) => {
                 info!("account `{}`: {name} cannot start: {error}", account.name);
-                last = Some(fail(FailureKind::Mechanism {
+                last = Some(fail(FailureKind::Setup {
                     mechanism: name.as_str(),
                     error,
                 }));

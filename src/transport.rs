@@ -18,7 +18,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -45,7 +45,32 @@ impl fmt::Display for TlsInfo {
     }
 }
 
+/// Channel-binding data of a TLS session (RFC 9266 or RFC 5929).
+pub enum BindingData {
+    /// 32 bytes of `EXPORTER-Channel-Binding` (TLS 1.3).
+    TlsExporter(Vec<u8>),
+    /// SHA-256 of the server's end-entity certificate (TLS 1.2; certificates signed with
+    /// SHA-384 or SHA-512 would need that hash instead, and get none here).
+    TlsServerEndPoint(Vec<u8>),
+}
+
 impl Link {
+    /// Channel-binding data for SCRAM-*-PLUS, or `None` on a plaintext link.
+    pub fn channel_binding(&self) -> Option<BindingData> {
+        let Link::Tls(s) = self else { return None };
+        let (_, conn) = s.get_ref();
+        match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => conn
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+                .map(|k| BindingData::TlsExporter(k.to_vec())),
+            _ => conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| BindingData::TlsServerEndPoint(Sha256::digest(c.as_ref()).to_vec())),
+        }
+    }
+
     /// The negotiated TLS parameters, or `None` on a plaintext link.
     pub fn tls_info(&self) -> Option<TlsInfo> {
         let Link::Tls(s) = self else { return None };
@@ -70,6 +95,8 @@ impl Link {
 /// A connection or TLS failure. One variant per thing the user can fix differently.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    #[error("cannot use the client certificate {}: {detail}", .path.display())]
+    ClientCertificate { path: PathBuf, detail: String },
     #[error("cannot resolve {host}: {source}")]
     Resolve { host: String, source: io::Error },
     #[error("cannot connect to {host} port {port}: {source}")]
@@ -118,6 +145,7 @@ pub fn tls_settings(
     ca_file: Option<&Path>,
     pin: Option<[u8; 32]>,
     accept_invalid_certs: bool,
+    client_cert: Option<(&Path, &Path)>,
 ) -> Result<TlsSettings, TransportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server_name =
@@ -160,14 +188,30 @@ pub fn tls_settings(
             Some(pin) => Arc::new(Pinned { inner: webpki, pin }),
         }
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::Handshake {
             detail: e.to_string(),
         })?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let bad = |path: &Path, detail: String| TransportError::ClientCertificate {
+                path: path.to_path_buf(),
+                detail,
+            };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| bad(cert, e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(cert, e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(cert, e.to_string()))?
+        }
+    };
     Ok(TlsSettings {
         config: Arc::new(config),
         server_name,

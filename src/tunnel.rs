@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::config::{Account, Protocol};
 use crate::error::Class;
 use crate::protocol::Capabilities;
+use crate::protocol::local::{LocalEvent, LocalPop3, LocalSide, LocalSmtp};
 use crate::session::Established;
 
 /// Size of each direction's buffer.
@@ -44,8 +45,8 @@ pub fn client_capabilities(caps: &Capabilities) -> Vec<String> {
     out
 }
 
-/// The greeting that tells the client it is already authenticated.
-pub fn greeting(account: &Account, est: &Established) -> Vec<u8> {
+/// Who was authenticated where and how, for the greeting and the logs.
+pub fn summary(account: &Account, est: &Established) -> String {
     let who = if !account.user.is_empty() {
         account.user.clone()
     } else if let Some(p) = &account.gssapi.principal {
@@ -57,19 +58,74 @@ pub fn greeting(account: &Account, est: &Established) -> Vec<u8> {
         Some(t) => format!("{} ({} on port {})", t.version, est.method, est.port),
         None => "no TLS".to_string(),
     };
-    match account.protocol {
-        Protocol::Imap => format!(
-            "* PREAUTH [CAPABILITY {}] mailtun: {} authenticated to {} with {} over {}, protection {}\r\n",
-            client_capabilities(&est.capabilities).join(" "),
-            who,
-            account.host,
-            est.mechanism,
-            protection,
-            est.combination,
-        )
-        .into_bytes(),
-        Protocol::Pop3 | Protocol::Smtp => unreachable!("rejected by configuration"),
+    format!(
+        "{who} authenticated to {} with {} over {protection}, protection {}",
+        account.host, est.mechanism, est.combination
+    )
+}
+
+/// The IMAP greeting that tells the client it is already authenticated.
+pub fn imap_greeting(account: &Account, est: &Established) -> Vec<u8> {
+    format!(
+        "* PREAUTH [CAPABILITY {}] mailtun: {}\r\n",
+        client_capabilities(&est.capabilities).join(" "),
+        summary(account, est)
+    )
+    .into_bytes()
+}
+
+/// Hands the authenticated session to the client: the protocol's pre-authenticated
+/// greeting (IMAP `PREAUTH`; for POP3 and SMTP a local greeting, with the client's own
+/// login commands answered here and never forwarded), then the relay.
+pub async fn hand_over<R, W>(
+    account: &Account,
+    est: Established,
+    mut client_in: R,
+    mut client_out: W,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let text = summary(account, &est);
+    let mut local: Box<dyn LocalSide> = match account.protocol {
+        Protocol::Imap => {
+            client_out.write_all(&imap_greeting(account, &est)).await?;
+            client_out.flush().await?;
+            return relay(est.link, est.leftover, client_in, client_out).await;
+        }
+        Protocol::Pop3 => Box::new(LocalPop3::new(&text, &est.capabilities)),
+        Protocol::Smtp => Box::new(LocalSmtp::new(&account.host, &text, &est.capabilities)),
+    };
+    let mut server = est.link;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let event = local.poll().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("the mail client: {e}"))
+        })?;
+        match event {
+            LocalEvent::NeedInput => {
+                let n = client_in.read(&mut buf).await?;
+                if n == 0 {
+                    // The client left before its first mail command.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
+                    return Ok(());
+                }
+                local.receive(&buf[..n]);
+            }
+            LocalEvent::Reply(bytes) => {
+                client_out.write_all(&bytes).await?;
+                client_out.flush().await?;
+            }
+            LocalEvent::Forward(bytes) => {
+                server.write_all(&bytes).await?;
+                server.flush().await?;
+            }
+            LocalEvent::Received(line) => tracing::debug!("client: {line}"),
+            LocalEvent::Relay => break,
+        }
     }
+    relay(server, est.leftover, client_in, client_out).await
 }
 
 /// The reply that tells the client the session could not be set up.
