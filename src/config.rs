@@ -427,12 +427,6 @@ type Located = (Option<Range<usize>>, String);
 
 fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     let protocol = raw.protocol.unwrap_or(Protocol::Imap);
-    if protocol != Protocol::Imap {
-        return Err((
-            None,
-            format!("protocol \"{protocol}\" is not supported by this version; use \"imap\""),
-        ));
-    }
     let host_span = raw.host.span();
     let host = raw.host.into_inner();
     if host.is_empty() || host.contains(char::is_whitespace) {
