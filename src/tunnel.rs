@@ -22,7 +22,7 @@ use crate::session::Established;
 const CHUNK: usize = 64 * 1024;
 /// How long the server may stay silent after the client closed its side before the
 /// session ends.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The capabilities the client sees: the server's, without what only concerned the
 /// authentication that mailtun already did.

@@ -5,4 +5,6 @@
 mod clients;
 mod harness;
 mod imap_tunnel;
+mod pop3_smtp;
+mod sasl;
 mod scripted;
