@@ -3,6 +3,8 @@
 //! real server does.
 
 mod clients;
+mod fake_server;
 mod harness;
+mod hostile;
 mod imap_tunnel;
 mod scripted;
