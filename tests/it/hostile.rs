@@ -35,13 +35,16 @@ fn bye_for(code: i32) -> Bye {
     }
 }
 
+/// A script made from a list of capabilities.
+type Script = fn(&str) -> Vec<Act>;
+
 /// What a protocol's server says, and how mailtun's refusal looks in that protocol.
 struct Lang {
     /// `protocol` in the configuration.
     protocol: &'static str,
     /// Ways to tell the client the pre-TLS capabilities (`caps` is a space-separated
     /// list in this protocol's spelling), up to the client's decision.
-    hellos: &'static [(&'static str, fn(&str) -> Vec<Act>)],
+    hellos: &'static [(&'static str, Script)],
     /// The capability words: STARTTLS, a strong and a weak mechanism, initial response.
     starttls_cap: &'static str,
     gssapi_cap: &'static str,
@@ -61,7 +64,7 @@ struct Lang {
     /// Untagged data a server may send before the STARTTLS reply.
     pre_tls_noise: &'static str,
     /// The capabilities exchange once TLS is up.
-    caps_after_tls: fn(&str) -> Vec<Act>,
+    caps_after_tls: Script,
     /// A greeting that claims the session is already authenticated.
     preauth_greeting: &'static str,
     /// A continuation request with no data, and an authentication success.
@@ -266,7 +269,7 @@ fn caps(lang: &Lang, words: &[&str]) -> String {
 }
 
 /// Script: hello offering STARTTLS (+ `pre`), STARTTLS accepted, TLS with `cert`.
-fn up_to_tls(lang: &Lang, hello: fn(&str) -> Vec<Act>, pre_caps: &str, cert: Cert) -> Vec<Act> {
+fn up_to_tls(lang: &Lang, hello: Script, pre_caps: &str, cert: Cert) -> Vec<Act> {
     let mut s = hello(pre_caps);
     s.push(Act::ReadLine);
     s.push(send(lang.starttls_ok));
