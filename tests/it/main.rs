@@ -7,4 +7,5 @@ mod fake_server;
 mod harness;
 mod hostile;
 mod imap_tunnel;
+mod relay;
 mod scripted;
