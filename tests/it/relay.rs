@@ -297,6 +297,48 @@ async fn the_server_closing_first_gives_the_client_its_last_bytes_then_eof() {
 }
 
 #[tokio::test]
+async fn the_server_closing_while_the_client_still_writes_gives_the_client_the_last_bytes() {
+    let (ends, relay) = start(b"");
+    let Ends {
+        mut server,
+        mut client_in,
+        mut client_out,
+    } = ends;
+    let last = b"* BYE idle too long\r\n";
+    let server_side = async {
+        // Read a little of what the client sends, let the pipes fill up (so that the
+        // relay is in the middle of a write to the server), then say goodbye and close.
+        let mut buf = [0u8; 16];
+        server.read_exact(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.write_all(last).await.unwrap();
+        drop(server);
+    };
+    let client_writes = async {
+        // The client keeps sending commands; writes may fail once the session is over.
+        let mut sent = 0;
+        while sent < 16 << 20 {
+            if client_in.write_all(b"a NOOP\r\n").await.is_err() {
+                break;
+            }
+            sent += 8;
+        }
+        client_in
+    };
+    let client_reads = async {
+        let mut got = Vec::new();
+        client_out.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let (r, (), _client_in, got) = tokio::join!(relay, server_side, client_writes, client_reads);
+    assert_eq!(
+        got, last,
+        "the client must get the server's last bytes, then EOF"
+    );
+    r.unwrap();
+}
+
+#[tokio::test]
 async fn the_client_closing_first_still_gets_the_servers_last_reply() {
     let (ends, relay) = start(b"");
     let Ends {
