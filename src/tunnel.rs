@@ -165,7 +165,8 @@ pub fn failure_reply(protocol: Protocol, class: Class, text: &str) -> Vec<u8> {
 /// server's remaining replies still reach the client until the server closes or stays
 /// silent for [`CLOSE_GRACE`]. The server is not told of the client's close by a TLS
 /// close_notify before that, since servers (Dovecot among them) drop their pending
-/// replies on it.
+/// replies on it. When the server stops taking the client's bytes (it closed while
+/// the client was still writing), what it sent before still reaches the client.
 pub async fn relay<S, R, W>(
     server: S,
     leftover: Vec<u8>,
@@ -225,7 +226,14 @@ where
             r = &mut to_client => quiet_broken_pipe(r),
             r = &mut to_server => match r {
                 Ok(()) => quiet_broken_pipe(to_client.await),
-                Err(e) => Err(e),
+                // The server no longer takes bytes (it closed, or the link broke). What
+                // it sent before still belongs to the client; its read side tells
+                // whether the end was clean.
+                Err(_) => {
+                    client_gone.set(true);
+                    closed.notify_one();
+                    quiet_broken_pipe(to_client.await)
+                }
             },
         }
     };

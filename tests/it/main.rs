@@ -3,8 +3,11 @@
 //! real server does.
 
 mod clients;
+mod fake_server;
 mod harness;
+mod hostile;
 mod imap_tunnel;
 mod pop3_smtp;
+mod relay;
 mod sasl;
 mod scripted;

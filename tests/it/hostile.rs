@@ -1,0 +1,940 @@
+//! The malicious-server suite (issue 6): scripted servers with real TLS attack each step
+//! of the session, and every case checks what the server received (before TLS and,
+//! decrypted, after it), what the local client got on stdout (a `BYE`, never a
+//! `PREAUTH`), the exit code of the README's table, the time taken, and that nothing
+//! panicked.
+//!
+//! The cases are written once against a [`Lang`]: what a protocol's server says at each
+//! step and how mailtun's refusal looks in it. IMAP is the only entry today; POP3 and SMTP
+//! are one table entry each in [`LANGS`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fake_server::{Act, Cert, FakeServer, HOST, Record, Run, pki, run_mailtun_within, send};
+use crate::harness::harness;
+
+const EXIT_NETWORK: i32 = 4;
+const EXIT_POLICY: i32 = 5;
+const EXIT_AUTH: i32 = 6;
+const EXIT_PROTOCOL: i32 = 7;
+
+/// The reply class mailtun gives the client, named as in the README table.
+#[derive(Debug, Clone, Copy)]
+enum Bye {
+    Unavailable,
+    PrivacyRequired,
+    AuthenticationFailed,
+}
+
+fn bye_for(code: i32) -> Bye {
+    match code {
+        EXIT_POLICY => Bye::PrivacyRequired,
+        EXIT_AUTH => Bye::AuthenticationFailed,
+        _ => Bye::Unavailable,
+    }
+}
+
+/// A script made from a list of capabilities.
+type Script = fn(&str) -> Vec<Act>;
+
+/// What a protocol's server says, and how mailtun's refusal looks in that protocol.
+struct Lang {
+    /// `protocol` in the configuration.
+    protocol: &'static str,
+    /// Ways to tell the client the pre-TLS capabilities (`caps` is a space-separated
+    /// list in this protocol's spelling), up to the client's decision.
+    hellos: &'static [(&'static str, Script)],
+    /// The capability words: STARTTLS, a strong and a weak mechanism, initial response.
+    starttls_cap: &'static str,
+    gssapi_cap: &'static str,
+    plain_cap: &'static str,
+    sasl_ir_cap: &'static str,
+    /// The STARTTLS command as the server reads it.
+    starttls_command: &'static str,
+    /// The command that asks for capabilities, and the authentication command.
+    capability_command: &'static str,
+    auth_command: &'static str,
+    /// The server's reply to STARTTLS that starts TLS (`{tag}` is the client's tag).
+    starttls_ok: &'static str,
+    /// Refusals of STARTTLS: name, reply (None: the server closes), expected exit code.
+    starttls_refusals: &'static [(&'static str, Option<&'static str>, i32)],
+    /// Injected after the STARTTLS OK in the same segment: name, bytes.
+    injections: &'static [(&'static str, &'static str)],
+    /// Untagged data a server may send before the STARTTLS reply.
+    pre_tls_noise: &'static str,
+    /// The capabilities exchange once TLS is up.
+    caps_after_tls: Script,
+    /// A greeting that claims the session is already authenticated.
+    preauth_greeting: &'static str,
+    /// A continuation request with no data, and an authentication success.
+    empty_challenge: &'static str,
+    auth_ok: &'static str,
+    auth_no: &'static str,
+    /// A line starting with the greeting, to prefix garbage with.
+    greeting_prefix: &'static str,
+    /// A reply announcing a 4 GB literal (None when the protocol has no literals).
+    huge_literal: Option<&'static str>,
+    /// The start of the reply mailtun gives the client for a failure of each class.
+    bye: fn(Bye) -> &'static str,
+}
+
+fn imap_hello_in_greeting(caps: &str) -> Vec<Act> {
+    vec![send(format!(
+        "* OK [CAPABILITY IMAP4rev1 {caps}] fake IMAP ready\r\n"
+    ))]
+}
+
+fn imap_hello_by_command(caps: &str) -> Vec<Act> {
+    vec![
+        send("* OK fake IMAP ready\r\n"),
+        Act::ReadLine,
+        send(format!(
+            "* CAPABILITY IMAP4rev1 {caps}\r\n{{tag}} OK done\r\n"
+        )),
+    ]
+}
+
+fn imap_caps_after_tls(caps: &str) -> Vec<Act> {
+    vec![
+        Act::ReadLine,
+        send(format!(
+            "* CAPABILITY IMAP4rev1 {caps}\r\n{{tag}} OK done\r\n"
+        )),
+    ]
+}
+
+fn imap_bye(b: Bye) -> &'static str {
+    match b {
+        Bye::Unavailable => "* BYE [UNAVAILABLE] mailtun: ",
+        Bye::PrivacyRequired => "* BYE [PRIVACYREQUIRED] mailtun: ",
+        Bye::AuthenticationFailed => "* BYE [AUTHENTICATIONFAILED] mailtun: ",
+    }
+}
+
+const IMAP: Lang = Lang {
+    protocol: "imap",
+    hellos: &[
+        ("in the greeting", imap_hello_in_greeting),
+        ("after CAPABILITY", imap_hello_by_command),
+    ],
+    starttls_cap: "STARTTLS",
+    gssapi_cap: "AUTH=GSSAPI",
+    plain_cap: "AUTH=PLAIN",
+    sasl_ir_cap: "SASL-IR",
+    starttls_command: "STARTTLS",
+    capability_command: "CAPABILITY",
+    auth_command: "AUTHENTICATE",
+    starttls_ok: "{tag} OK Begin TLS negotiation now\r\n",
+    starttls_refusals: &[
+        ("NO", Some("{tag} NO TLS not available\r\n"), EXIT_POLICY),
+        ("BAD", Some("{tag} BAD unknown command\r\n"), EXIT_POLICY),
+        ("BYE", Some("* BYE going away\r\n"), EXIT_PROTOCOL),
+        ("connection closed", None, EXIT_PROTOCOL),
+    ],
+    injections: &[
+        (
+            "a fake CAPABILITY",
+            "* CAPABILITY IMAP4rev1 AUTH=PLAIN LOGIN\r\n",
+        ),
+        (
+            "a fake tagged OK for the next command",
+            "m3 OK CAPABILITY completed\r\nm4 OK AUTHENTICATE completed\r\n",
+        ),
+    ],
+    pre_tls_noise: "* CAPABILITY IMAP4rev1 AUTH=GSSAPI\r\n* 3 EXISTS\r\n* OK [ALERT] PRE-TLS-NOISE\r\n",
+    caps_after_tls: imap_caps_after_tls,
+    preauth_greeting: "* PREAUTH [CAPABILITY IMAP4rev1] welcome, no password needed\r\n",
+    empty_challenge: "+ \r\n",
+    auth_ok: "{tag} OK authenticated\r\n",
+    auth_no: "{tag} NO denied\r\n",
+    greeting_prefix: "* OK ",
+    huge_literal: Some("* CAPABILITY IMAP4rev1 {4294967296}\r\n"),
+    bye: imap_bye,
+};
+
+/// Every protocol the suite covers. POP3 and SMTP are added here.
+const LANGS: &[&Lang] = &[&IMAP];
+
+/// Ports and settings of one account under test.
+struct Account<'a> {
+    lang: &'a Lang,
+    plain_port: u16,
+    tls_port: u16,
+    tls: &'a str,
+    timeout_secs: u64,
+    extra: String,
+}
+
+impl<'a> Account<'a> {
+    fn starttls(lang: &'a Lang, plain_port: u16) -> Self {
+        Account {
+            lang,
+            plain_port,
+            // Nothing listens on port 1: a retry there would fail loudly.
+            tls_port: 1,
+            tls: "[\"starttls\"]",
+            timeout_secs: 5,
+            extra: String::new(),
+        }
+    }
+
+    fn implicit(lang: &'a Lang, tls_port: u16) -> Self {
+        Account {
+            tls_port,
+            plain_port: 1,
+            tls: "[\"implicit\"]",
+            ..Account::starttls(lang, 1)
+        }
+    }
+
+    /// Writes the configuration and runs mailtun with a deadline of the timeout plus a
+    /// margin.
+    fn run(&self) -> Run {
+        let h = harness();
+        let dir = tempfile::tempdir().unwrap();
+        let path: PathBuf = dir.path().join("config.toml");
+        let text = format!(
+            "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\nplain_port = {plain}\ntls_port = {tlsp}\ntls = {tls}\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = {timeout}\n{extra}\n[accounts.test.gssapi]\nccache = \"{cc}\"\n",
+            protocol = self.lang.protocol,
+            plain = self.plain_port,
+            tlsp = self.tls_port,
+            tls = self.tls,
+            ca = pki().ca_file.display(),
+            timeout = self.timeout_secs,
+            extra = self.extra,
+            cc = h.get("ALICE_CCACHE"),
+        );
+        std::fs::write(&path, text).unwrap();
+        run_mailtun_within(
+            &path,
+            Duration::from_secs(self.timeout_secs) + Duration::from_secs(5),
+        )
+    }
+}
+
+/// The common verdict: the documented exit code, the matching reply as the only thing
+/// on stdout, no PREAUTH, no panic, within the account's timeout.
+fn assert_refused(lang: &Lang, run: &Run, code: i32, case: &str) {
+    let stdout = run.stdout_text();
+    assert!(!run.killed, "{case}: mailtun hung; stderr: {}", run.stderr);
+    assert_eq!(
+        run.code,
+        Some(code),
+        "{case}: exit code; stdout: {stdout:?}; stderr: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("panicked"),
+        "{case}: panic: {}",
+        run.stderr
+    );
+    let expected = (lang.bye)(bye_for(code));
+    assert!(
+        stdout.starts_with(expected),
+        "{case}: the client should get {expected:?}..., got {stdout:?}"
+    );
+    assert!(
+        std::str::from_utf8(&run.stdout).is_ok(),
+        "{case}: stdout is not UTF-8"
+    );
+    assert_eq!(
+        stdout.matches('\n').count(),
+        1,
+        "{case}: the refusal is the only line the client gets: {stdout:?}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("* PREAUTH")),
+        "{case}: {stdout:?}"
+    );
+}
+
+/// Neither in plaintext nor over TLS did the client start authenticating.
+fn assert_no_auth(lang: &Lang, rec: &Record, case: &str) {
+    for (where_, text) in [
+        ("plaintext", rec.plain_text()),
+        ("TLS", rec.decrypted_text()),
+    ] {
+        assert!(
+            !text.contains(lang.auth_command),
+            "{case}: {} sent over {where_}: {text:?}",
+            lang.auth_command
+        );
+    }
+}
+
+fn caps(lang: &Lang, words: &[&str]) -> String {
+    let _ = lang;
+    words.join(" ")
+}
+
+/// Script: hello offering STARTTLS (+ `pre`), STARTTLS accepted, TLS with `cert`.
+fn up_to_tls(lang: &Lang, hello: Script, pre_caps: &str, cert: Cert) -> Vec<Act> {
+    let mut s = hello(pre_caps);
+    s.push(Act::ReadLine);
+    s.push(send(lang.starttls_ok));
+    s.push(Act::Tls(cert));
+    s
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+// 1. STARTTLS not advertised.
+
+#[test]
+fn starttls_not_advertised_is_refused_before_any_other_command() {
+    for lang in LANGS {
+        for (how, hello) in lang.hellos {
+            let case = format!("{}: no STARTTLS {how}", lang.protocol);
+            let server = FakeServer::start(hello(&caps(lang, &[lang.gssapi_cap, lang.plain_cap])));
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_POLICY, &case);
+            assert!(run.stderr.contains("STARTTLS"), "{case}: {}", run.stderr);
+            let lines = rec.plain_lines();
+            assert!(
+                lines.iter().all(|l| l.ends_with(lang.capability_command)),
+                "{case}: only capability requests may be sent: {lines:?}"
+            );
+            assert!(!rec.tls_started, "{case}");
+            assert_eq!(rec.connections, 1, "{case}");
+        }
+    }
+}
+
+// 2. STARTTLS refused.
+
+#[test]
+fn starttls_refused_ends_the_session_without_authenticating() {
+    for lang in LANGS {
+        for &(how, reply, code) in lang.starttls_refusals {
+            let case = format!("{}: STARTTLS answered with {how}", lang.protocol);
+            let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
+            script.push(Act::ReadLine);
+            match reply {
+                Some(r) => script.push(send(r)),
+                None => script.push(Act::Close),
+            }
+            let server = FakeServer::start(script);
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, code, &case);
+            assert!(
+                rec.plain_text()
+                    .ends_with(&format!("{}\r\n", lang.starttls_command)),
+                "{case}: STARTTLS is the last thing sent: {:?}",
+                rec.plain_text()
+            );
+            assert_no_auth(lang, &rec, &case);
+            assert_eq!(rec.connections, 1, "{case}: no retry");
+        }
+    }
+}
+
+// 3. Bytes injected after the STARTTLS OK, in the same segment.
+
+#[test]
+fn rfc3501_6_2_1_bytes_injected_after_starttls_ok_are_refused_before_tls() {
+    for lang in LANGS {
+        for &(how, injected) in lang.injections {
+            let case = format!("{}: {how} after the STARTTLS OK", lang.protocol);
+            let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
+            script.push(Act::ReadLine);
+            script.push(send(format!("{}{injected}", lang.starttls_ok)));
+            script.push(Act::Tls(Cert::Good));
+            let server = FakeServer::start(script);
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+            assert!(run.stderr.contains("injection"), "{case}: {}", run.stderr);
+            assert!(
+                rec.raw_tls.is_empty(),
+                "{case}: no ClientHello (nor anything else) may follow: {:?}",
+                String::from_utf8_lossy(&rec.raw_tls)
+            );
+            assert!(!rec.tls_established, "{case}");
+            assert_no_auth(lang, &rec, &case);
+        }
+    }
+}
+
+// 4. Untagged data and capabilities before TLS.
+
+#[test]
+fn rfc3501_6_2_1_data_before_tls_is_discarded_and_capabilities_asked_again() {
+    for lang in LANGS {
+        let case = format!("{}: untagged data before TLS", lang.protocol);
+        // Before TLS the server offers GSSAPI (also in untagged noise with the STARTTLS
+        // reply); inside TLS only PLAIN. Trusting anything from before TLS would start
+        // GSSAPI; discarding it leaves no acceptable mechanism.
+        let mut script = (lang.hellos[0].1)(&caps(
+            lang,
+            &[lang.starttls_cap, lang.gssapi_cap, lang.sasl_ir_cap],
+        ));
+        script.push(Act::ReadLine);
+        script.push(send(format!("{}{}", lang.pre_tls_noise, lang.starttls_ok)));
+        script.push(Act::Tls(Cert::Good));
+        script.extend((lang.caps_after_tls)(&caps(lang, &[lang.plain_cap])));
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_POLICY, &case);
+        assert!(rec.tls_established, "{case}");
+        let lines = rec.decrypted_lines();
+        assert!(
+            lines
+                .first()
+                .is_some_and(|l| l.ends_with(lang.capability_command)),
+            "{case}: the first command inside TLS asks for capabilities again: {lines:?}"
+        );
+        assert_no_auth(lang, &rec, &case);
+        let stdout = run.stdout_text();
+        assert!(
+            !stdout.contains("PRE-TLS-NOISE") && !stdout.contains("EXISTS"),
+            "{case}: pre-TLS data reached the client: {stdout:?}"
+        );
+    }
+}
+
+// 5. Plaintext PREAUTH.
+
+#[test]
+fn rfc3501_6_2_1_plaintext_preauth_greeting_is_refused_and_not_passed_on() {
+    for lang in LANGS {
+        let case = format!("{}: PREAUTH before TLS", lang.protocol);
+        let server = FakeServer::start(vec![send(lang.preauth_greeting)]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("PREAUTH"), "{case}: {}", run.stderr);
+        assert_eq!(rec.plain, b"", "{case}: nothing may be sent");
+    }
+}
+
+// 6. Mechanism downgrade.
+
+#[test]
+fn mechanism_downgrade_inside_tls_is_refused_without_authenticating() {
+    for lang in LANGS {
+        for (how, hello) in lang.hellos {
+            let case = format!("{}: GSSAPI {how} before TLS, PLAIN after", lang.protocol);
+            let mut script = up_to_tls(
+                lang,
+                *hello,
+                &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+                Cert::Good,
+            );
+            script.extend((lang.caps_after_tls)(&caps(lang, &[lang.plain_cap])));
+            let server = FakeServer::start(script);
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_POLICY, &case);
+            assert!(run.stderr.contains("PLAIN"), "{case}: {}", run.stderr);
+            assert!(rec.tls_established, "{case}");
+            assert_no_auth(lang, &rec, &case);
+        }
+    }
+}
+
+// 7. No pipelining after STARTTLS; also the positive control for the TLS set-up.
+
+#[test]
+fn nothing_is_pipelined_after_starttls_and_authentication_happens_only_inside_tls() {
+    for lang in LANGS {
+        let case = format!("{}: STARTTLS then a refused GSSAPI", lang.protocol);
+        let mut script = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        script.extend((lang.caps_after_tls)(&caps(
+            lang,
+            &[lang.gssapi_cap, lang.sasl_ir_cap],
+        )));
+        script.push(Act::ReadLine);
+        script.push(send(lang.auth_no));
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+        let plain = rec.plain_text();
+        assert!(
+            plain.ends_with(&format!(" {}\r\n", lang.starttls_command)),
+            "{case}: plaintext ends with STARTTLS: {plain:?}"
+        );
+        assert_eq!(
+            rec.raw_tls.first(),
+            Some(&0x16),
+            "{case}: the first byte after STARTTLS is a TLS handshake record"
+        );
+        assert!(rec.tls_established, "{case}: {:?}", rec.tls_error);
+        assert_no_auth(
+            lang,
+            &Record {
+                decrypted: Vec::new(),
+                ..rec.clone()
+            },
+            &case,
+        );
+        assert!(
+            rec.decrypted_text()
+                .contains(&format!("{} GSSAPI ", lang.auth_command)),
+            "{case}: GSSAPI was attempted inside TLS: {:?}",
+            rec.decrypted_text()
+        );
+    }
+}
+
+// 8. Certificates, on STARTTLS and on the SSL port.
+
+fn certificate_refused(cert: Cert, pin: Option<&str>, message: &str) {
+    for lang in LANGS {
+        for implicit in [false, true] {
+            let method = if implicit { "SSL port" } else { "STARTTLS" };
+            let case = format!("{}: {cert:?} (pin {pin:?}) on {method}", lang.protocol);
+            let mut script = if implicit {
+                vec![Act::Tls(cert)]
+            } else {
+                up_to_tls(
+                    lang,
+                    lang.hellos[0].1,
+                    &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+                    cert,
+                )
+            };
+            script.extend((lang.caps_after_tls)(&caps(lang, &[lang.gssapi_cap])));
+            let server = FakeServer::start(script);
+            let mut account = if implicit {
+                Account::implicit(lang, server.port)
+            } else {
+                Account::starttls(lang, server.port)
+            };
+            if let Some(pin) = pin {
+                account.extra = format!("pin_sha256 = \"{pin}\"");
+            }
+            let run = account.run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_NETWORK, &case);
+            assert!(
+                run.stderr.contains(message),
+                "{case}: expected {message:?} in: {}",
+                run.stderr
+            );
+            assert!(rec.tls_started, "{case}");
+            assert!(!rec.tls_established, "{case}: the client must abort");
+            assert!(
+                rec.decrypted.is_empty(),
+                "{case}: application data was sent: {:?}",
+                rec.decrypted_text()
+            );
+            assert_no_auth(lang, &rec, &case);
+            assert_eq!(rec.connections, 1, "{case}: no retry");
+        }
+    }
+}
+
+#[test]
+fn certificate_self_signed_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::SelfSigned, None, "does not trust");
+}
+
+#[test]
+fn certificate_from_unknown_ca_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::UnknownCa, None, "does not trust");
+}
+
+#[test]
+fn certificate_for_another_name_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::WrongName, None, "not valid for mail.example.test");
+}
+
+#[test]
+fn certificate_expired_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::Expired, None, "has expired");
+}
+
+#[test]
+fn certificate_not_yet_valid_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::NotYetValid, None, "not valid yet");
+}
+
+#[test]
+fn certificate_naming_the_host_only_in_its_cn_is_refused_on_starttls_and_ssl_port() {
+    certificate_refused(Cert::NoSan, None, "not valid for");
+}
+
+#[test]
+fn certificate_not_matching_the_pin_is_refused_on_starttls_and_ssl_port() {
+    let mut wrong = pki().good_sha256;
+    wrong[0] ^= 0xff;
+    let pin: String = wrong.iter().map(|b| format!("{b:02X}")).collect();
+    certificate_refused(Cert::Good, Some(&pin), "does not match `pin_sha256`");
+}
+
+#[test]
+fn certificate_matching_the_pin_is_accepted_on_the_ssl_port() {
+    // The control for the certificate cases: the same PKI and pin, correct, get as far
+    // as authentication.
+    for lang in LANGS {
+        let case = format!("{}: good certificate and pin", lang.protocol);
+        let mut script = vec![Act::Tls(Cert::Good)];
+        script.extend((lang.hellos[0].1)(&caps(lang, &[lang.gssapi_cap])));
+        script.push(Act::ReadLine);
+        script.push(send(lang.auth_no));
+        let server = FakeServer::start(script);
+        let mut account = Account::implicit(lang, server.port);
+        let pin: String = pki()
+            .good_sha256
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        account.extra = format!("pin_sha256 = \"{pin}\"");
+        let run = account.run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+        assert!(rec.tls_established, "{case}: {:?}", rec.tls_error);
+        assert!(
+            rec.decrypted_text().contains(lang.auth_command),
+            "{case}: {:?}",
+            rec.decrypted_text()
+        );
+    }
+}
+
+// 9. Handshake failure after the STARTTLS OK.
+
+#[test]
+fn a_failed_handshake_after_starttls_ok_is_never_followed_by_plaintext_or_a_retry() {
+    for lang in LANGS {
+        let case = format!("{}: garbage instead of ServerHello", lang.protocol);
+        let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
+        script.push(Act::ReadLine);
+        script.push(send(lang.starttls_ok));
+        // Wait for the ClientHello, then answer in plaintext.
+        script.push(Act::ReadSome);
+        script.push(send(format!(
+            "{}[CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=GSSAPI] not TLS\r\n",
+            lang.greeting_prefix
+        )));
+        let server = FakeServer::start(script);
+        let ssl_port = FakeServer::silent();
+        let mut account = Account::starttls(lang, server.port);
+        account.tls = "[\"starttls\", \"implicit\"]";
+        account.tls_port = ssl_port.port;
+        let run = account.run();
+        let rec = server.finish();
+        let ssl = ssl_port.finish();
+        assert_refused(lang, &run, EXIT_NETWORK, &case);
+        assert!(
+            run.stderr.contains("TLS handshake"),
+            "{case}: {}",
+            run.stderr
+        );
+        let marker = format!(" {}\r\n", lang.starttls_command);
+        let plain = &rec.plain;
+        let at = plain
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            .expect("STARTTLS sent")
+            + marker.len();
+        let after = &plain[at..];
+        assert_eq!(after.first(), Some(&0x16), "{case}: a ClientHello follows");
+        let text = String::from_utf8_lossy(after);
+        for word in [lang.capability_command, lang.auth_command] {
+            assert!(
+                !text.contains(word),
+                "{case}: plaintext {word} after the failed handshake"
+            );
+        }
+        assert_eq!(rec.connections, 1, "{case}: no second plaintext connection");
+        assert_eq!(
+            ssl.connections, 0,
+            "{case}: a broken handshake is not a reason to try the next method"
+        );
+    }
+}
+
+// 11. GSSAPI: success before the exchange completed.
+
+#[test]
+fn rfc4752_tagged_ok_before_the_gssapi_exchange_completed_is_refused() {
+    for lang in LANGS {
+        for sasl_ir in [true, false] {
+            let case = format!(
+                "{}: OK right after the first token (SASL-IR {sasl_ir})",
+                lang.protocol
+            );
+            let mut after = vec![lang.gssapi_cap];
+            if sasl_ir {
+                after.push(lang.sasl_ir_cap);
+            }
+            let mut script = up_to_tls(
+                lang,
+                lang.hellos[0].1,
+                &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+                Cert::Good,
+            );
+            script.extend((lang.caps_after_tls)(&caps(lang, &after)));
+            script.push(Act::ReadLine);
+            if !sasl_ir {
+                script.push(send(lang.empty_challenge));
+                script.push(Act::ReadLine);
+            }
+            script.push(send(lang.auth_ok));
+            // The client may ask for the capabilities after the OK; answer as a server
+            // that wants the session to go on would.
+            script.extend((lang.caps_after_tls)(&caps(lang, &[lang.gssapi_cap])));
+            let server = FakeServer::start(script);
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_AUTH, &case);
+            assert!(
+                run.stderr
+                    .contains("success before the GSSAPI exchange was complete"),
+                "{case}: {}",
+                run.stderr
+            );
+            // The first token really went out: the refusal is about the server's OK.
+            let text = rec.decrypted_text();
+            assert!(text.contains("AUTHENTICATE GSSAPI"), "{case}: {text:?}");
+            assert!(text.len() > 200, "{case}: no Kerberos token sent: {text:?}");
+        }
+    }
+}
+
+#[test]
+fn a_challenge_that_is_not_base64_is_refused() {
+    for lang in LANGS {
+        let case = format!("{}: challenge not base64", lang.protocol);
+        let mut script = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        script.extend((lang.caps_after_tls)(&caps(
+            lang,
+            &[lang.gssapi_cap, lang.sasl_ir_cap],
+        )));
+        script.push(Act::ReadLine);
+        script.push(send("+ !!not*base64!!\r\n"));
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("base64"), "{case}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_gssapi_challenge_that_is_not_a_kerberos_token_is_an_authentication_failure() {
+    for lang in LANGS {
+        let case = format!("{}: garbage GSSAPI token", lang.protocol);
+        let mut script = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        script.extend((lang.caps_after_tls)(&caps(
+            lang,
+            &[lang.gssapi_cap, lang.sasl_ir_cap],
+        )));
+        script.push(Act::ReadLine);
+        // "garbage token" in base64.
+        script.push(send("+ Z2FyYmFnZSB0b2tlbg==\r\n"));
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        server.finish();
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+    }
+}
+
+// 12. Garbage.
+
+#[test]
+fn a_10mb_line_without_crlf_is_refused_with_bounded_reading() {
+    for lang in LANGS {
+        let case = format!("{}: 10 MB line", lang.protocol);
+        let mut line = lang.greeting_prefix.as_bytes().to_vec();
+        line.resize(10 * 1024 * 1024, b'a');
+        let server = FakeServer::start(vec![Act::Send(line)]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
+        assert_eq!(rec.plain, b"", "{case}");
+    }
+}
+
+#[test]
+fn a_10mb_line_inside_tls_is_refused() {
+    for lang in LANGS {
+        let case = format!("{}: 10 MB line after TLS", lang.protocol);
+        let mut script = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        script.push(Act::ReadLine);
+        let mut line = b"* CAPABILITY ".to_vec();
+        line.resize(10 * 1024 * 1024, b'A');
+        script.push(Act::Send(line));
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
+        assert_no_auth(lang, &rec, &case);
+    }
+}
+
+#[test]
+fn a_4gb_literal_announced_is_refused_without_waiting_for_it() {
+    for lang in LANGS {
+        let Some(huge) = lang.huge_literal else {
+            continue;
+        };
+        let case = format!("{}: 4 GB literal", lang.protocol);
+        // Before TLS, in the reply to CAPABILITY, and inside TLS.
+        let before = vec![
+            send(format!("{}fake\r\n", lang.greeting_prefix)),
+            Act::ReadLine,
+            send(huge),
+        ];
+        let mut inside = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        inside.push(Act::ReadLine);
+        inside.push(send(huge));
+        for script in [before, inside] {
+            let server = FakeServer::start(script);
+            let run = Account::starttls(lang, server.port).run();
+            let rec = server.finish();
+            assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+            assert!(run.stderr.contains("4294967296"), "{case}: {}", run.stderr);
+            assert!(
+                run.elapsed < Duration::from_secs(3),
+                "{case}: {:?}",
+                run.elapsed
+            );
+            assert_no_auth(lang, &rec, &case);
+        }
+    }
+}
+
+#[test]
+fn nul_bytes_from_the_server_are_refused() {
+    for lang in LANGS {
+        let case = format!("{}: NUL in the greeting", lang.protocol);
+        let server = FakeServer::start(vec![send(format!(
+            "{}[CAPABILITY IMAP4rev1 STARTTLS AUTH=GSSAPI] hi\0there\r\n",
+            lang.greeting_prefix
+        ))]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("NUL"), "{case}: {}", run.stderr);
+        assert_eq!(rec.plain, b"", "{case}");
+    }
+}
+
+#[test]
+fn invalid_utf8_from_the_server_gives_a_clean_refusal() {
+    for lang in LANGS {
+        // Not a greeting at all: refused as such, with the bytes escaped.
+        let case = format!("{}: invalid UTF-8 greeting", lang.protocol);
+        let server = FakeServer::start(vec![send(b"\xff\xfe\xc3( \x80garbage\r\n")]);
+        let run = Account::starttls(lang, server.port).run();
+        server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+
+        // A valid greeting whose text is not UTF-8: read like any other (here: no
+        // STARTTLS), and nothing of it breaks the reply.
+        let case = format!("{}: invalid UTF-8 in the greeting text", lang.protocol);
+        let mut g = lang.greeting_prefix.as_bytes().to_vec();
+        g.extend_from_slice(b"[CAPABILITY IMAP4rev1 AUTH=GSSAPI] caf\xe9 \xff\xfe\r\n");
+        let server = FakeServer::start(vec![Act::Send(g)]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_POLICY, &case);
+        assert_eq!(rec.plain, b"", "{case}");
+    }
+}
+
+#[test]
+fn a_connection_closed_mid_authentication_is_refused() {
+    for lang in LANGS {
+        let case = format!("{}: closed after the first token", lang.protocol);
+        let mut script = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        script.extend((lang.caps_after_tls)(&caps(
+            lang,
+            &[lang.gssapi_cap, lang.sasl_ir_cap],
+        )));
+        script.push(Act::ReadLine);
+        script.push(Act::Close);
+        let server = FakeServer::start(script);
+        let run = Account::starttls(lang, server.port).run();
+        server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("closed"), "{case}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_is_dropped_at_the_timeout() {
+    for lang in LANGS {
+        let stall_greeting = Vec::new();
+        // Accepts STARTTLS, then never answers the ClientHello.
+        let mut stall_handshake = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap]));
+        stall_handshake.push(Act::ReadLine);
+        stall_handshake.push(send(lang.starttls_ok));
+        // Never answers the first authentication step.
+        let mut stall_auth = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+            Cert::Good,
+        );
+        stall_auth.extend((lang.caps_after_tls)(&caps(
+            lang,
+            &[lang.gssapi_cap, lang.sasl_ir_cap],
+        )));
+        for (how, script) in [
+            ("no greeting", stall_greeting),
+            ("silent during the TLS handshake", stall_handshake),
+            ("silent during authentication", stall_auth),
+        ] {
+            let case = format!("{}: {how}", lang.protocol);
+            let server = FakeServer::start(script);
+            let mut account = Account::starttls(lang, server.port);
+            account.timeout_secs = 2;
+            let run = account.run();
+            server.finish();
+            assert_refused(lang, &run, EXIT_NETWORK, &case);
+            assert!(
+                run.elapsed < Duration::from_secs(3),
+                "{case}: took {:.1} s",
+                secs(run.elapsed)
+            );
+            assert!(
+                run.elapsed >= Duration::from_secs(2),
+                "{case}: gave up early, {:.1} s",
+                secs(run.elapsed)
+            );
+            assert!(run.stderr.contains("within 2 s"), "{case}: {}", run.stderr);
+        }
+    }
+}
