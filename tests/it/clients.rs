@@ -146,3 +146,45 @@ fn without_tuid(data: &[u8]) -> Vec<u8> {
             .map_or(data.len() - at, |p| p + 1);
     [&data[..at], &data[end..]].concat()
 }
+
+#[test]
+fn fetchmail_retrieves_a_message_through_the_plugin() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(dir.path(), "", "");
+    let out_file = dir.path().join("fetched.eml");
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "poll {host} via localhost no dns with proto IMAP plugin \"{tunnel}\" auth ssh\n  user alice is root here keep fetchall sslproto \"\" fetchlimit 1 mda \"cat > {out}\"\n",
+            host = h.get("MAIL_HOST"),
+            tunnel = tunnel_command(&config),
+            out = out_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new("fetchmail")
+        .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("HOME", dir.path())
+        .output()
+        .expect("run fetchmail");
+    // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 13)),
+        "fetchmail failed: {log}"
+    );
+    let fetched = std::fs::read_to_string(&out_file).unwrap_or_default();
+    assert!(
+        fetched.contains("Subject: Hello Alice"),
+        "fetched: {fetched}\nlog: {log}"
+    );
+}
