@@ -34,6 +34,8 @@ pub struct Established {
     pub combination: Combination,
     /// TLS methods tried and given up before this one.
     pub earlier: Vec<Attempt>,
+    /// The mechanism, when it negotiated a security layer that the relay must apply.
+    pub layer: Option<Box<dyn Mechanism>>,
 }
 
 /// Connects and authenticates `account`, trying its TLS methods in order.
@@ -195,7 +197,7 @@ async fn attempt(
             }
             Event::Received(line) => debug!("S: {line}"),
             Event::Ready(caps) => {
-                if matches!(link, Link::Plain(_)) {
+                if matches!(link, Link::Plain(_)) && method != TlsMethod::None {
                     // Only STARTTLS can lead anywhere from a plaintext link.
                     if !caps.starttls {
                         return Err(fail(
@@ -333,6 +335,7 @@ async fn attempt(
                     tls: tls_info,
                     combination,
                     earlier: Vec::new(),
+                    layer: mech.layer().map(|_| mech),
                 });
             }
         }
@@ -370,6 +373,7 @@ async fn start_mechanism(
                 }
             }),
             server_offers_plus: caps.mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+            on_tls,
         };
         let acct = account.clone();
         let started = tokio::task::spawn_blocking(move || {
@@ -382,6 +386,9 @@ async fn start_mechanism(
         match started {
             Ok((mech, initial)) => {
                 info!("account `{}`: authenticating with {name}", account.name);
+                if !on_tls && name == MechName::Gssapi {
+                    dialect.layer_follows();
+                }
                 dialect.authenticate(name.as_str(), initial);
                 return Ok(Running { name, mech });
             }

@@ -45,6 +45,7 @@ pub struct ImapClient {
     next_tag: u32,
     caps: Capabilities,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// A parsed server response line.
@@ -141,6 +142,7 @@ impl ImapClient {
             next_tag: 1,
             caps: Capabilities::default(),
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -306,6 +308,10 @@ impl ImapClient {
                                     .push_back(Event::Authenticated(capabilities(atoms)));
                                 State::Done
                             }
+                            None if self.layer_follows => {
+                                self.out.push_back(Event::Authenticated(self.caps.clone()));
+                                State::Done
+                            }
                             None => {
                                 self.ask_capability(true);
                                 return Ok(());
@@ -447,6 +453,10 @@ impl Dialect for ImapClient {
 
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
     }
 }
 

@@ -91,6 +91,10 @@ pub trait Dialect: Send {
     fn cancel_auth(&mut self);
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
+    /// A SASL security layer starts right after the authentication reply: nothing more
+    /// may be sent in the clear, so the capabilities after authentication are not asked
+    /// for and [`Event::Authenticated`] carries those known before.
+    fn layer_follows(&mut self);
 }
 
 /// A server that did not follow the protocol, or refused a step. One variant per

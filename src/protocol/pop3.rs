@@ -66,6 +66,7 @@ pub struct Pop3Client {
     caps: Capabilities,
     apop_timestamp: Option<String>,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// A parsed server line.
@@ -145,6 +146,7 @@ impl Pop3Client {
             caps: Capabilities::default(),
             apop_timestamp: None,
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -182,6 +184,11 @@ impl Pop3Client {
     }
 
     fn ask_capa(&mut self, after_auth: bool) {
+        if after_auth && self.layer_follows {
+            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.state = State::Done;
+            return;
+        }
         self.send_command("CAPA");
         self.state = State::ExpectCapaStatus { after_auth };
     }
@@ -441,6 +448,10 @@ impl Dialect for Pop3Client {
 
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
     }
 }
 

@@ -75,6 +75,7 @@ pub struct SmtpClient {
     caps: Capabilities,
     partial: Partial,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// Splits `ddd-text` / `ddd text` / `ddd`: (code, is the last line, text).
@@ -148,6 +149,7 @@ impl SmtpClient {
             caps: Capabilities::default(),
             partial: Partial::default(),
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -168,6 +170,11 @@ impl SmtpClient {
     }
 
     fn ehlo(&mut self, after_auth: bool) {
+        if after_auth && self.layer_follows {
+            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.state = State::Done;
+            return;
+        }
         self.send_command(&format!("EHLO {}", self.ehlo_name));
         self.state = State::ExpectEhloReply { after_auth };
     }
@@ -427,6 +434,10 @@ impl Dialect for SmtpClient {
 
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod clients;
 mod fake_server;
+mod gss_layer;
 mod harness;
 mod hostile;
 mod imap_tunnel;
