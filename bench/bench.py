@@ -226,10 +226,10 @@ class Bench:
         self.tls_port, self.plain_port = tls_port, plain_port
         imtest_tunnel = os.environ.get("IMTEST_TUNNEL", os.path.join(HERE, "imtest-tunnel"))
 
-        def mailtun_argv(method):
+        def mailtun_argv(method, binary=None):
             def f(port_for):
                 cfg = self.config(method, port_for(plain_port), port_for(tls_port))
-                return [self.mailtun, "--config", cfg, "tunnel", "bench"]
+                return [binary or self.mailtun, "--config", cfg, "tunnel", "bench"]
             return f
 
         self.tools = [
@@ -245,6 +245,10 @@ class Bench:
             Tool("mt_ssl", "mailtun (GSSAPI, SSL port)", mailtun_argv("implicit"), tunnel=True),
             Tool("mt_starttls", "mailtun (GSSAPI, STARTTLS)", mailtun_argv("starttls"), tunnel=True),
         ]
+        other = os.environ.get("MAILTUN_COMPARE")
+        if other:  # another build, e.g. before a change, run side by side on the SSL port
+            self.tools.append(Tool("mt_compare", f"mailtun {os.environ.get('MAILTUN_COMPARE_LABEL', 'compare')} (GSSAPI, SSL port)",
+                                   mailtun_argv("implicit", other), tunnel=True))
         self.by_key = {t.key: t for t in self.tools}
 
     def config(self, method, plain_port, tls_port):
@@ -507,7 +511,9 @@ ccache = "{self.h['ALICE_CCACHE']}"
             uid200 = self.append(self.by_key["mt_ssl"], "bench-200m", big200, None)
             log(f"200 MB FETCH: {self.runs_200m} runs x socat, mailtun (SSL port)")
             for _ in range(self.runs_200m):
-                for k in ("socat", "mt_ssl"):
+                for k in ("socat", "mt_ssl", "mt_compare"):
+                    if k not in self.by_key:
+                        continue
                     self.fetch(self.by_key[k], "bench-200m", uid200, len(big200), "fetch200")
             self.size200 = len(big200)
             del big200
