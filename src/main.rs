@@ -117,12 +117,12 @@ async fn run_tunnel(cli: &Cli, name: &str) -> ExitCode {
         est.combination
     );
     let greeting = tunnel::greeting(&account, &est);
-    let mut out = tokio::io::stdout();
+    let (client_in, mut out) = tunnel::client_stdio();
     use tokio::io::AsyncWriteExt;
     if out.write_all(&greeting).await.is_err() || out.flush().await.is_err() {
         return ExitCode::SUCCESS;
     }
-    match tunnel::relay(est.link, est.leftover, tokio::io::stdin(), out).await {
+    match tunnel::relay(est.link, est.leftover, client_in, out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let failure = Failure::new(&account.name, Step::Relay, FailureKind::Io(e));
