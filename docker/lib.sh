@@ -14,6 +14,9 @@ compose() {
   elif command -v docker-compose >/dev/null; then
     docker-compose -f "$COMPOSE_FILE_PATH" "$@"
   else
-    die "neither 'docker compose' nor docker-compose is installed (apt-get install docker-compose)"
+    log "installing docker-compose (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+      || die "neither 'docker compose' nor docker-compose is installed (apt-get install docker-compose)"
+    docker-compose -f "$COMPOSE_FILE_PATH" "$@"
   fi
 }
