@@ -831,6 +831,34 @@ fn a_4gb_literal_announced_is_refused_without_waiting_for_it() {
 }
 
 #[test]
+fn an_endless_response_made_of_literals_is_refused_with_bounded_reading() {
+    for lang in LANGS {
+        if lang.huge_literal.is_none() {
+            continue;
+        }
+        // Each literal is within the limit, but the response never ends: 100 MB of
+        // literals in one greeting must not be buffered until the timeout.
+        let case = format!("{}: endless chain of literals", lang.protocol);
+        let mut greeting = lang.greeting_prefix.as_bytes().to_vec();
+        for _ in 0..1700 {
+            greeting.extend_from_slice(b"{60000}\r\n");
+            greeting.resize(greeting.len() + 60000, b'a');
+        }
+        let server = FakeServer::start(vec![Act::Send(greeting)]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(3),
+            "{case}: {:?}",
+            run.elapsed
+        );
+        assert_eq!(rec.plain, b"", "{case}");
+    }
+}
+
+#[test]
 fn nul_bytes_from_the_server_are_refused() {
     for lang in LANGS {
         let case = format!("{}: NUL in the greeting", lang.protocol);
