@@ -302,6 +302,23 @@ async fn attempt(
                     .await?,
                 );
             }
+            Event::AuthAccepted => {
+                // Nothing more goes out unless the mechanism finished and verified the
+                // server (mutual authentication, SCRAM server signature).
+                if let Some(Running { name, mech }) = &running {
+                    if !mech.is_complete() {
+                        return Err(fail(
+                            Step::Authenticate,
+                            FailureKind::Mechanism {
+                                mechanism: name.as_str(),
+                                error: SaslError::SuccessBeforeCompletion {
+                                    mechanism: name.as_str(),
+                                },
+                            },
+                        ));
+                    }
+                }
+            }
             Event::Authenticated(capabilities) => {
                 let Some(Running { name, mech }) = running.take() else {
                     return Err(fail(

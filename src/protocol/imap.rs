@@ -302,6 +302,7 @@ impl ImapClient {
                     rest,
                 } if t == tag.as_bytes() => {
                     if status == "OK" {
+                        self.out.push_back(Event::AuthAccepted);
                         match capability_code(rest) {
                             Some(atoms) => {
                                 self.out
@@ -484,6 +485,7 @@ mod tests {
                 Event::StartTls => events.push("starttls".into()),
                 Event::Challenge(c) => events.push(format!("challenge {:?}", c.expose())),
                 Event::Rejected { text } => events.push(format!("rejected {text}")),
+                Event::AuthAccepted => {}
                 Event::Authenticated(c) => events.push(format!("authenticated {:?}", c.raw)),
             }
         }

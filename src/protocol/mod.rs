@@ -67,6 +67,10 @@ pub enum Event {
     /// A server challenge for the running mechanism (decoded); answer with
     /// [`Dialect::auth_response`] or [`Dialect::cancel_auth`].
     Challenge(Secret<Vec<u8>>),
+    /// The server reported success. The driver must check that the mechanism finished
+    /// (and verified the server) before anything more goes out: the dialect queues its
+    /// post-authentication query behind this event.
+    AuthAccepted,
     /// The server refused the mechanism; the dialect is ready for another attempt.
     Rejected { text: String },
     /// The server accepted the authentication; these are its capabilities now.
@@ -322,6 +326,7 @@ pub(crate) mod testing {
                         return t;
                     }
                 }
+                Event::AuthAccepted => {}
                 Event::Authenticated(caps) => {
                     t.outcome = Outcome::Authenticated(caps);
                     return t;

@@ -184,6 +184,9 @@ impl Pop3Client {
     }
 
     fn ask_capa(&mut self, after_auth: bool) {
+        if after_auth {
+            self.out.push_back(Event::AuthAccepted);
+        }
         if after_auth && self.layer_follows {
             self.out.push_back(Event::Authenticated(self.caps.clone()));
             self.state = State::Done;
@@ -912,6 +915,7 @@ mod tests {
                     shown.push(o.shown);
                 }
                 Event::NeedInput => d.receive(script.pop_front().unwrap()),
+                Event::AuthAccepted => {}
                 Event::Authenticated(caps) => break caps,
                 Event::Received(_) => {}
                 other => panic!("{other:?}"),

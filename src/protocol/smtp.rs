@@ -170,6 +170,9 @@ impl SmtpClient {
     }
 
     fn ehlo(&mut self, after_auth: bool) {
+        if after_auth {
+            self.out.push_back(Event::AuthAccepted);
+        }
         if after_auth && self.layer_follows {
             self.out.push_back(Event::Authenticated(self.caps.clone()));
             self.state = State::Done;
