@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
-use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, shown_text};
+use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, sasl_command, shown_text};
 use crate::secret::Secret;
 
 /// What the dialect is waiting for.
@@ -406,26 +406,14 @@ impl Dialect for ImapClient {
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
         let tag = self.tag();
-        let mechanism = mechanism.to_ascii_uppercase();
-        let pending_initial = match initial {
-            Some(ir) if self.caps.sasl_ir => {
-                let payload = if ir.expose().is_empty() {
-                    "=".to_string()
-                } else {
-                    B64.encode(ir.expose())
-                };
-                let bytes = format!("{tag} AUTHENTICATE {mechanism} {payload}\r\n").into_bytes();
-                self.send(
-                    bytes,
-                    format!("{tag} AUTHENTICATE {mechanism} [SASL payload]"),
-                );
-                None
-            }
-            other => {
-                self.send_command(&tag, &format!("AUTHENTICATE {mechanism}"));
-                other
-            }
-        };
+        let (command, pending_initial) = sasl_command(
+            &format!("{tag} AUTHENTICATE"),
+            mechanism,
+            initial,
+            self.caps.sasl_ir,
+            usize::MAX,
+        );
+        self.out.push_back(Event::Send(command));
         self.state = State::ExpectAuthReply {
             tag,
             pending_initial,

@@ -184,6 +184,48 @@ pub(crate) fn check_argument(what: &'static str, arg: &[u8]) -> Result<(), Unsaf
     }
 }
 
+/// The command that starts a SASL exchange (`<prefix> <MECH> [<initial response>]`), with
+/// the initial response inline when the server accepts one (RFC 4959, 5034, 4954: an
+/// empty one is a lone `=`) and the line stays within `max_len`; otherwise the initial
+/// response is returned, to answer the server's first, empty challenge.
+pub(crate) fn sasl_command(
+    prefix: &str,
+    mechanism: &str,
+    initial: Option<Secret<Vec<u8>>>,
+    inline_allowed: bool,
+    max_len: usize,
+) -> (Outgoing, Option<Secret<Vec<u8>>>) {
+    use base64::Engine;
+    let mechanism = mechanism.to_ascii_uppercase();
+    let bare = || Outgoing {
+        bytes: Secret::new(format!("{prefix} {mechanism}\r\n").into_bytes()),
+        shown: format!("{prefix} {mechanism}"),
+    };
+    match initial {
+        Some(ir) if inline_allowed => {
+            let payload = if ir.expose().is_empty() {
+                "=".to_string()
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(ir.expose())
+            };
+            let bytes = format!("{prefix} {mechanism} {payload}\r\n").into_bytes();
+            if bytes.len() <= max_len {
+                let shown = format!("{prefix} {mechanism} [SASL payload]");
+                (
+                    Outgoing {
+                        bytes: Secret::new(bytes),
+                        shown,
+                    },
+                    None,
+                )
+            } else {
+                (bare(), Some(ir))
+            }
+        }
+        other => (bare(), other),
+    }
+}
+
 /// Shortens and escapes server text for messages: at most 200 characters, printable only.
 pub fn shown_text(bytes: &[u8]) -> String {
     let mut s = String::new();

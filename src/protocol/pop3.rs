@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
     Capabilities, Dialect, Event, Outgoing, ProtocolError, UnsafeArgument, check_argument,
-    shown_text,
+    sasl_command, shown_text,
 };
 use crate::secret::Secret;
 
@@ -404,30 +404,10 @@ impl Dialect for Pop3Client {
     }
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
-        let mechanism = mechanism.to_ascii_uppercase();
-        let pending_initial = match initial {
-            Some(ir) if self.caps.sasl_ir => {
-                // RFC 5034 section 4: an empty initial response is a lone "=".
-                let payload = if ir.expose().is_empty() {
-                    "=".to_string()
-                } else {
-                    B64.encode(ir.expose())
-                };
-                let bytes = format!("AUTH {mechanism} {payload}\r\n").into_bytes();
-                if bytes.len() <= MAX_COMMAND {
-                    self.send(bytes, format!("AUTH {mechanism} [SASL payload]"));
-                    None
-                } else {
-                    // Too long for a POP3 command: the response waits for the empty challenge.
-                    self.send_command(&format!("AUTH {mechanism}"));
-                    Some(ir)
-                }
-            }
-            other => {
-                self.send_command(&format!("AUTH {mechanism}"));
-                other
-            }
-        };
+        // RFC 5034 section 4: the AUTH line stays within 255 octets.
+        let (command, pending_initial) =
+            sasl_command("AUTH", mechanism, initial, self.caps.sasl_ir, MAX_COMMAND);
+        self.out.push_back(Event::Send(command));
         self.state = State::ExpectAuthReply { pending_initial };
     }
 
