@@ -22,7 +22,7 @@ fn account(dir: &std::path::Path, tls: &str, auth: &str, extra: &str) -> std::pa
 }
 
 /// No trace, at the highest verbosity, shows the password or its base64.
-fn assert_no_secret(trace: &str) {
+pub fn assert_no_secret(trace: &str) {
     let pw = harness().get("PASSWORD");
     let b64 = base64::engine::general_purpose::STANDARD;
     assert!(!trace.contains(pw), "the password leaked into the trace");
