@@ -89,7 +89,9 @@ fn imap_login_is_never_sent_without_tls() {
         .filter(|l| l.contains("imap-login: Info: Login:") && !l.contains(", TLS"))
         .collect();
     assert!(
-        plaintext_logins.iter().all(|l| l.contains("method=SCRAM-SHA-256")),
+        plaintext_logins
+            .iter()
+            .all(|l| l.contains("method=SCRAM-SHA-256")),
         "Dovecot saw a login without TLS other than SCRAM: {plaintext_logins:?}"
     );
     assert!(!plaintext_logins.is_empty(), "{log}");

@@ -46,6 +46,7 @@ static ALL_SCRAM: &[rsasl::prelude::Mechanism] =
     &[SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS];
 static SCRAM_WITHOUT_PLUS: &[rsasl::prelude::Mechanism] = &[SCRAM_SHA1, SCRAM_SHA256];
 static OAUTH: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2];
+static MIXED: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2, SCRAM_SHA256_PLUS];
 
 /// How the oracle server behaves.
 struct Oracle {
@@ -359,15 +360,38 @@ async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<
 /// Runs `mailtun -vv tunnel test` against the oracle on `port` with `auth`.
 fn tunnel(port: u16, auth: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let config = dir.path().join("config.toml");
+    tunnel_in(dir.path(), port, auth)
+}
+
+/// Like [`tunnel`], in `dir`. The password and token commands are scripts that append
+/// their own argv and environment, and those of their parent and grandparent (`sh -c`
+/// and mailtun), to `dir/dump` before printing the secret.
+fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str) -> Output {
+    let dump = dir.join("dump");
+    let script = |name: &str, secret: &str| {
+        let file = dir.join(format!("{name}.secret"));
+        std::fs::write(&file, format!("{secret}\n")).unwrap();
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\np=$$\nfor i in 1 2 3; do\n  tr '\\0' '\\n' < /proc/$p/cmdline >> {dump}\n  tr '\\0' '\\n' < /proc/$p/environ >> {dump}\n  p=$(cut -d' ' -f4 /proc/$p/stat)\ndone\ncat {file}\n",
+                dump = dump.display(),
+                file = file.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let pw = script("pw", PASSWORD);
+    let token = script("token", TOKEN);
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[accounts.test]\nhost = \"mail.example.test\"\nconnect = \"127.0.0.1\"\ntls = [\"implicit\"]\ntls_port = {port}\nca_file = \"{ca}\"\nuser = \"alice\"\nauth = {auth}\ntimeout_secs = 10\npassword = {{ command = \"cat {pw}\" }}\noauth_token_command = \"cat {token}\"\n",
+            "[accounts.test]\nhost = \"mail.example.test\"\nconnect = \"127.0.0.1\"\ntls = [\"implicit\"]\ntls_port = {port}\nca_file = \"{ca}\"\nuser = \"alice\"\nauth = {auth}\ntimeout_secs = 10\npassword = {{ command = \"{pw}\" }}\noauth_token_command = \"{token}\"\n",
             ca = pki().ca_file.display(),
             pw = pw.display(),
             token = token.display(),
@@ -565,4 +589,37 @@ fn a_refused_token_reports_the_servers_status() {
         assert!(out.stderr.contains(status), "{}", out.stderr);
         assert_no_secret(&out.stderr);
     }
+}
+
+#[test]
+fn secrets_never_reach_a_childs_argv_or_environment() {
+    // OAUTHBEARER is refused, so XOAUTH2 runs the token command again while mailtun
+    // holds the token; then SCRAM-SHA-256-PLUS runs the password command while mailtun
+    // holds both. Each command recorded its own argv and environment and mailtun's.
+    let server = Server::start(Oracle {
+        advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=SCRAM-SHA-256-PLUS",
+        registry: MIXED,
+        token: "another-token",
+        ..Oracle::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tunnel_in(
+        dir.path(),
+        server.port,
+        "[\"oauthbearer\", \"xoauth2\", \"scram-sha-256-plus\"]",
+    );
+    let seen = server.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        seen.mechanisms,
+        ["OAUTHBEARER", "XOAUTH2", "SCRAM-SHA-256-PLUS"]
+    );
+    let dump = std::fs::read_to_string(dir.path().join("dump")).unwrap();
+    // Three runs, each with three processes' argv and environment; mailtun among them.
+    assert!(dump.matches("tunnel").count() >= 3, "{dump}");
+    for secret in [PASSWORD, TOKEN] {
+        assert!(!dump.contains(secret), "a secret reached a child: {dump}");
+        assert!(!dump.contains(&B64.encode(secret)));
+    }
+    assert_no_secret(&out.stderr);
 }
