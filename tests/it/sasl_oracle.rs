@@ -420,7 +420,7 @@ fn assert_no_secret(trace: &str) {
         );
     }
     for form in [
-        format!("n,a=alice,\x01host=mail.example.test\x01"),
+        "n,a=alice,\x01host=mail.example.test\x01".to_string(),
         format!("user=alice\x01auth=Bearer {TOKEN}\x01\x01"),
     ] {
         assert!(!trace.contains(&B64.encode(form)[..16]));
