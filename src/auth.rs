@@ -13,6 +13,7 @@ use crate::sasl::gssapi::{Gssapi, LayerWanted};
 use crate::sasl::login::Login;
 use crate::sasl::oauth::{OAuthBearer, XOAuth2};
 use crate::sasl::plain::Plain;
+use crate::sasl::protocol_login::ProtocolLogin;
 use crate::sasl::scram::{Binding, ChannelBinding, ClientNonce, Scram, ScramHash};
 use crate::sasl::{GssFailureKind, Mechanism, SaslError};
 
@@ -28,6 +29,9 @@ pub enum SetupError {
     NoChannelBinding,
     #[error("EXTERNAL needs `client_cert` and `client_key`")]
     NoClientCertificate,
+    /// A protocol-level login that cannot be sent (no APOP timestamp, unsafe bytes).
+    #[error(transparent)]
+    Login(#[from] crate::protocol::LoginError),
 }
 
 /// What the session knows of the connection that a mechanism may need.
@@ -118,5 +122,8 @@ pub fn build(
             credentials::oauth_token(account)?,
         )?),
         MechName::XOAuth2 => Box::new(XOAuth2::new(user, credentials::oauth_token(account)?)?),
+        MechName::ImapLogin | MechName::UserPass | MechName::Apop => {
+            Box::new(ProtocolLogin::new(name.as_str(), password()?)?)
+        }
     })
 }

@@ -97,12 +97,18 @@ pub enum MechName {
     Plain,
     Login,
     CramMd5,
+    /// The IMAP `LOGIN` command (not SASL).
+    ImapLogin,
+    /// POP3 `USER` and `PASS` (not SASL).
+    UserPass,
+    /// POP3 `APOP` (not SASL).
+    Apop,
 }
 
 impl MechName {
-    /// Every mechanism, in the order `auth = "auto"` ranks them; CRAM-MD5 last (it is
-    /// only used when listed by name).
-    pub const ALL: [MechName; 11] = [
+    /// Every mechanism, in the order `auth = "auto"` ranks them; CRAM-MD5 and the
+    /// protocol-level logins last (they are only used when listed by name).
+    pub const ALL: [MechName; 14] = [
         MechName::Gssapi,
         MechName::ScramSha256Plus,
         MechName::ScramSha1Plus,
@@ -114,6 +120,9 @@ impl MechName {
         MechName::Plain,
         MechName::Login,
         MechName::CramMd5,
+        MechName::ImapLogin,
+        MechName::UserPass,
+        MechName::Apop,
     ];
 
     /// The IANA name the server advertises.
@@ -130,6 +139,29 @@ impl MechName {
             MechName::Plain => "PLAIN",
             MechName::Login => "LOGIN",
             MechName::CramMd5 => "CRAM-MD5",
+            MechName::ImapLogin => crate::protocol::IMAP_LOGIN,
+            MechName::UserPass => crate::protocol::USER_PASS,
+            MechName::Apop => crate::protocol::APOP,
+        }
+    }
+
+    /// Whether this is a protocol's own password login (IMAP `LOGIN`, POP3 `USER`/`PASS`,
+    /// `APOP`) rather than a SASL mechanism.
+    pub fn is_protocol_login(self) -> bool {
+        crate::sasl::properties::is_protocol_login(self.as_str())
+    }
+
+    /// Whether only `auth = [...]` can select it: `"auto"` leaves it out.
+    fn only_by_name(self) -> bool {
+        self == MechName::CramMd5 || self.is_protocol_login()
+    }
+
+    /// The protocol this login command belongs to; `None` for SASL mechanisms.
+    fn protocol_of_login(self) -> Option<Protocol> {
+        match self {
+            MechName::ImapLogin => Some(Protocol::Imap),
+            MechName::UserPass | MechName::Apop => Some(Protocol::Pop3),
+            _ => None,
         }
     }
 
@@ -494,7 +526,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             match list.into_inner() {
                 toml::Value::String(w) if w == "auto" => MechName::ALL
                     .into_iter()
-                    .filter(|m| *m != MechName::CramMd5)
+                    .filter(|m| !m.only_by_name())
                     .collect(),
                 toml::Value::Array(list) if list.is_empty() => {
                     return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
@@ -508,6 +540,12 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
                                 supported()
                             ));
                         };
+                        if let Some(p) = mech.protocol_of_login().filter(|p| *p != protocol) {
+                            return bad(format!(
+                                "\"{}\" is a {p} command; this account speaks {protocol}",
+                                mech.as_str().to_ascii_lowercase()
+                            ));
+                        }
                         if !out.contains(&mech) {
                             out.push(mech);
                         }
@@ -723,6 +761,38 @@ mod tests {
         assert_eq!(auth.first(), Some(&MechName::Gssapi));
         assert_eq!(auth.last(), Some(&MechName::Login));
         assert!(!auth.contains(&MechName::CramMd5));
+        assert!(!auth.iter().any(|m| m.is_protocol_login()));
+    }
+
+    #[test]
+    fn protocol_logins_are_named_and_belong_to_their_protocol() {
+        let c = parse("[accounts.a]\nhost = \"h\"\nauth = [\"scram-sha-256\", \"imap-login\"]\n")
+            .unwrap();
+        assert_eq!(
+            c.account("a").unwrap().auth,
+            [MechName::ScramSha256, MechName::ImapLogin]
+        );
+        let c = parse(
+            "[accounts.a]\nprotocol = \"pop3\"\nhost = \"h\"\nauth = [\"apop\", \"user-pass\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.account("a").unwrap().auth,
+            [MechName::Apop, MechName::UserPass]
+        );
+        let e = parse("[accounts.a]\nhost = \"h\"\nauth = [\"user-pass\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("\"user-pass\" is a pop3 command"),
+            "{e}"
+        );
+        let e = parse("[accounts.a]\nprotocol = \"smtp\"\nhost = \"h\"\nauth = [\"imap-login\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("imap command"), "{e}");
+        // Without TLS a login command could only be sent in the clear: refused here, and
+        // skipped by the policy when a strong mechanism is listed too.
+        let e = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\nauth = [\"imap-login\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("strong mechanism"), "{e}");
     }
 
     #[test]

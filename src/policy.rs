@@ -141,6 +141,34 @@ mod tests {
     }
 
     #[test]
+    fn protocol_logins_only_over_tls_and_never_when_strong_is_required() {
+        let caps = Capabilities {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+            logins: vec![crate::protocol::IMAP_LOGIN],
+            ..Default::default()
+        };
+        let auth = [MechName::ImapLogin, MechName::ScramSha256];
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::Tls, true, &caps, &[]),
+            Some(MechName::ImapLogin)
+        );
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::Strong, false, &caps, &[]),
+            Some(MechName::ScramSha256)
+        );
+        assert_eq!(
+            next_mechanism(&auth, MinProtection::TlsStrong, true, &caps, &[]),
+            Some(MechName::ScramSha256)
+        );
+        // Not offered (LOGINDISABLED, no USER, no APOP timestamp): skipped.
+        let none = Capabilities::default();
+        assert_eq!(
+            next_mechanism(&[MechName::Apop], MinProtection::Tls, true, &none, &[]),
+            None
+        );
+    }
+
+    #[test]
     fn combinations_are_named_as_documented() {
         assert_eq!(Combination::of(true, true).to_string(), "tls+strong");
         assert_eq!(Combination::of(false, false).to_string(), "none");

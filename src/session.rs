@@ -400,7 +400,24 @@ async fn start_mechanism(
         })
         .await
         .expect("mechanism setup panicked");
+        // A protocol-level login gets the password as its "initial response" and hands
+        // it to the dialect's own command (IMAP LOGIN, POP3 USER/PASS, APOP).
+        let started = started.and_then(|(mech, initial)| {
+            if name.is_protocol_login() {
+                dialect.password_login(
+                    name.as_str(),
+                    &account.user,
+                    initial.unwrap_or_default(),
+                )?;
+                return Ok((mech, None));
+            }
+            Ok((mech, initial))
+        });
         match started {
+            Ok((mech, _)) if name.is_protocol_login() => {
+                info!("account `{}`: logging in with {name}", account.name);
+                return Ok(Running { name, mech });
+            }
             Ok((mech, initial)) => {
                 info!("account `{}`: authenticating with {name}", account.name);
                 if !on_tls && name == MechName::Gssapi {

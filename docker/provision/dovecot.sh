@@ -95,7 +95,8 @@ $dh
 disable_plaintext_auth = yes
 # Failed logins answer at once (Dovecot's default is a 2 s delay).
 auth_failure_delay = ${AUTH_FAILURE_DELAY:-0}
-auth_mechanisms = gssapi scram-sha-256 scram-sha-1 cram-md5 plain login
+# apop: Dovecot then sends an APOP timestamp in the POP3 greeting (the passdb is {PLAIN}).
+auth_mechanisms = gssapi scram-sha-256 scram-sha-1 cram-md5 plain login apop
 auth_username_format = %Ln
 auth_realms = $REALM
 auth_default_realm = $REALM

@@ -10,7 +10,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
-use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, sasl_command, shown_text};
+use super::{
+    Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, check_argument,
+    sasl_command, shown_text,
+};
 use crate::secret::Secret;
 
 /// What the dialect is waiting for.
@@ -33,6 +36,12 @@ enum State {
     },
     /// The mechanism's answer to a challenge.
     AwaitAuthResponse { tag: String },
+    /// The tagged reply to LOGIN, or a continuation request for the next synchronizing
+    /// literal of its arguments (`pending`, in order).
+    ExpectLoginReply {
+        tag: String,
+        pending: VecDeque<Secret<Vec<u8>>>,
+    },
     /// Authentication is over.
     Done,
 }
@@ -123,10 +132,17 @@ pub fn capabilities(raw: Vec<String>) -> Capabilities {
                 .then(|| v.to_ascii_uppercase())
         })
         .collect();
+    let has = |name: &str| raw.iter().any(|c| c.eq_ignore_ascii_case(name));
     Capabilities {
-        starttls: raw.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
-        sasl_ir: raw.iter().any(|c| c.eq_ignore_ascii_case("SASL-IR")),
+        starttls: has("STARTTLS"),
+        sasl_ir: has("SASL-IR"),
         mechanisms,
+        // RFC 9051 section 6.2.3: LOGINDISABLED forbids the LOGIN command.
+        logins: if has("LOGINDISABLED") {
+            Vec::new()
+        } else {
+            vec![super::IMAP_LOGIN]
+        },
         raw,
     }
 }
@@ -176,6 +192,7 @@ impl ImapClient {
     fn handle(&mut self, frame: &[u8]) -> Result<(), ProtocolError> {
         let response = parse(frame)?;
         let shown = match (&response, &self.state) {
+            (Response::Continuation(_), State::ExpectLoginReply { .. }) => shown_text(frame),
             (Response::Continuation(_), _) => "+ [SASL payload]".to_string(),
             _ => shown_text(frame),
         };
@@ -300,31 +317,31 @@ impl ImapClient {
                     tag: t,
                     status,
                     rest,
-                } if t == tag.as_bytes() => {
-                    if status == "OK" {
-                        self.out.push_back(Event::AuthAccepted);
-                        match capability_code(rest) {
-                            Some(atoms) => {
-                                self.out
-                                    .push_back(Event::Authenticated(capabilities(atoms)));
-                                State::Done
-                            }
-                            None if self.layer_follows => {
-                                self.out.push_back(Event::Authenticated(self.caps.clone()));
-                                State::Done
-                            }
-                            None => {
-                                self.ask_capability(true);
-                                return Ok(());
-                            }
-                        }
-                    } else {
-                        self.out.push_back(Event::Rejected {
-                            text: shown_text(rest),
-                        });
-                        State::AwaitDecision
+                } if t == tag.as_bytes() => match self.auth_reply(&status, rest) {
+                    Some(state) => state,
+                    None => return Ok(()),
+                },
+                _ => return Err(unexpected(frame)),
+            },
+
+            (State::ExpectLoginReply { tag, mut pending }, response) => match response {
+                // The server is ready for the next synchronizing literal.
+                Response::Continuation(_) => match pending.pop_front() {
+                    Some(segment) => {
+                        self.send(segment.expose().clone(), "[login continued]".into());
+                        State::ExpectLoginReply { tag, pending }
                     }
-                }
+                    None => return Err(unexpected(frame)),
+                },
+                Response::Untagged { .. } => State::ExpectLoginReply { tag, pending },
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    rest,
+                } if t == tag.as_bytes() => match self.auth_reply(&status, rest) {
+                    Some(state) => state,
+                    None => return Ok(()),
+                },
                 _ => return Err(unexpected(frame)),
             },
 
@@ -342,6 +359,84 @@ impl ImapClient {
                 return Err(unexpected(frame));
             }
         };
+        Ok(())
+    }
+
+    /// The tagged reply that ends AUTHENTICATE or LOGIN. `None` when the capabilities
+    /// are being asked for (the state is already set).
+    fn auth_reply(&mut self, status: &str, rest: &[u8]) -> Option<State> {
+        if status == "OK" {
+            self.out.push_back(Event::AuthAccepted);
+            match capability_code(rest) {
+                Some(atoms) => {
+                    self.out
+                        .push_back(Event::Authenticated(capabilities(atoms)));
+                    Some(State::Done)
+                }
+                None if self.layer_follows => {
+                    self.out.push_back(Event::Authenticated(self.caps.clone()));
+                    Some(State::Done)
+                }
+                None => {
+                    self.ask_capability(true);
+                    None
+                }
+            }
+        } else {
+            self.out.push_back(Event::Rejected {
+                text: shown_text(rest),
+            });
+            Some(State::AwaitDecision)
+        }
+    }
+
+    /// Sends `LOGIN user password` (RFC 9051 section 6.2.3). Each argument is a quoted
+    /// string when it is printable ASCII, else a literal: non-synchronizing with
+    /// `LITERAL+` (or `LITERAL-` up to 4096 octets), else synchronizing, its bytes waiting
+    /// for the server's continuation request. Only the tag and the user name are traced.
+    pub fn login(&mut self, user: &str, password: Secret<Vec<u8>>) -> Result<(), LoginError> {
+        check_argument("user name", user.as_bytes())?;
+        check_argument("password", password.expose())?;
+        let tag = self.tag();
+        let has = |c: &str| self.caps.raw.iter().any(|r| r.eq_ignore_ascii_case(c));
+        let (plus, minus) = (has("LITERAL+"), has("LITERAL-"));
+        let mut segments: Vec<Secret<Vec<u8>>> = Vec::new();
+        let mut current = Secret::new(format!("{tag} LOGIN ").into_bytes());
+        for (i, arg) in [user.as_bytes(), password.expose()].into_iter().enumerate() {
+            let mut cur = std::mem::take(&mut current).expose().clone();
+            if i == 1 {
+                cur.push(b' ');
+            }
+            if arg.iter().all(|b| (0x20..0x7f).contains(b)) {
+                cur.push(b'"');
+                for &b in arg {
+                    if b == b'"' || b == b'\\' {
+                        cur.push(b'\\');
+                    }
+                    cur.push(b);
+                }
+                cur.push(b'"');
+                current = Secret::new(cur);
+            } else if plus || (minus && arg.len() <= 4096) {
+                cur.extend_from_slice(format!("{{{}+}}\r\n", arg.len()).as_bytes());
+                cur.extend_from_slice(arg);
+                current = Secret::new(cur);
+            } else {
+                cur.extend_from_slice(format!("{{{}}}\r\n", arg.len()).as_bytes());
+                segments.push(Secret::new(cur));
+                current = Secret::new(arg.to_vec());
+            }
+        }
+        let mut last = std::mem::take(&mut current).expose().clone();
+        last.extend_from_slice(b"\r\n");
+        segments.push(Secret::new(last));
+        let mut pending: VecDeque<_> = segments.into();
+        let first = pending.pop_front().expect("at least one segment");
+        self.send(
+            first.expose().clone(),
+            format!("{tag} LOGIN {} [password]", shown_text(user.as_bytes())),
+        );
+        self.state = State::ExpectLoginReply { tag, pending };
         Ok(())
     }
 
@@ -438,6 +533,20 @@ impl Dialect for ImapClient {
                 pending_initial: None,
             };
         }
+    }
+
+    fn password_login(
+        &mut self,
+        login: &str,
+        user: &str,
+        password: Secret<Vec<u8>>,
+    ) -> Result<(), LoginError> {
+        if login != super::IMAP_LOGIN {
+            return Err(LoginError::NotInThisProtocol {
+                login: login.to_string(),
+            });
+        }
+        self.login(user, password)
     }
 
     fn take_leftover(&mut self) -> Vec<u8> {
@@ -751,6 +860,100 @@ mod tests {
                 text: "shutting down".into()
             })
         );
+    }
+
+    /// The client after TLS, ready with these capabilities.
+    fn ready_with(caps: &[u8]) -> ImapClient {
+        let mut c = after_starttls();
+        run(&mut c, caps).unwrap();
+        c
+    }
+
+    /// Sends everything queued; returns (bytes, shown traces).
+    fn sent(c: &mut ImapClient, server: &[u8]) -> (String, Vec<String>, Vec<String>) {
+        c.receive(server);
+        let (mut bytes, mut shown, mut events) = (String::new(), Vec::new(), Vec::new());
+        loop {
+            match c.poll().unwrap() {
+                Event::NeedInput => break,
+                Event::Send(o) => {
+                    bytes.push_str(&String::from_utf8_lossy(o.bytes.expose()));
+                    shown.push(o.shown);
+                }
+                Event::Received(line) => shown.push(line),
+                Event::Rejected { text } => events.push(format!("rejected {text}")),
+                Event::Authenticated(caps) => events.push(format!("authenticated {:?}", caps.raw)),
+                Event::AuthAccepted => {}
+                other => events.push(format!("{other:?}")),
+            }
+        }
+        (bytes, shown, events)
+    }
+
+    #[test]
+    fn rfc9051_6_2_3_login_with_quoted_strings_never_traced() {
+        let mut c = ready_with(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm2 OK\r\n");
+        assert_eq!(c.caps.logins, [crate::protocol::IMAP_LOGIN]);
+        c.password_login(
+            crate::protocol::IMAP_LOGIN,
+            "alice",
+            Secret::new(br#"p"a\ss w"#.to_vec()),
+        )
+        .unwrap();
+        let (bytes, shown, _) = sent(&mut c, b"");
+        assert_eq!(bytes, "m3 LOGIN \"alice\" \"p\\\"a\\\\ss w\"\r\n");
+        assert_eq!(shown, ["m3 LOGIN alice [password]"]);
+        let (bytes, _, ev) = sent(&mut c, b"m3 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+        assert_eq!(bytes, "");
+        assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE"]"#]);
+    }
+
+    #[test]
+    fn rfc9051_login_with_8bit_password_uses_a_synchronizing_literal() {
+        let mut c = ready_with(b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n");
+        c.login("alice", Secret::new("pässword".as_bytes().to_vec()))
+            .unwrap();
+        let (bytes, shown, _) = sent(&mut c, b"");
+        assert_eq!(bytes, "m3 LOGIN \"alice\" {9}\r\n");
+        assert_eq!(shown, ["m3 LOGIN alice [password]"]);
+        let (bytes, shown, _) = sent(&mut c, b"+ go ahead\r\n");
+        assert_eq!(bytes, "pässword\r\n");
+        assert_eq!(shown, ["+ go ahead", "[login continued]"]);
+        let (_, _, ev) = sent(
+            &mut c,
+            b"m3 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        );
+        assert_eq!(
+            ev,
+            ["rejected [AUTHENTICATIONFAILED] Authentication failed."]
+        );
+    }
+
+    #[test]
+    fn rfc7888_login_literal_is_non_synchronizing_with_literal_plus() {
+        let mut c = ready_with(b"* CAPABILITY IMAP4rev1 LITERAL+\r\nm2 OK\r\n");
+        c.login("alice", Secret::new("pässword".as_bytes().to_vec()))
+            .unwrap();
+        let (bytes, _, _) = sent(&mut c, b"");
+        assert_eq!(bytes, "m3 LOGIN \"alice\" {9+}\r\npässword\r\n");
+        // Capabilities asked after an OK without them.
+        let (bytes, _, _) = sent(&mut c, b"m3 OK Logged in\r\n");
+        assert_eq!(bytes, "m4 CAPABILITY\r\n");
+    }
+
+    #[test]
+    fn logindisabled_offers_no_login_and_line_breaks_are_refused() {
+        let c = ready_with(b"* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=GSSAPI\r\nm2 OK\r\n");
+        assert!(c.caps.logins.is_empty());
+        let mut c = ready_with(b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n");
+        assert!(matches!(
+            c.login("alice", Secret::new(b"a\r\nm9 DELETE INBOX".to_vec())),
+            Err(LoginError::Unsafe(_))
+        ));
+        assert!(matches!(
+            c.password_login("USER-PASS", "alice", Secret::new(b"p".to_vec())),
+            Err(LoginError::NotInThisProtocol { .. })
+        ));
     }
 
     #[test]

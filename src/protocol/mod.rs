@@ -27,12 +27,24 @@ pub struct Capabilities {
     pub starttls: bool,
     /// The server accepts an initial response with the authentication command.
     pub sasl_ir: bool,
+    /// The protocol's own password logins the server allows on this link: [`IMAP_LOGIN`]
+    /// (no `LOGINDISABLED`), [`USER_PASS`] (`USER` in CAPA), [`APOP`] (a greeting
+    /// timestamp). Not SASL: kept apart from `mechanisms`.
+    pub logins: Vec<&'static str>,
 }
+
+/// The IMAP `LOGIN` command (RFC 9051 section 6.2.3), as the policy names it.
+pub const IMAP_LOGIN: &str = "IMAP-LOGIN";
+/// POP3 `USER` and `PASS` (RFC 1939 section 7), as the policy names them.
+pub const USER_PASS: &str = "USER-PASS";
+/// POP3 `APOP` (RFC 1939 section 7), as the policy names it.
+pub const APOP: &str = "APOP";
 
 impl Capabilities {
     /// Whether `mech` is offered (case-insensitive).
     pub fn offers(&self, mech: &str) -> bool {
         self.mechanisms.iter().any(|m| m.eq_ignore_ascii_case(mech))
+            || self.logins.iter().any(|m| m.eq_ignore_ascii_case(mech))
     }
 }
 
@@ -93,6 +105,21 @@ pub trait Dialect: Send {
     fn auth_response(&mut self, response: Secret<Vec<u8>>);
     /// Abandon the running exchange (the mechanism failed locally).
     fn cancel_auth(&mut self);
+    /// Log in with the protocol's own password command instead of SASL (`login` is one
+    /// of [`Capabilities::logins`]): the outcome arrives as [`Event::Rejected`] or
+    /// [`Event::Authenticated`], as for [`Dialect::authenticate`]. The password (or the
+    /// APOP digest) goes into no trace. The caller's policy allows this only over TLS.
+    fn password_login(
+        &mut self,
+        login: &str,
+        user: &str,
+        password: Secret<Vec<u8>>,
+    ) -> Result<(), LoginError> {
+        let _ = (user, password);
+        Err(LoginError::NotInThisProtocol {
+            login: login.to_string(),
+        })
+    }
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
     /// A SASL security layer starts right after the authentication reply: nothing more
@@ -173,6 +200,17 @@ pub enum ProtocolError {
 #[error("the {what} holds a CR, LF or NUL byte, which cannot be sent inside a command")]
 pub struct UnsafeArgument {
     pub what: &'static str,
+}
+
+/// Why a protocol-level password login could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Unsafe(#[from] UnsafeArgument),
+    #[error("{login} is not a login command of this protocol")]
+    NotInThisProtocol { login: String },
+    #[error("the server's greeting carried no APOP timestamp")]
+    NoApopTimestamp,
 }
 
 /// Refuses bytes that would end a command line early.

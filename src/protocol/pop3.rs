@@ -6,8 +6,8 @@
 //! belongs to the relay. POP3 has no tags and no untagged data: every line answers the
 //! command in flight, so any other line is refused.
 //!
-//! APOP (RFC 1939 section 7) is not spoken here: it needs MD5 and sends a
-//! password-equivalent digest. [`Pop3Client::apop_timestamp`] keeps what it would need.
+//! APOP (RFC 1939 section 7) is spoken when the session asks for it (the account lists
+//! `apop`): `APOP user MD5(timestamp password)`, with the timestamp of the greeting.
 
 use std::collections::VecDeque;
 
@@ -16,8 +16,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
-    Capabilities, Dialect, Event, Outgoing, ProtocolError, UnsafeArgument, check_argument,
-    sasl_command, shown_text,
+    Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, UnsafeArgument,
+    check_argument, sasl_command, shown_text,
 };
 use crate::secret::Secret;
 
@@ -121,11 +121,33 @@ pub fn capabilities(lines: Vec<String>) -> Capabilities {
     }
     Capabilities {
         starttls: lines.iter().any(|l| keyword(l) == "STLS"),
+        // RFC 2449 section 6.7: USER says that USER/PASS is allowed on this link.
+        logins: if lines.iter().any(|l| keyword(l) == "USER") {
+            vec![super::USER_PASS]
+        } else {
+            Vec::new()
+        },
         // RFC 5034 makes the initial response part of every POP3 AUTH.
         sasl_ir: sasl,
         mechanisms,
         raw: lines,
     }
+}
+
+/// The APOP digest (RFC 1939 section 7): MD5 of `timestamp` then `password`, as 32
+/// lower-case hex digits.
+pub fn apop_digest(timestamp: &str, password: &[u8]) -> Secret<String> {
+    use md5::{Digest, Md5};
+    let mut md5 = Md5::new();
+    md5.update(timestamp.as_bytes());
+    md5.update(password);
+    let hash = Secret::new(md5.finalize().to_vec());
+    Secret::new(
+        hash.expose()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
 }
 
 /// The `<...>` timestamp of an APOP-capable greeting (RFC 1939 section 7).
@@ -169,6 +191,24 @@ impl Pop3Client {
         check_argument("password", pass.expose())?;
         self.send_command(&format!("USER {user}"));
         self.state = State::ExpectUserReply { pass };
+        Ok(())
+    }
+
+    /// Logs in with `APOP user digest` (RFC 1939 section 7), the digest being the MD5 of
+    /// the greeting's timestamp followed by the password, in lower-case hex. The digest
+    /// goes into no trace.
+    pub fn apop(&mut self, user: &str, pass: Secret<Vec<u8>>) -> Result<(), LoginError> {
+        check_argument("user name", user.as_bytes())?;
+        let timestamp = self
+            .apop_timestamp
+            .as_deref()
+            .ok_or(LoginError::NoApopTimestamp)?;
+        let digest = apop_digest(timestamp, pass.expose());
+        let mut bytes = format!("APOP {user} ").into_bytes();
+        bytes.extend_from_slice(digest.expose().as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.send(bytes, format!("APOP {user} [digest]"));
+        self.state = State::ExpectPassReply;
         Ok(())
     }
 
@@ -344,6 +384,10 @@ impl Pop3Client {
             self.out.push_back(Event::Authenticated(caps));
             State::Done
         } else {
+            let mut caps = caps;
+            if self.apop_timestamp.is_some() {
+                caps.logins.push(super::APOP);
+            }
             self.caps = caps.clone();
             self.out.push_back(Event::Ready(caps));
             State::AwaitDecision
@@ -398,8 +442,10 @@ impl Dialect for Pop3Client {
     fn tls_established(&mut self) {
         // Everything learned before TLS is forgotten and asked again (RFC 2595 section 4).
         self.on_tls = true;
+        // The APOP timestamp is kept: it is the server's challenge for this connection,
+        // not a capability. One altered before TLS can only make APOP fail, since the
+        // digest then travels inside TLS to the real server.
         self.caps = Capabilities::default();
-        self.apop_timestamp = None;
         self.ask_capa(false);
     }
 
@@ -426,6 +472,21 @@ impl Dialect for Pop3Client {
             self.state = State::ExpectAuthReply {
                 pending_initial: None,
             };
+        }
+    }
+
+    fn password_login(
+        &mut self,
+        login: &str,
+        user: &str,
+        password: Secret<Vec<u8>>,
+    ) -> Result<(), LoginError> {
+        match login {
+            super::USER_PASS => Ok(self.login(user, password)?),
+            super::APOP => self.apop(user, password),
+            _ => Err(LoginError::NotInThisProtocol {
+                login: login.to_string(),
+            }),
         }
     }
 
@@ -904,6 +965,127 @@ mod tests {
         assert_eq!(sent, "CAPA\r\nUSER alice\r\nPASS s3cret\r\nCAPA\r\n");
         assert!(!shown.iter().any(|s| s.contains("s3cret")));
         assert_eq!(caps, authed_caps());
+    }
+
+    #[test]
+    fn rfc1939_apop_digest_matches_the_rfc_example() {
+        assert_eq!(
+            apop_digest("<1896.697170952@dbc.mtview.ca.us>", b"tanstaaf").expose(),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+    }
+
+    /// Drives a POP3 session to Ready and logs in with `login`; returns the bytes sent,
+    /// the traces shown and the outcome.
+    fn password_session(
+        on_tls: bool,
+        server: &[&[u8]],
+        login: &str,
+    ) -> (String, Vec<String>, Result<Option<Capabilities>, String>) {
+        let mut d = Pop3Client::new(on_tls);
+        let mut script: VecDeque<&[u8]> = server.iter().copied().collect();
+        let (mut sent, mut shown) = (String::new(), Vec::new());
+        let mut tls = on_tls;
+        let outcome = loop {
+            match d.poll() {
+                Err(e) => break Err(e.to_string()),
+                Ok(Event::Ready(caps)) if !tls => {
+                    assert!(caps.starttls);
+                    d.start_tls();
+                }
+                Ok(Event::StartTls) => {
+                    tls = true;
+                    sent.push_str("<TLS>");
+                    d.tls_established();
+                }
+                Ok(Event::Ready(caps)) => {
+                    if !caps.offers(login) {
+                        break Err(format!("{login} not offered: {:?}", caps.logins));
+                    }
+                    if let Err(e) =
+                        d.password_login(login, "mrose", Secret::new(b"tanstaaf".to_vec()))
+                    {
+                        break Err(e.to_string());
+                    }
+                }
+                Ok(Event::Send(o)) => {
+                    sent.push_str(&String::from_utf8_lossy(o.bytes.expose()));
+                    shown.push(o.shown);
+                }
+                Ok(Event::NeedInput) => match script.pop_front() {
+                    Some(chunk) => d.receive(chunk),
+                    None => break Ok(None),
+                },
+                Ok(Event::Authenticated(caps)) => break Ok(Some(caps)),
+                Ok(Event::Rejected { text }) => break Err(format!("rejected {text}")),
+                Ok(Event::Received(_) | Event::AuthAccepted) => {}
+                Ok(other) => panic!("{other:?}"),
+            }
+        };
+        (sent, shown, outcome)
+    }
+
+    const APOP_GREETING: &[u8] = b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n";
+
+    #[test]
+    fn rfc1939_apop_after_stls_uses_the_greeting_timestamp_and_hides_the_digest() {
+        let (sent, shown, outcome) = password_session(
+            false,
+            &[
+                APOP_GREETING,
+                CAPA_PLAIN,
+                STLS_OK,
+                CAPA_TLS,
+                b"+OK maildrop has 1 message\r\n",
+                CAPA_AUTHED,
+            ],
+            crate::protocol::APOP,
+        );
+        assert_eq!(outcome, Ok(Some(authed_caps())));
+        assert_eq!(
+            sent,
+            format!("{TO_TLS}APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\nCAPA\r\n")
+        );
+        assert!(shown.contains(&"APOP mrose [digest]".to_string()));
+        assert!(!shown.iter().any(|s| s.contains("c4c9")));
+    }
+
+    #[test]
+    fn apop_is_offered_only_with_a_timestamp_and_a_refusal_is_a_rejection() {
+        let (_, _, outcome) = password_session(true, &[GREETING, CAPA_TLS], crate::protocol::APOP);
+        assert_eq!(outcome, Err("APOP not offered: [\"USER-PASS\"]".into()));
+        let (_, _, outcome) = password_session(
+            true,
+            &[
+                APOP_GREETING,
+                CAPA_TLS,
+                b"-ERR [AUTH] permission denied\r\n",
+            ],
+            crate::protocol::APOP,
+        );
+        assert_eq!(outcome, Err("rejected [AUTH] permission denied".into()));
+    }
+
+    #[test]
+    fn user_pass_through_the_dialect_trait() {
+        let (sent, shown, outcome) = password_session(
+            true,
+            &[
+                GREETING,
+                CAPA_TLS,
+                b"+OK\r\n",
+                b"+OK Logged in.\r\n",
+                CAPA_AUTHED,
+            ],
+            crate::protocol::USER_PASS,
+        );
+        assert_eq!(outcome, Ok(Some(authed_caps())));
+        assert_eq!(sent, "CAPA\r\nUSER mrose\r\nPASS tanstaaf\r\nCAPA\r\n");
+        assert!(!shown.iter().any(|s| s.contains("tanstaaf")));
+        // Without USER in CAPA, USER/PASS is not offered.
+        let (_, _, outcome) =
+            password_session(true, &[GREETING, CAPA_AUTHED], crate::protocol::USER_PASS);
+        assert!(outcome.unwrap_err().contains("not offered"));
     }
 
     #[test]

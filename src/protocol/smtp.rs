@@ -128,6 +128,7 @@ pub fn capabilities(lines: Vec<String>) -> Capabilities {
         mechanisms,
         starttls,
         raw: lines,
+        logins: Vec::new(),
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`cram_md5`], [`plain`], [`login`], [`external`]: the simple ones.
 //! - [`oauth`]: OAUTHBEARER (RFC 7628) and Google's XOAUTH2.
 //! - [`properties`]: what the policy needs to know about each mechanism name.
+//! - [`protocol_login`]: not SASL: IMAP `LOGIN`, POP3 `USER`/`PASS` and `APOP`, carried
+//!   to the dialect behind the same trait.
 //! - `gs2`: the GS2 header and `saslname` escaping shared by SCRAM and OAUTHBEARER.
 
 pub mod cram_md5;
@@ -20,6 +22,7 @@ pub mod login;
 pub mod oauth;
 pub mod plain;
 pub mod properties;
+pub mod protocol_login;
 pub mod scram;
 
 use crate::secret::Secret;

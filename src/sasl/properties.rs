@@ -111,9 +111,35 @@ pub const ALL: &[Properties] = &[
     mech("LOGIN", false, true, false, false, false, false),
 ];
 
-/// The properties of a mechanism name (case-insensitive), if this crate implements it.
+/// The protocols' own password logins, which the policy treats like mechanisms (see
+/// [`super::protocol_login`]). None is strong:
+/// - IMAP `LOGIN` and POP3 `USER`/`PASS` send the password as it is, like PLAIN.
+/// - POP3 `APOP` (RFC 1939 section 7) sends MD5(timestamp password): like CRAM-MD5, one
+///   observed exchange allows an offline dictionary attack at MD5 speed, the server does
+///   not authenticate itself, and it must store the password in clear. So it too is
+///   allowed only over verified TLS.
+///
+/// None of them is in `auth = "auto"`: an account gets them only by listing them.
+pub const PROTOCOL_LOGINS: &[Properties] = &[
+    //   name           strong  passwd token  first  mutual cb
+    mech("IMAP-LOGIN", false, true, false, true, false, false),
+    mech("USER-PASS", false, true, false, true, false, false),
+    mech("APOP", false, true, false, true, false, false),
+];
+
+/// The properties of a mechanism name (case-insensitive), if this crate implements it;
+/// protocol-level logins included.
 pub fn properties(name: &str) -> Option<&'static Properties> {
-    ALL.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+    ALL.iter()
+        .chain(PROTOCOL_LOGINS)
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` is one of the [`PROTOCOL_LOGINS`], not a SASL mechanism.
+pub fn is_protocol_login(name: &str) -> bool {
+    PROTOCOL_LOGINS
+        .iter()
+        .any(|p| p.name.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -149,6 +175,11 @@ mod tests {
             ]
         );
         assert!(!properties("cram-md5").unwrap().is_strong());
+        for login in ["IMAP-LOGIN", "USER-PASS", "APOP"] {
+            let p = properties(login).unwrap();
+            assert!(!p.is_strong() && p.needs_password() && is_protocol_login(login));
+        }
+        assert!(!is_protocol_login("LOGIN"));
         assert!(properties("ANONYMOUS").is_none());
     }
 

@@ -503,7 +503,7 @@ pub fn pki() -> &'static Pki {
     })
 }
 
-fn server_config(cert: Cert) -> Arc<ServerConfig> {
+pub fn server_config(cert: Cert) -> Arc<ServerConfig> {
     pki()
         .configs
         .iter()

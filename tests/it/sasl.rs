@@ -22,7 +22,7 @@ fn account(dir: &std::path::Path, tls: &str, auth: &str, extra: &str) -> std::pa
 }
 
 /// No trace, at the highest verbosity, shows the password or its base64.
-fn assert_no_secret(trace: &str) {
+pub fn assert_no_secret(trace: &str) {
     let pw = harness().get("PASSWORD");
     let b64 = base64::engine::general_purpose::STANDARD;
     assert!(!trace.contains(pw), "the password leaked into the trace");
@@ -188,4 +188,39 @@ fn a_password_from_the_kernel_keyring_set_with_mailtun_password_set() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("with SCRAM-SHA-256"), "{stdout}");
+}
+
+#[test]
+fn a_password_from_the_secret_service_set_with_mailtun_password_set() {
+    // A private session bus and a gnome-keyring-daemon whose login keyring is created and
+    // unlocked from stdin, in a throw-away HOME: the real Secret Service store, headless.
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(
+        dir.path(),
+        "tls = [\"implicit\"]\nauth = [\"scram-sha-256\"]\npassword = { keyring = true }\nkeyring_store = \"secret-service\"",
+        "",
+    );
+    let bin = crate::harness::mailtun_bin();
+    let script = format!(
+        "printf keyring-unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null && printf '%s\\n' \"$PW\" | {bin} --config {c} password set test && unset PW && printf 'a LOGOUT\\r\\n' | {bin} -vv --config {c} tunnel test && {bin} --config {c} password delete test && ! printf 'a LOGOUT\\r\\n' | {bin} --config {c} tunnel test >/dev/null 2>&1",
+        c = config.display()
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = std::process::Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", &script])
+        .env("PW", h.get("PASSWORD"))
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_RUNTIME_DIR", &home)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .output()
+        .expect("dbus-run-session (packages dbus, gnome-keyring)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("with SCRAM-SHA-256"), "{stdout}");
+    assert_no_secret(&stderr);
 }

@@ -1,0 +1,166 @@
+//! The protocols' own password logins (IMAP `LOGIN`, POP3 `USER`/`PASS` and `APOP`)
+//! against the real Dovecot, through the tunnel, named in `auth` (never in "auto"),
+//! only over verified TLS, with the password in no trace. The harness's Dovecot lists
+//! `apop` in `auth_mechanisms` (its passdb is `{PLAIN}`), so it greets POP3 clients with
+//! an APOP timestamp.
+
+use crate::harness::{harness, run_mailtun};
+use crate::sasl::assert_no_secret;
+
+fn account(dir: &std::path::Path, protocol: &str, tls: &str, auth: &str, extra: &str) -> String {
+    let h = harness();
+    let pw_file = dir.join("pw");
+    std::fs::write(&pw_file, format!("{}\n", h.get("PASSWORD"))).unwrap();
+    h.config(
+        dir,
+        &format!(
+            "protocol = \"{protocol}\"\ntls = [\"{tls}\"]\nauth = {auth}\npassword = {{ command = \"cat {}\" }}\n{extra}",
+            pw_file.display()
+        ),
+        "",
+    )
+    .to_str()
+    .unwrap()
+    .to_string()
+}
+
+/// Dovecot's log lines since `from` (byte offset).
+fn dovecot_log_since(from: u64) -> String {
+    let path = format!("{}/dovecot.log", harness().get("LOG_DIR"));
+    let text = std::fs::read(&path).unwrap_or_default();
+    String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned()
+}
+
+fn dovecot_log_len() -> u64 {
+    std::fs::metadata(format!("{}/dovecot.log", harness().get("LOG_DIR")))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[test]
+fn imap_login_command_over_both_tls_methods() {
+    for tls in ["starttls", "implicit"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = account(dir.path(), "imap", tls, "[\"imap-login\"]", "");
+        let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], b"a LOGOUT\r\n");
+        assert_eq!(out.code, Some(0), "{tls}: {}", out.stderr);
+        let first = out.first_line();
+        assert!(
+            first.contains(&format!("with IMAP-LOGIN over TLSv1.3 ({tls}")),
+            "{first}"
+        );
+        assert!(first.ends_with("protection tls"), "{first}");
+        assert!(out.stdout_text().contains("a OK Logout"));
+        assert!(
+            out.stderr.contains("C: m3 LOGIN alice [password]")
+                || out.stderr.contains("LOGIN alice [password]"),
+            "{}",
+            out.stderr
+        );
+        assert_no_secret(&out.stderr);
+    }
+}
+
+#[test]
+fn imap_login_is_never_sent_without_tls() {
+    // `tls = ["none"]` needs `min_protection = "strong"`; LOGIN is listed first but the
+    // policy skips it (no TLS, not strong) and SCRAM-SHA-256 runs instead.
+    let dir = tempfile::tempdir().unwrap();
+    let c = account(
+        dir.path(),
+        "imap",
+        "none",
+        "[\"imap-login\", \"scram-sha-256\"]",
+        "min_protection = \"strong\"",
+    );
+    let log_from = dovecot_log_len();
+    let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], b"a LOGOUT\r\n");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let first = out.first_line();
+    assert!(first.contains("with SCRAM-SHA-256 over no TLS"), "{first}");
+    assert!(!out.stderr.contains(" LOGIN "), "{}", out.stderr);
+    assert!(!out.stderr.contains("IMAP-LOGIN"), "{}", out.stderr);
+    assert_no_secret(&out.stderr);
+    // Dovecot logs a LOGIN command as `method=PLAIN`; on a plaintext connection its line
+    // lacks ", TLS". (Other tests may log in at the same time, all over TLS.)
+    let log = dovecot_log_since(log_from);
+    let plaintext_logins: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("imap-login: Info: Login:") && !l.contains(", TLS"))
+        .collect();
+    assert!(
+        plaintext_logins
+            .iter()
+            .all(|l| l.contains("method=SCRAM-SHA-256")),
+        "Dovecot saw a login without TLS other than SCRAM: {plaintext_logins:?}"
+    );
+    assert!(!plaintext_logins.is_empty(), "{log}");
+    // Listed alone, the configuration refuses it.
+    let c = account(
+        dir.path(),
+        "imap",
+        "none",
+        "[\"imap-login\"]",
+        "min_protection = \"strong\"",
+    );
+    let out = run_mailtun(&["--config", &c, "tunnel", "test"], b"");
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("strong mechanism"), "{}", out.stderr);
+}
+
+#[test]
+fn pop3_user_pass_over_stls_and_apop_over_both_tls_methods() {
+    let h = harness();
+    let cases = [
+        ("starttls", "user-pass", "USER-PASS"),
+        ("implicit", "user-pass", "USER-PASS"),
+        ("starttls", "apop", "APOP"),
+        ("implicit", "apop", "APOP"),
+    ];
+    for (tls, name, shown) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let c = account(dir.path(), "pop3", tls, &format!("[\"{name}\"]"), "");
+        let log_from = dovecot_log_len();
+        let script = b"USER alice\r\nPASS placeholder\r\nSTAT\r\nQUIT\r\n";
+        let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], script);
+        assert_eq!(out.code, Some(0), "{name} over {tls}: {}", out.stderr);
+        let first = out.first_line();
+        assert!(
+            first.starts_with(&format!(
+                "+OK mailtun: alice authenticated to mail.example.test with {shown} over TLSv1.3 ({tls}"
+            )),
+            "{first}"
+        );
+        let stat = format!("+OK {} ", h.get("INBOX_MESSAGES"));
+        assert!(out.stdout_text().contains(&stat), "{}", out.stdout_text());
+        assert_no_secret(&out.stderr);
+        if name == "apop" {
+            assert!(out.stderr.contains("APOP alice [digest]"), "{}", out.stderr);
+            let log = dovecot_log_since(log_from);
+            assert!(log.contains("method=APOP"), "{log}");
+        } else {
+            assert!(out.stderr.contains("PASS [password]"), "{}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn auto_never_picks_a_login_command() {
+    // A POP3 account on "auto" with only a password: SCRAM, never USER/PASS or APOP.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = account(dir.path(), "pop3", "implicit", "\"auto\"", "");
+    let text = std::fs::read_to_string(&c).unwrap().replace(
+        harness().get("ALICE_CCACHE"),
+        &format!("FILE:{}/none", dir.path().display()),
+    );
+    c = dir.path().join("auto.toml").to_str().unwrap().to_string();
+    std::fs::write(&c, text).unwrap();
+    let out = run_mailtun(&["-v", "--config", &c, "tunnel", "test"], b"QUIT\r\n");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.first_line().contains("with SCRAM-SHA-256"),
+        "{}",
+        out.first_line()
+    );
+    assert!(!out.stderr.contains("USER-PASS") && !out.stderr.contains("APOP"));
+}

@@ -1,0 +1,625 @@
+//! -PLUS and OAuth mechanisms through the real `mailtun tunnel`, against an in-process
+//! IMAP server whose verification is an independent implementation: rsasl's server side
+//! (SCRAM-SHA-1/256 and their -PLUS forms, OAUTHBEARER, XOAUTH2), never our own code.
+//!
+//! The server speaks implicit TLS with the test PKI's good certificate for
+//! `mail.example.test` (trusted through `ca_file`), and gives rsasl the channel-binding
+//! data of its own TLS session: `export_keying_material` with the label
+//! `EXPORTER-Channel-Binding`, 32 bytes, no context (tls-exporter, RFC 9266). A server
+//! configured with another label stands for a TLS-terminating relay: its binding data
+//! differs from the client's.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::digest::Digest;
+use hmac::digest::core_api::BlockSizeUser;
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::oauthbearer::OAUTHBEARER;
+use rsasl::mechanisms::oauthbearer::properties::{OAuthBearerError, OAuthBearerValidate};
+use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
+use rsasl::mechanisms::scram::{SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS};
+use rsasl::mechanisms::xoauth2::XOAUTH2;
+use rsasl::mechanisms::xoauth2::properties::XOAuth2Validate;
+use rsasl::prelude::{
+    ChannelBindingCallback, Mechname, Registry, SASLConfig, SASLServer, SessionError,
+};
+use rsasl::property::{AuthId, OAuthBearerToken};
+use rsasl::validate::NoValidation;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::fake_server::{Cert, pki, server_config};
+use crate::harness::{Output, run_mailtun};
+
+const PASSWORD: &str = "oracle-Pass.789";
+const TOKEN: &str = "ya29.oracle-token-0123456789";
+const EXIT_POLICY: i32 = 5;
+const EXIT_AUTH: i32 = 6;
+
+static ALL_SCRAM: &[rsasl::prelude::Mechanism] =
+    &[SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS];
+static SCRAM_WITHOUT_PLUS: &[rsasl::prelude::Mechanism] = &[SCRAM_SHA1, SCRAM_SHA256];
+static OAUTH: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2];
+static MIXED: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2, SCRAM_SHA256_PLUS];
+
+/// How the oracle server behaves.
+struct Oracle {
+    /// The `AUTH=` capabilities it advertises.
+    advertise: &'static str,
+    /// The mechanisms rsasl runs.
+    registry: &'static [rsasl::prelude::Mechanism],
+    /// The exporter label of its channel-binding data (the right one is
+    /// `EXPORTER-Channel-Binding`).
+    label: &'static [u8],
+    /// The token it accepts.
+    token: &'static str,
+}
+
+impl Default for Oracle {
+    fn default() -> Self {
+        Oracle {
+            advertise: "AUTH=SCRAM-SHA-256-PLUS AUTH=SCRAM-SHA-1-PLUS AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-1",
+            registry: ALL_SCRAM,
+            label: b"EXPORTER-Channel-Binding",
+            token: TOKEN,
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Mechanisms the client asked for with AUTHENTICATE.
+    mechanisms: Vec<String>,
+    /// The client's first SASL message (for SCRAM: starts with the gs2 header).
+    first_messages: Vec<Vec<u8>>,
+    /// "OK" or "NO: why" per AUTHENTICATE.
+    outcomes: Vec<String>,
+    /// Bearer tokens rsasl handed to the validation callback.
+    tokens: Vec<String>,
+    /// Everything the client sent, decrypted.
+    received: Vec<u8>,
+}
+
+/// rsasl's callback: the stored SCRAM keys for the password, and the token check.
+struct Callback {
+    stored: Option<Stored>,
+    token: &'static str,
+    seen: Arc<Mutex<Seen>>,
+    /// Set when the token was refused (rsasl's OAuth servers finish the exchange either
+    /// way; the protocol reply says which).
+    refused: Arc<Mutex<bool>>,
+}
+
+struct Stored {
+    salt: Vec<u8>,
+    stored_key: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+fn stored<D>(password: &str) -> Stored
+where
+    D: Digest + BlockSizeUser + Clone + Sync + hmac::digest::FixedOutputReset,
+{
+    let salt = b"oracle salt".to_vec();
+    let mut salted = Default::default();
+    hash_password::<D>(password.as_bytes(), 4096, &salt, &mut salted);
+    let (client_key, server_key) = derive_keys::<D>(salted.as_slice());
+    Stored {
+        salt,
+        stored_key: D::digest(client_key).to_vec(),
+        server_key: server_key.to_vec(),
+    }
+}
+
+impl SessionCallback for Callback {
+    fn callback(
+        &self,
+        _session_data: &SessionData,
+        context: &Context,
+        request: &mut Request,
+    ) -> Result<(), SessionError> {
+        if let Some(s) = &self.stored {
+            request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                4096,
+                &s.salt,
+                &s.stored_key,
+                &s.server_key,
+            ))?;
+        }
+        let mut token = context.get_ref::<OAuthBearerToken>();
+        if request.is::<OAuthBearerValidate>() {
+            // rsasl's OAUTHBEARER hands over the whole `auth` value (RFC 7628 section 3.1:
+            // `auth=` scheme SP token); the scheme must be Bearer.
+            token = token.and_then(|t| {
+                let (scheme, token) = t.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+            });
+        }
+        let good = token == Some(self.token);
+        if let Some(t) = token {
+            self.seen.lock().unwrap().tokens.push(t.to_string());
+        }
+        if request.is::<OAuthBearerValidate>() {
+            *self.refused.lock().unwrap() = !good;
+            let result = if good {
+                Ok(())
+            } else {
+                Err(OAuthBearerError::new("invalid_token", Some("mail"), None))
+            };
+            request.satisfy::<OAuthBearerValidate>(&result)?;
+        }
+        if request.is::<XOAuth2Validate>() {
+            let good = good && context.get_ref::<AuthId>() == Some("alice");
+            *self.refused.lock().unwrap() = !good;
+            let result = if good {
+                Ok(())
+            } else {
+                Err(r#"{"status":"401","schemes":"bearer","scope":"mail"}"#)
+            };
+            request.satisfy::<XOAuth2Validate>(&result)?;
+        }
+        Ok(())
+    }
+}
+
+struct Cb(Vec<u8>);
+impl ChannelBindingCallback for Cb {
+    fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+        (cbname == "tls-exporter").then_some(self.0.as_slice())
+    }
+}
+
+/// A running oracle server on 127.0.0.1.
+struct Server {
+    port: u16,
+    handle: std::thread::JoinHandle<()>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Server {
+    fn start(oracle: Oracle) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen2 = seen.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(20), serve(listener, oracle, seen2))
+                        .await;
+            });
+        });
+        Server { port, handle, seen }
+    }
+
+    fn finish(self) -> Seen {
+        self.handle.join().unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<Seen>>) {
+    let listener = TcpListener::from_std(listener).unwrap();
+    let Ok((tcp, _)) = listener.accept().await else {
+        return;
+    };
+    let Ok(tls) = TlsAcceptor::from(server_config(Cert::Good))
+        .accept(tcp)
+        .await
+    else {
+        return;
+    };
+    // The server's own channel-binding data (RFC 9266), from its side of the session.
+    let cb = tls
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 32], oracle.label, None)
+        .unwrap()
+        .to_vec();
+    let mut io = BufReader::new(tls);
+    let caps = format!("IMAP4rev1 SASL-IR {}", oracle.advertise);
+    macro_rules! send {
+        ($($arg:tt)*) => {
+            if io.get_mut().write_all(format!($($arg)*).as_bytes()).await.is_err() {
+                return;
+            }
+            let _ = io.get_mut().flush().await;
+        };
+    }
+    macro_rules! read_line {
+        () => {{
+            let mut line = Vec::new();
+            match io.read_until(b'\n', &mut line).await {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+            seen.lock().unwrap().received.extend_from_slice(&line);
+            String::from_utf8_lossy(&line).trim_end().to_string()
+        }};
+    }
+    send!("* OK [CAPABILITY {caps}] oracle ready\r\n");
+    loop {
+        let line = read_line!();
+        let mut words = line.split(' ');
+        let tag = words.next().unwrap_or("").to_string();
+        let command = words.next().unwrap_or("").to_ascii_uppercase();
+        match command.as_str() {
+            "CAPABILITY" => {
+                send!("* CAPABILITY {caps}\r\n{tag} OK done\r\n");
+            }
+            "LOGOUT" => {
+                send!("* BYE oracle logging out\r\n{tag} OK Logout completed\r\n");
+                let _ = io.get_mut().shutdown().await;
+                return;
+            }
+            "AUTHENTICATE" => {
+                let mech = words.next().unwrap_or("").to_ascii_uppercase();
+                seen.lock().unwrap().mechanisms.push(mech.clone());
+                let mut input = match words.next() {
+                    Some("=") => Vec::new(),
+                    Some(ir) => B64.decode(ir).unwrap_or_default(),
+                    None => {
+                        send!("+ \r\n");
+                        let l = read_line!();
+                        B64.decode(l).unwrap_or_default()
+                    }
+                };
+                seen.lock().unwrap().first_messages.push(input.clone());
+                let refused = Arc::new(Mutex::new(false));
+                let callback = Callback {
+                    stored: match mech.as_str() {
+                        "SCRAM-SHA-1" | "SCRAM-SHA-1-PLUS" => Some(stored::<sha1::Sha1>(PASSWORD)),
+                        "SCRAM-SHA-256" | "SCRAM-SHA-256-PLUS" => {
+                            Some(stored::<sha2::Sha256>(PASSWORD))
+                        }
+                        _ => None,
+                    },
+                    token: oracle.token,
+                    seen: seen.clone(),
+                    refused: refused.clone(),
+                };
+                let config = SASLConfig::builder()
+                    .with_registry(Registry::with_mechanisms(oracle.registry))
+                    .with_callback(callback)
+                    .unwrap();
+                let server = SASLServer::<NoValidation, Cb>::with_cb(config, Cb(cb.clone()));
+                let mut session = match Mechname::parse(mech.as_bytes())
+                    .ok()
+                    .and_then(|m| server.start_suggested(m).ok())
+                {
+                    Some(s) => s,
+                    None => {
+                        seen.lock()
+                            .unwrap()
+                            .outcomes
+                            .push("NO: unknown mechanism".into());
+                        send!("{tag} NO [AUTHENTICATIONFAILED] unsupported mechanism\r\n");
+                        continue;
+                    }
+                };
+                let outcome = loop {
+                    let mut out = Cursor::new(Vec::new());
+                    match session.step(Some(&input), &mut out) {
+                        Err(e) => break format!("NO: {e}"),
+                        Ok(state) => {
+                            let out = out.into_inner();
+                            let error = out.starts_with(b"e=");
+                            if error {
+                                // The client may hang up on reading it: record it first.
+                                let why = format!("NO: {}", String::from_utf8_lossy(&out));
+                                seen.lock().unwrap().outcomes.push(why);
+                            }
+                            if state.has_sent_message() {
+                                send!("+ {}\r\n", B64.encode(&out));
+                                let l = read_line!();
+                                if l == "*" {
+                                    break "NO: cancelled".to_string();
+                                }
+                                input = B64.decode(l).unwrap_or_default();
+                            }
+                            if state.is_finished() {
+                                break if error {
+                                    format!("NO: {}", String::from_utf8_lossy(&out))
+                                } else if *refused.lock().unwrap() {
+                                    "NO: token refused".to_string()
+                                } else {
+                                    "OK".to_string()
+                                };
+                            }
+                        }
+                    }
+                };
+                if !outcome.starts_with("NO: e=") {
+                    seen.lock().unwrap().outcomes.push(outcome.clone());
+                }
+                if outcome == "OK" {
+                    send!("{tag} OK [CAPABILITY IMAP4rev1 IDLE] oracle: {mech} verified\r\n");
+                } else {
+                    send!("{tag} NO [AUTHENTICATIONFAILED] oracle: {outcome}\r\n");
+                }
+            }
+            _ => {
+                send!("{tag} BAD unknown command\r\n");
+            }
+        }
+    }
+}
+
+/// Runs `mailtun -vv tunnel test` against the oracle on `port` with `auth`.
+fn tunnel(port: u16, auth: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    tunnel_in(dir.path(), port, auth)
+}
+
+/// Like [`tunnel`], in `dir`. The password and token commands are scripts that append
+/// their own argv and environment, and those of their parent and grandparent (`sh -c`
+/// and mailtun), to `dir/dump` before printing the secret.
+fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str) -> Output {
+    let dump = dir.join("dump");
+    let script = |name: &str, secret: &str| {
+        let file = dir.join(format!("{name}.secret"));
+        std::fs::write(&file, format!("{secret}\n")).unwrap();
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\np=$$\nfor i in 1 2 3; do\n  tr '\\0' '\\n' < /proc/$p/cmdline >> {dump}\n  tr '\\0' '\\n' < /proc/$p/environ >> {dump}\n  p=$(cut -d' ' -f4 /proc/$p/stat)\ndone\ncat {file}\n",
+                dump = dump.display(),
+                file = file.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let pw = script("pw", PASSWORD);
+    let token = script("token", TOKEN);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.test]\nhost = \"mail.example.test\"\nconnect = \"127.0.0.1\"\ntls = [\"implicit\"]\ntls_port = {port}\nca_file = \"{ca}\"\nuser = \"alice\"\nauth = {auth}\ntimeout_secs = 10\npassword = {{ command = \"{pw}\" }}\noauth_token_command = \"{token}\"\n",
+            ca = pki().ca_file.display(),
+            pw = pw.display(),
+            token = token.display(),
+        ),
+    )
+    .unwrap();
+    run_mailtun(
+        &[
+            "-vv",
+            "--config",
+            config.to_str().unwrap(),
+            "tunnel",
+            "test",
+        ],
+        b"a LOGOUT\r\n",
+    )
+}
+
+/// Neither the password, the token, nor their base64 forms are in the trace.
+fn assert_no_secret(trace: &str) {
+    for secret in [PASSWORD, TOKEN] {
+        assert!(!trace.contains(secret), "a secret leaked into the trace");
+        assert!(
+            !trace.contains(&B64.encode(secret)),
+            "a secret's base64 leaked into the trace"
+        );
+    }
+    for form in [
+        "n,a=alice,\x01host=mail.example.test\x01".to_string(),
+        format!("user=alice\x01auth=Bearer {TOKEN}\x01\x01"),
+    ] {
+        assert!(!trace.contains(&B64.encode(form)[..16]));
+    }
+}
+
+#[test]
+fn scram_plus_with_tls_exporter_verified_by_rsasl() {
+    for (auth, expected) in [
+        ("[\"scram-sha-256-plus\"]", "SCRAM-SHA-256-PLUS"),
+        ("[\"scram-sha-1-plus\"]", "SCRAM-SHA-1-PLUS"),
+        // "auto" ranks -PLUS above plain SCRAM (GSSAPI is not offered).
+        ("\"auto\"", "SCRAM-SHA-256-PLUS"),
+    ] {
+        let server = Server::start(Oracle::default());
+        let out = tunnel(server.port, auth);
+        let seen = server.finish();
+        assert_eq!(out.code, Some(0), "{auth}: {}", out.stderr);
+        let first = out.first_line();
+        assert!(first.starts_with("* PREAUTH"), "{first}");
+        assert!(
+            first.contains(&format!("with {expected} over TLSv1.3 (implicit")),
+            "{first}"
+        );
+        assert!(first.ends_with("protection tls+strong"), "{first}");
+        assert_eq!(seen.mechanisms, [expected]);
+        assert_eq!(seen.outcomes, ["OK"]);
+        assert!(
+            seen.first_messages[0].starts_with(b"p=tls-exporter,,n=alice,r="),
+            "{:?}",
+            String::from_utf8_lossy(&seen.first_messages[0])
+        );
+        assert!(out.stdout_text().contains("a OK Logout completed"));
+        assert_no_secret(&out.stderr);
+    }
+}
+
+#[test]
+fn scram_plus_fails_when_the_server_binding_data_differs() {
+    // The server binds to another exporter label: as a TLS-terminating relay would, it
+    // sees a different channel. rsasl refuses the proof; nothing else is tried.
+    let server = Server::start(Oracle {
+        label: b"EXPORTER-not-the-channel-binding",
+        ..Oracle::default()
+    });
+    let out = tunnel(server.port, "[\"scram-sha-256-plus\"]");
+    let seen = server.finish();
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(
+        out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
+        "{}",
+        out.first_line()
+    );
+    assert_eq!(seen.mechanisms, ["SCRAM-SHA-256-PLUS"]);
+    assert!(
+        seen.outcomes[0].contains("e=channel-bindings-dont-match"),
+        "{:?}",
+        seen.outcomes
+    );
+    assert!(
+        out.stderr.contains("channel-bindings-dont-match"),
+        "{}",
+        out.stderr
+    );
+    assert_no_secret(&out.stderr);
+}
+
+#[test]
+fn y_flag_when_the_server_does_not_offer_plus() {
+    let server = Server::start(Oracle {
+        advertise: "AUTH=SCRAM-SHA-256",
+        registry: SCRAM_WITHOUT_PLUS,
+        ..Oracle::default()
+    });
+    let out = tunnel(server.port, "[\"scram-sha-256\"]");
+    let seen = server.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.first_line().contains("with SCRAM-SHA-256 over TLSv1.3"));
+    assert_eq!(seen.outcomes, ["OK"]);
+    assert!(
+        seen.first_messages[0].starts_with(b"y,,n=alice,r="),
+        "{:?}",
+        String::from_utf8_lossy(&seen.first_messages[0])
+    );
+}
+
+#[test]
+fn only_plus_offered_and_only_non_plus_allowed_is_a_policy_refusal() {
+    let server = Server::start(Oracle {
+        advertise: "AUTH=SCRAM-SHA-256-PLUS AUTH=SCRAM-SHA-1-PLUS",
+        ..Oracle::default()
+    });
+    let out = tunnel(server.port, "[\"scram-sha-256\", \"scram-sha-1\"]");
+    let seen = server.finish();
+    assert_eq!(out.code, Some(EXIT_POLICY), "{}", out.stderr);
+    assert!(
+        out.first_line().starts_with("* BYE [PRIVACYREQUIRED]"),
+        "{}",
+        out.first_line()
+    );
+    assert!(
+        out.stderr.contains("SCRAM-SHA-256-PLUS"),
+        "names what was offered: {}",
+        out.stderr
+    );
+    assert!(seen.mechanisms.is_empty(), "{:?}", seen.mechanisms);
+    assert!(!String::from_utf8_lossy(&seen.received).contains("AUTHENTICATE"));
+}
+
+#[test]
+fn oauthbearer_and_xoauth2_tokens_verified_by_rsasl() {
+    for (auth, expected) in [
+        ("[\"oauthbearer\"]", "OAUTHBEARER"),
+        ("[\"xoauth2\"]", "XOAUTH2"),
+    ] {
+        let server = Server::start(Oracle {
+            advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
+            registry: OAUTH,
+            ..Oracle::default()
+        });
+        let out = tunnel(server.port, auth);
+        let seen = server.finish();
+        assert_eq!(out.code, Some(0), "{auth}: {}\n{seen:?}", out.stderr);
+        let first = out.first_line();
+        assert!(
+            first.contains(&format!("with {expected} over TLSv1.3")),
+            "{first}"
+        );
+        assert!(first.ends_with("protection tls"), "{first}");
+        assert_eq!(seen.outcomes, ["OK"]);
+        assert_eq!(seen.tokens, [TOKEN]);
+        if expected == "OAUTHBEARER" {
+            // RFC 7628 section 3.1: gs2 header, then host and port key/values.
+            let msg = String::from_utf8_lossy(&seen.first_messages[0]).into_owned();
+            assert!(
+                msg.starts_with("n,a=alice,\x01host=mail.example.test\x01port="),
+                "{msg:?}"
+            );
+        }
+        assert_no_secret(&out.stderr);
+    }
+}
+
+#[test]
+fn a_refused_token_reports_the_servers_status() {
+    for (auth, status) in [
+        ("[\"oauthbearer\"]", "status invalid_token"),
+        ("[\"xoauth2\"]", "status 401"),
+    ] {
+        let server = Server::start(Oracle {
+            advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
+            registry: OAUTH,
+            token: "another-token",
+            ..Oracle::default()
+        });
+        let out = tunnel(server.port, auth);
+        let seen = server.finish();
+        assert_eq!(out.code, Some(EXIT_AUTH), "{auth}: {}", out.stderr);
+        assert_eq!(seen.outcomes, ["NO: token refused"]);
+        assert!(
+            out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
+            "{}",
+            out.first_line()
+        );
+        assert!(out.first_line().contains(status), "{}", out.first_line());
+        assert!(out.stderr.contains(status), "{}", out.stderr);
+        assert_no_secret(&out.stderr);
+    }
+}
+
+#[test]
+fn secrets_never_reach_a_childs_argv_or_environment() {
+    // OAUTHBEARER is refused, so XOAUTH2 runs the token command again while mailtun
+    // holds the token; then SCRAM-SHA-256-PLUS runs the password command while mailtun
+    // holds both. Each command recorded its own argv and environment and mailtun's.
+    let server = Server::start(Oracle {
+        advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=SCRAM-SHA-256-PLUS",
+        registry: MIXED,
+        token: "another-token",
+        ..Oracle::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = tunnel_in(
+        dir.path(),
+        server.port,
+        "[\"oauthbearer\", \"xoauth2\", \"scram-sha-256-plus\"]",
+    );
+    let seen = server.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        seen.mechanisms,
+        ["OAUTHBEARER", "XOAUTH2", "SCRAM-SHA-256-PLUS"]
+    );
+    let dump = std::fs::read_to_string(dir.path().join("dump")).unwrap();
+    // Three runs, each with three processes' argv and environment; mailtun among them.
+    assert!(dump.matches("tunnel").count() >= 3, "{dump}");
+    for secret in [PASSWORD, TOKEN] {
+        assert!(!dump.contains(secret), "a secret reached a child: {dump}");
+        assert!(!dump.contains(&B64.encode(secret)));
+    }
+    assert_no_secret(&out.stderr);
+}
