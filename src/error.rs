@@ -83,8 +83,8 @@ pub enum FailureKind {
         text: String,
     },
     /// The step did not finish within the account's timeout.
-    #[error("no progress within {secs} s")]
-    Timeout { secs: u64 },
+    #[error("no progress from {host} port {port} within {secs} s")]
+    Timeout { host: String, port: u16, secs: u64 },
     /// Local I/O (stdin/stdout, log file).
     #[error("{0}")]
     Io(#[from] io::Error),
