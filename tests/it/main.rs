@@ -3,11 +3,13 @@
 //! real server does.
 
 mod clients;
+mod errors;
 mod fake_server;
 mod harness;
 mod hostile;
 mod imap_tunnel;
 mod pop3_smtp;
+mod probe;
 mod relay;
 mod sasl;
 mod scripted;
