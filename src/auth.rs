@@ -4,7 +4,7 @@
 //! Everything here may block (KDC, password command, keyring, terminal prompt): the
 //! session calls it off the async threads.
 
-use crate::config::{Account, MechName};
+use crate::config::{Account, GssLayer, MechName};
 use crate::credentials::{self, CredentialError};
 use crate::gss::KerberosContext;
 use crate::sasl::cram_md5::CramMd5;
@@ -38,6 +38,8 @@ pub struct LinkFacts {
     pub binding: Option<ChannelBinding>,
     /// The server also offers the -PLUS form of SCRAM.
     pub server_offers_plus: bool,
+    /// The link is TLS; without it GSSAPI negotiates the account's security layer.
+    pub on_tls: bool,
 }
 
 /// Builds `name` for `account`, asking for credentials as needed, and returns it with
@@ -67,11 +69,12 @@ pub fn build(
                 }
                 Err(e) => return Err(SaslError::Gss(e).into()),
             };
-            Box::new(Gssapi::new(
-                ctx,
-                LayerWanted::None,
-                account.gssapi.authzid.clone(),
-            ))
+            let layer = match (link.on_tls, account.gssapi.layer) {
+                (true, _) => LayerWanted::None,
+                (false, GssLayer::Confidentiality) => LayerWanted::Confidentiality,
+                (false, GssLayer::Integrity) => LayerWanted::Integrity,
+            };
+            Box::new(Gssapi::new(ctx, layer, account.gssapi.authzid.clone()))
         }
         MechName::ScramSha256
         | MechName::ScramSha1

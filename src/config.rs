@@ -237,6 +237,16 @@ pub struct GssapiSettings {
     /// Without a valid ticket, obtain one with the account's password (it goes only to
     /// the KDC).
     pub kinit: bool,
+    /// The RFC 4752 security layer to negotiate when the session has no TLS.
+    pub layer: GssLayer,
+}
+
+/// The GSSAPI security layer wanted on a session without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GssLayer {
+    Confidentiality,
+    Integrity,
 }
 
 /// Settings that weaken security. Each use prints a warning.
@@ -340,6 +350,7 @@ struct RawGssapi {
     authzid: String,
     #[serde(default)]
     kinit: bool,
+    layer: Option<GssLayer>,
 }
 
 /// The configuration file to read: `--config`, else `$MAILTUN_CONFIG`, else
@@ -445,10 +456,10 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             "`tls` lists no method; use [\"starttls\", \"implicit\"] or one of them".into(),
         ));
     }
-    if tls.contains(&TlsMethod::None) {
+    if tls.contains(&TlsMethod::None) && tls.len() > 1 {
         return Err((
             tls_span,
-            "`tls = [\"none\"]` needs a mechanism that protects the session itself (the GSSAPI security layer), which this version does not offer; use \"starttls\" or \"implicit\"".into(),
+            "`tls = [\"none\"]` stands alone: mailtun never falls back from TLS to no TLS".into(),
         ));
     }
     let mut seen = Vec::new();
@@ -512,6 +523,12 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
     };
     let min_protection = raw.min_protection.unwrap_or(MinProtection::Tls);
+    if tls == [TlsMethod::None] && min_protection != MinProtection::Strong {
+        return Err((
+            tls_span.clone(),
+            "`tls = [\"none\"]` gives a session without TLS: set `min_protection = \"strong\"` to accept one protected by a strong mechanism (GSSAPI with its security layer) instead".into(),
+        ));
+    }
     if min_protection.requires_strong() && !auth.iter().any(|m| m.is_strong()) {
         return Err((
             None,
@@ -594,6 +611,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             delegate: g.delegate,
             authzid: g.authzid,
             kinit: g.kinit,
+            layer: g.layer.unwrap_or(GssLayer::Confidentiality),
         },
         dangerous: raw.dangerous.unwrap_or_default(),
     })
@@ -676,9 +694,13 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_session_is_an_impossible_combination_for_now() {
+    fn a_session_without_tls_must_be_asked_for_explicitly() {
         let e = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\n").unwrap_err();
-        assert!(e.to_string().contains("security layer"), "{e}");
+        assert!(e.to_string().contains("min_protection = \"strong\""), "{e}");
+        let e = parse("[accounts.a]\nhost = \"h\"\ntls = [\"starttls\", \"none\"]\nmin_protection = \"strong\"\n").unwrap_err();
+        assert!(e.to_string().contains("stands alone"), "{e}");
+        let c = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\n[accounts.a.gssapi]\nlayer = \"integrity\"\n").unwrap();
+        assert_eq!(c.account("a").unwrap().gssapi.layer, GssLayer::Integrity);
     }
 
     #[test]

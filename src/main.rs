@@ -119,7 +119,8 @@ async fn run_tunnel(cli: &Cli, name: &str) -> ExitCode {
             .map_or("no TLS".to_string(), |t| t.to_string()),
         est.combination
     );
-    match tunnel::hand_over(&account, est, tokio::io::stdin(), tokio::io::stdout()).await {
+    let (client_in, client_out) = tunnel::client_stdio();
+    match tunnel::hand_over(&account, est, client_in, client_out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let failure = Failure::new(&account.name, Step::Relay, FailureKind::Io(e));

@@ -354,7 +354,10 @@ async fn drive(
             }
             Event::Ready(caps) => return Ok(Stop::Ready(caps)),
             Event::StartTls => return Ok(Stop::StartTls),
-            Event::Challenge(_) | Event::Rejected { .. } | Event::Authenticated(_) => {
+            Event::Challenge(_)
+            | Event::Rejected { .. }
+            | Event::AuthAccepted
+            | Event::Authenticated(_) => {
                 return Err(ProtocolError::UnexpectedLine {
                     line: "an authentication reply, although the probe never authenticates".into(),
                 }
@@ -638,7 +641,7 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         verdict: verdict(Combination::Strong, possible),
         mechanisms: names(&strong_before),
         reason: if possible {
-            "`min_protection = \"tls\"` requires TLS, and this version runs no session without TLS (the rest of the session would travel in the clear)".into()
+            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it (GSSAPI then protects the whole session with its security layer; SCRAM protects only the password)".into()
         } else {
             "the server offers no strong mechanism before TLS".into()
         },

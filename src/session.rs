@@ -37,6 +37,8 @@ pub struct Established {
     pub earlier: Vec<Attempt>,
     /// Time and round trips of each step of the attempt that succeeded.
     pub timeline: Timeline,
+    /// The mechanism, when it negotiated a security layer that the relay must apply.
+    pub layer: Option<Box<dyn Mechanism>>,
 }
 
 /// Connects and authenticates `account`, trying its TLS methods in order.
@@ -218,7 +220,7 @@ async fn attempt(
             }
             Event::Received(line) => debug!("S: {line}"),
             Event::Ready(caps) => {
-                if matches!(link, Link::Plain(_)) {
+                if matches!(link, Link::Plain(_)) && method != TlsMethod::None {
                     // Only STARTTLS can lead anywhere from a plaintext link.
                     if !caps.starttls {
                         return Err(fail(
@@ -327,6 +329,23 @@ async fn attempt(
                     .await?,
                 );
             }
+            Event::AuthAccepted => {
+                // Nothing more goes out unless the mechanism finished and verified the
+                // server (mutual authentication, SCRAM server signature).
+                if let Some(Running { name, mech }) = &running {
+                    if !mech.is_complete() {
+                        return Err(fail(
+                            Step::Authenticate,
+                            FailureKind::Mechanism {
+                                mechanism: name.as_str(),
+                                error: SaslError::SuccessBeforeCompletion {
+                                    mechanism: name.as_str(),
+                                },
+                            },
+                        ));
+                    }
+                }
+            }
             Event::Authenticated(capabilities) => {
                 let Some(Running { name, mech }) = running.take() else {
                     return Err(fail(
@@ -361,6 +380,7 @@ async fn attempt(
                     combination,
                     earlier: Vec::new(),
                     timeline,
+                    layer: mech.layer().map(|_| mech),
                 });
             }
         }
@@ -398,6 +418,7 @@ async fn start_mechanism(
                 }
             }),
             server_offers_plus: caps.mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+            on_tls,
         };
         let acct = account.clone();
         let started = tokio::task::spawn_blocking(move || {
@@ -410,6 +431,9 @@ async fn start_mechanism(
         match started {
             Ok((mech, initial)) => {
                 info!("account `{}`: authenticating with {name}", account.name);
+                if !on_tls && name == MechName::Gssapi {
+                    dialect.layer_follows();
+                }
                 dialect.authenticate(name.as_str(), initial);
                 return Ok(Running { name, mech });
             }

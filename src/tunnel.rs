@@ -9,13 +9,18 @@ use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
 use crate::config::{Account, Protocol};
 use crate::error::Class;
 use crate::protocol::Capabilities;
 use crate::protocol::local::{LocalEvent, LocalPop3, LocalSide, LocalSmtp};
+use crate::sasl::{Layer, Mechanism, SaslError};
 use crate::session::Established;
 
 /// Size of each direction's buffer.
@@ -54,9 +59,19 @@ pub fn summary(account: &Account, est: &Established) -> String {
     } else {
         "the Kerberos principal".into()
     };
-    let protection = match &est.tls {
-        Some(t) => format!("{} ({} on port {})", t.version, est.method, est.port),
-        None => "no TLS".to_string(),
+    let protection = match (&est.tls, est.layer.as_ref().and_then(|m| m.layer())) {
+        (Some(t), _) => format!("{} ({} on port {})", t.version, est.method, est.port),
+        (None, Some(l)) if l.confidentiality => {
+            format!(
+                "no TLS (port {}) with the {} confidentiality layer",
+                est.port, est.mechanism
+            )
+        }
+        (None, Some(_)) => format!(
+            "no TLS (port {}) with the {} integrity layer",
+            est.port, est.mechanism
+        ),
+        (None, None) => format!("no TLS (port {})", est.port),
     };
     format!(
         "{who} authenticated to {} with {} over {protection}, protection {}",
@@ -88,16 +103,25 @@ where
     W: AsyncWrite + Unpin,
 {
     let text = summary(account, &est);
+    let greeting = imap_greeting(account, &est);
+    // With a security layer, every byte after the authentication reply is a layer token,
+    // those already received included.
+    let (mut server, leftover): (Box<dyn ServerStream>, Vec<u8>) = match est.layer {
+        Some(mech) => (
+            Box::new(Layered::new(est.link, mech, est.leftover)),
+            Vec::new(),
+        ),
+        None => (Box::new(est.link), est.leftover),
+    };
     let mut local: Box<dyn LocalSide> = match account.protocol {
         Protocol::Imap => {
-            client_out.write_all(&imap_greeting(account, &est)).await?;
+            client_out.write_all(&greeting).await?;
             client_out.flush().await?;
-            return relay(est.link, est.leftover, client_in, client_out).await;
+            return relay(server, leftover, client_in, client_out).await;
         }
         Protocol::Pop3 => Box::new(LocalPop3::new(&text, &est.capabilities)),
         Protocol::Smtp => Box::new(LocalSmtp::new(&account.host, &text, &est.capabilities)),
     };
-    let mut server = est.link;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let event = local.poll().map_err(|e| {
@@ -125,7 +149,173 @@ where
             LocalEvent::Relay => break,
         }
     }
-    relay(server, est.leftover, client_in, client_out).await
+    relay(server, leftover, client_in, client_out).await
+}
+
+/// The server side of a session: the link, or the link under a security layer.
+trait ServerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ServerStream for T {}
+
+/// A stream under a SASL security layer (RFC 4422 section 3.7): each direction is a
+/// sequence of 4-octet big-endian lengths, each followed by that many octets of a
+/// wrapped token. Memory is bounded by the sizes both sides announced.
+struct Layered<S> {
+    inner: S,
+    mech: Box<dyn Mechanism>,
+    layer: Layer,
+    /// Received bytes not yet forming a whole token.
+    raw: Vec<u8>,
+    /// Unwrapped bytes not yet read by the relay.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// A framed token not yet written to `inner`.
+    pending: Vec<u8>,
+    pending_pos: usize,
+}
+
+impl<S> Layered<S> {
+    fn new(inner: S, mech: Box<dyn Mechanism>, received: Vec<u8>) -> Self {
+        let layer = mech.layer().expect("only built for a negotiated layer");
+        Layered {
+            inner,
+            mech,
+            layer,
+            raw: received,
+            plain: Vec::new(),
+            plain_pos: 0,
+            pending: Vec::new(),
+            pending_pos: 0,
+        }
+    }
+
+    /// Unwraps the first whole token of `raw`, if there is one.
+    fn unwrap_one(&mut self) -> io::Result<bool> {
+        if self.raw.len() < 4 {
+            return Ok(false);
+        }
+        let size = u32::from_be_bytes([self.raw[0], self.raw[1], self.raw[2], self.raw[3]]);
+        if size > self.layer.max_receive {
+            return Err(layer_error(SaslError::LayerTokenTooLarge {
+                size,
+                max: self.layer.max_receive,
+            }));
+        }
+        let end = 4 + size as usize;
+        if self.raw.len() < end {
+            return Ok(false);
+        }
+        self.plain = self.mech.unwrap(&self.raw[4..end]).map_err(layer_error)?;
+        self.plain_pos = 0;
+        self.raw.drain(..end);
+        Ok(true)
+    }
+
+    /// Wraps as much of `data` as fits in one token the server accepts.
+    fn wrap_some(&mut self, data: &[u8]) -> io::Result<usize> {
+        let max_send = self.layer.max_send as usize;
+        // Kerberos wrap tokens add well under 128 octets; check the result anyway.
+        let mut take = data
+            .len()
+            .min(max_send.saturating_sub(128).max(1))
+            .min(CHUNK);
+        loop {
+            let token = self.mech.wrap(&data[..take]).map_err(layer_error)?;
+            if token.len() <= max_send {
+                self.pending.clear();
+                self.pending
+                    .extend_from_slice(&(token.len() as u32).to_be_bytes());
+                self.pending.extend_from_slice(&token);
+                self.pending_pos = 0;
+                return Ok(take);
+            }
+            if take == 1 {
+                return Err(io::Error::other(
+                    "the server's security-layer buffer is too small",
+                ));
+            }
+            take /= 2;
+        }
+    }
+}
+
+fn layer_error(e: SaslError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("security layer: {e}"))
+}
+
+impl<S: AsyncWrite + Unpin> Layered<S> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pending_pos < self.pending.len() {
+            let n = ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_pos..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending_pos += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Layered<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_pos < this.plain.len() {
+                let n = buf.remaining().min(this.plain.len() - this.plain_pos);
+                buf.put_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
+                this.plain_pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.unwrap_one()? {
+                continue;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut rb = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            if rb.filled().is_empty() {
+                if this.raw.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed in the middle of a security-layer token",
+                )));
+            }
+            this.raw.extend_from_slice(rb.filled());
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Layered<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        Poll::Ready(this.wrap_some(data))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
 }
 
 /// The reply that tells the client the session could not be set up.
@@ -156,6 +346,73 @@ pub fn failure_reply(protocol: Protocol, class: Class, text: &str) -> Vec<u8> {
             format!("{code} mailtun: {text}\r\n").into_bytes()
         }
     }
+}
+
+/// The client's side of the tunnel: stdin and stdout.
+pub type ClientIn = Box<dyn AsyncRead + Unpin>;
+/// See [`ClientIn`].
+pub type ClientOut = Box<dyn AsyncWrite + Unpin>;
+
+/// Opens stdin and stdout for the relay.
+///
+/// When they are pipes or sockets (what mail clients give a tunnel), they are driven
+/// directly by the runtime in non-blocking mode, on duplicates of fds 0 and 1. Otherwise
+/// (a terminal, a file) tokio's stdin/stdout are used: they hand every read and write to
+/// a blocking thread with an extra copy, which costs a thread switch per chunk.
+pub fn client_stdio() -> (ClientIn, ClientOut) {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Option<(std::fs::File, std::fs::FileType)> {
+        let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+        let kind = file.metadata().ok()?.file_type();
+        Some((file, kind))
+    };
+    let input: ClientIn = match dup(io::stdin().as_fd()) {
+        Some((f, k)) if k.is_fifo() => match pipe::Receiver::from_file(f) {
+            Ok(r) => Box::new(r),
+            Err(_) => Box::new(tokio::io::stdin()),
+        },
+        Some((f, k)) if k.is_socket() => match unix_stream(f) {
+            Some(s) => Box::new(s),
+            None => Box::new(tokio::io::stdin()),
+        },
+        _ => Box::new(tokio::io::stdin()),
+    };
+    // If stderr is the same pipe or socket as stdout, leave stdout blocking: non-blocking
+    // mode would also apply to stderr, whose writers do not expect EAGAIN.
+    let same_as_stderr = |f: &std::fs::File| {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(out) = f.metadata() else {
+            return true;
+        };
+        match dup(io::stderr().as_fd()).and_then(|(e, _)| e.metadata().ok()) {
+            Some(err) => err.dev() == out.dev() && err.ino() == out.ino(),
+            None => false,
+        }
+    };
+    let output: ClientOut = match dup(io::stdout().as_fd()) {
+        Some((f, _)) if same_as_stderr(&f) => Box::new(tokio::io::stdout()),
+        Some((f, k)) if k.is_fifo() => match pipe::Sender::from_file(f) {
+            Ok(w) => Box::new(w),
+            Err(_) => Box::new(tokio::io::stdout()),
+        },
+        Some((f, k)) if k.is_socket() => match unix_stream(f) {
+            Some(s) => Box::new(s),
+            None => Box::new(tokio::io::stdout()),
+        },
+        _ => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
+}
+
+/// A socket on stdin/stdout (mbsync, for one, passes a socketpair) as a non-blocking
+/// stream. Only UNIX stream sockets qualify; anything else stays on the blocking path.
+fn unix_stream(f: std::fs::File) -> Option<tokio::net::UnixStream> {
+    let s = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(f));
+    s.local_addr().ok()?;
+    s.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(s).ok()
 }
 
 /// Relays between the client and the server until the server is done, starting with
@@ -202,6 +459,19 @@ where
                 };
                 if n == 0 {
                     break;
+                }
+                // Take what the server link already has (decrypted records), without
+                // waiting, so that one write to the client carries up to CHUNK bytes.
+                let mut n = n;
+                while n < buf.len() {
+                    tokio::select! {
+                        biased;
+                        r = server_in.read(&mut buf[n..]) => match r? {
+                            0 => break,
+                            m => n += m,
+                        },
+                        _ = std::future::ready(()) => break,
+                    }
                 }
                 client_out.write_all(&buf[..n]).await?;
                 client_out.flush().await?;

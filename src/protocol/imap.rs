@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
-use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, shown_text};
+use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, sasl_command, shown_text};
 use crate::secret::Secret;
 
 /// What the dialect is waiting for.
@@ -45,6 +45,7 @@ pub struct ImapClient {
     next_tag: u32,
     caps: Capabilities,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// A parsed server response line.
@@ -141,6 +142,7 @@ impl ImapClient {
             next_tag: 1,
             caps: Capabilities::default(),
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -300,10 +302,15 @@ impl ImapClient {
                     rest,
                 } if t == tag.as_bytes() => {
                     if status == "OK" {
+                        self.out.push_back(Event::AuthAccepted);
                         match capability_code(rest) {
                             Some(atoms) => {
                                 self.out
                                     .push_back(Event::Authenticated(capabilities(atoms)));
+                                State::Done
+                            }
+                            None if self.layer_follows => {
+                                self.out.push_back(Event::Authenticated(self.caps.clone()));
                                 State::Done
                             }
                             None => {
@@ -399,26 +406,14 @@ impl Dialect for ImapClient {
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
         let tag = self.tag();
-        let mechanism = mechanism.to_ascii_uppercase();
-        let pending_initial = match initial {
-            Some(ir) if self.caps.sasl_ir => {
-                let payload = if ir.expose().is_empty() {
-                    "=".to_string()
-                } else {
-                    B64.encode(ir.expose())
-                };
-                let bytes = format!("{tag} AUTHENTICATE {mechanism} {payload}\r\n").into_bytes();
-                self.send(
-                    bytes,
-                    format!("{tag} AUTHENTICATE {mechanism} [SASL payload]"),
-                );
-                None
-            }
-            other => {
-                self.send_command(&tag, &format!("AUTHENTICATE {mechanism}"));
-                other
-            }
-        };
+        let (command, pending_initial) = sasl_command(
+            &format!("{tag} AUTHENTICATE"),
+            mechanism,
+            initial,
+            self.caps.sasl_ir,
+            usize::MAX,
+        );
+        self.out.push_back(Event::Send(command));
         self.state = State::ExpectAuthReply {
             tag,
             pending_initial,
@@ -448,6 +443,10 @@ impl Dialect for ImapClient {
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +473,7 @@ mod tests {
                 Event::StartTls => events.push("starttls".into()),
                 Event::Challenge(c) => events.push(format!("challenge {:?}", c.expose())),
                 Event::Rejected { text } => events.push(format!("rejected {text}")),
+                Event::AuthAccepted => {}
                 Event::Authenticated(c) => events.push(format!("authenticated {:?}", c.raw)),
             }
         }

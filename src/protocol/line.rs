@@ -28,7 +28,9 @@ pub fn take_line(buf: &mut Vec<u8>, limit: usize) -> Result<Option<Vec<u8>>, Pro
 
 /// Takes one IMAP response from the front of `buf`: a line, or a line ending in a literal
 /// announcement followed by the literal and the rest of the response. Line terminators
-/// inside the frame are kept; the final CRLF is removed.
+/// inside the frame are kept; the final CRLF is removed. Each line is at most
+/// `line_limit` bytes, each literal at most `literal_limit`, and the frame up to its last
+/// literal at most their sum.
 pub fn take_imap_response(
     buf: &mut Vec<u8>,
     line_limit: usize,
@@ -53,6 +55,12 @@ pub fn take_imap_response(
             }
             Some(size) => {
                 let after = next + size as usize;
+                // Each literal may be within its limit while the response never ends:
+                // the whole frame is bounded too.
+                let frame_limit = line_limit.saturating_add(literal_limit);
+                if after > frame_limit {
+                    return Err(ProtocolError::LineTooLong { limit: frame_limit });
+                }
                 if buf.len() < after {
                     return Ok(None);
                 }
@@ -146,6 +154,19 @@ mod tests {
         let mut buf = b"* X {10}\r\nabc".to_vec();
         assert_eq!(take_imap_response(&mut buf, 100, 100).unwrap(), None);
         assert_eq!(buf.len(), 13);
+    }
+
+    #[test]
+    fn an_endless_chain_of_small_literals_is_refused() {
+        let mut buf = b"* X".to_vec();
+        for _ in 0..10 {
+            buf.extend_from_slice(b" {60}\r\n");
+            buf.extend_from_slice(&[b'a'; 60]);
+        }
+        assert_eq!(
+            take_imap_response(&mut buf, 100, 100),
+            Err(ProtocolError::LineTooLong { limit: 200 })
+        );
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum Event {
     /// A server challenge for the running mechanism (decoded); answer with
     /// [`Dialect::auth_response`] or [`Dialect::cancel_auth`].
     Challenge(Secret<Vec<u8>>),
+    /// The server reported success. The driver must check that the mechanism finished
+    /// (and verified the server) before anything more goes out: the dialect queues its
+    /// post-authentication query behind this event.
+    AuthAccepted,
     /// The server refused the mechanism; the dialect is ready for another attempt.
     Rejected { text: String },
     /// The server accepted the authentication; these are its capabilities now.
@@ -91,6 +95,10 @@ pub trait Dialect: Send {
     fn cancel_auth(&mut self);
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
+    /// A SASL security layer starts right after the authentication reply: nothing more
+    /// may be sent in the clear, so the capabilities after authentication are not asked
+    /// for and [`Event::Authenticated`] carries those known before.
+    fn layer_follows(&mut self);
 }
 
 /// A server that did not follow the protocol, or refused a step. One variant per
@@ -173,6 +181,48 @@ pub(crate) fn check_argument(what: &'static str, arg: &[u8]) -> Result<(), Unsaf
         Err(UnsafeArgument { what })
     } else {
         Ok(())
+    }
+}
+
+/// The command that starts a SASL exchange (`<prefix> <MECH> [<initial response>]`), with
+/// the initial response inline when the server accepts one (RFC 4959, 5034, 4954: an
+/// empty one is a lone `=`) and the line stays within `max_len`; otherwise the initial
+/// response is returned, to answer the server's first, empty challenge.
+pub(crate) fn sasl_command(
+    prefix: &str,
+    mechanism: &str,
+    initial: Option<Secret<Vec<u8>>>,
+    inline_allowed: bool,
+    max_len: usize,
+) -> (Outgoing, Option<Secret<Vec<u8>>>) {
+    use base64::Engine;
+    let mechanism = mechanism.to_ascii_uppercase();
+    let bare = || Outgoing {
+        bytes: Secret::new(format!("{prefix} {mechanism}\r\n").into_bytes()),
+        shown: format!("{prefix} {mechanism}"),
+    };
+    match initial {
+        Some(ir) if inline_allowed => {
+            let payload = if ir.expose().is_empty() {
+                "=".to_string()
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(ir.expose())
+            };
+            let bytes = format!("{prefix} {mechanism} {payload}\r\n").into_bytes();
+            if bytes.len() <= max_len {
+                let shown = format!("{prefix} {mechanism} [SASL payload]");
+                (
+                    Outgoing {
+                        bytes: Secret::new(bytes),
+                        shown,
+                    },
+                    None,
+                )
+            } else {
+                (bare(), Some(ir))
+            }
+        }
+        other => (bare(), other),
     }
 }
 
@@ -318,6 +368,7 @@ pub(crate) mod testing {
                         return t;
                     }
                 }
+                Event::AuthAccepted => {}
                 Event::Authenticated(caps) => {
                     t.outcome = Outcome::Authenticated(caps);
                     return t;

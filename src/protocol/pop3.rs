@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
     Capabilities, Dialect, Event, Outgoing, ProtocolError, UnsafeArgument, check_argument,
-    shown_text,
+    sasl_command, shown_text,
 };
 use crate::secret::Secret;
 
@@ -66,6 +66,7 @@ pub struct Pop3Client {
     caps: Capabilities,
     apop_timestamp: Option<String>,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// A parsed server line.
@@ -145,6 +146,7 @@ impl Pop3Client {
             caps: Capabilities::default(),
             apop_timestamp: None,
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -182,6 +184,14 @@ impl Pop3Client {
     }
 
     fn ask_capa(&mut self, after_auth: bool) {
+        if after_auth {
+            self.out.push_back(Event::AuthAccepted);
+        }
+        if after_auth && self.layer_follows {
+            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.state = State::Done;
+            return;
+        }
         self.send_command("CAPA");
         self.state = State::ExpectCapaStatus { after_auth };
     }
@@ -394,30 +404,10 @@ impl Dialect for Pop3Client {
     }
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
-        let mechanism = mechanism.to_ascii_uppercase();
-        let pending_initial = match initial {
-            Some(ir) if self.caps.sasl_ir => {
-                // RFC 5034 section 4: an empty initial response is a lone "=".
-                let payload = if ir.expose().is_empty() {
-                    "=".to_string()
-                } else {
-                    B64.encode(ir.expose())
-                };
-                let bytes = format!("AUTH {mechanism} {payload}\r\n").into_bytes();
-                if bytes.len() <= MAX_COMMAND {
-                    self.send(bytes, format!("AUTH {mechanism} [SASL payload]"));
-                    None
-                } else {
-                    // Too long for a POP3 command: the response waits for the empty challenge.
-                    self.send_command(&format!("AUTH {mechanism}"));
-                    Some(ir)
-                }
-            }
-            other => {
-                self.send_command(&format!("AUTH {mechanism}"));
-                other
-            }
-        };
+        // RFC 5034 section 4: the AUTH line stays within 255 octets.
+        let (command, pending_initial) =
+            sasl_command("AUTH", mechanism, initial, self.caps.sasl_ir, MAX_COMMAND);
+        self.out.push_back(Event::Send(command));
         self.state = State::ExpectAuthReply { pending_initial };
     }
 
@@ -441,6 +431,10 @@ impl Dialect for Pop3Client {
 
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
     }
 }
 
@@ -901,6 +895,7 @@ mod tests {
                     shown.push(o.shown);
                 }
                 Event::NeedInput => d.receive(script.pop_front().unwrap()),
+                Event::AuthAccepted => {}
                 Event::Authenticated(caps) => break caps,
                 Event::Received(_) => {}
                 other => panic!("{other:?}"),

@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
-use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, shown_text};
+use super::{Capabilities, Dialect, Event, Outgoing, ProtocolError, sasl_command, shown_text};
 use crate::secret::Secret;
 
 /// Longest command line, CRLF included (RFC 5321 section 4.5.3.1.4).
@@ -75,6 +75,7 @@ pub struct SmtpClient {
     caps: Capabilities,
     partial: Partial,
     out: VecDeque<Event>,
+    layer_follows: bool,
 }
 
 /// Splits `ddd-text` / `ddd text` / `ddd`: (code, is the last line, text).
@@ -148,6 +149,7 @@ impl SmtpClient {
             caps: Capabilities::default(),
             partial: Partial::default(),
             out: VecDeque::new(),
+            layer_follows: false,
         }
     }
 
@@ -168,6 +170,14 @@ impl SmtpClient {
     }
 
     fn ehlo(&mut self, after_auth: bool) {
+        if after_auth {
+            self.out.push_back(Event::AuthAccepted);
+        }
+        if after_auth && self.layer_follows {
+            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.state = State::Done;
+            return;
+        }
         self.send_command(&format!("EHLO {}", self.ehlo_name));
         self.state = State::ExpectEhloReply { after_auth };
     }
@@ -381,29 +391,10 @@ impl Dialect for SmtpClient {
     }
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
-        let mechanism = mechanism.to_ascii_uppercase();
-        let pending_initial = match initial {
-            Some(ir) => {
-                // RFC 4954 section 4: an empty initial response is a lone "=".
-                let payload = if ir.expose().is_empty() {
-                    "=".to_string()
-                } else {
-                    B64.encode(ir.expose())
-                };
-                let bytes = format!("AUTH {mechanism} {payload}\r\n").into_bytes();
-                if bytes.len() <= MAX_COMMAND {
-                    self.send(bytes, format!("AUTH {mechanism} [SASL payload]"));
-                    None
-                } else {
-                    self.send_command(&format!("AUTH {mechanism}"));
-                    Some(ir)
-                }
-            }
-            None => {
-                self.send_command(&format!("AUTH {mechanism}"));
-                None
-            }
-        };
+        // RFC 4954 section 4: the AUTH line stays within 512 octets.
+        let (command, pending_initial) =
+            sasl_command("AUTH", mechanism, initial, true, MAX_COMMAND);
+        self.out.push_back(Event::Send(command));
         self.state = State::ExpectAuthReply { pending_initial };
     }
 
@@ -427,6 +418,10 @@ impl Dialect for SmtpClient {
 
     fn take_leftover(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    fn layer_follows(&mut self) {
+        self.layer_follows = true;
     }
 }
 

@@ -4,7 +4,7 @@
 //! The Kerberos work itself is behind [`GssContext`]; this file holds only the SASL
 //! rules, so they can be tested with byte transcripts.
 
-use super::{GssFailure, Mechanism, SaslError};
+use super::{GssFailure, Layer, Mechanism, SaslError};
 use crate::secret::Secret;
 
 /// RFC 4752 section 3.3 security-layer bits.
@@ -31,15 +31,33 @@ pub trait GssContext: Send {
 pub enum LayerWanted {
     /// No layer: the session is protected by TLS.
     None,
+    /// Every relayed byte integrity-protected (`gss_wrap` without encryption).
+    Integrity,
+    /// Every relayed byte encrypted and integrity-protected.
+    Confidentiality,
 }
 
 impl LayerWanted {
     fn describe(self) -> &'static str {
         match self {
             LayerWanted::None => "no security layer, since TLS protects the session",
+            LayerWanted::Integrity => "an integrity layer",
+            LayerWanted::Confidentiality => "a confidentiality layer",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            LayerWanted::None => LAYER_NONE,
+            LayerWanted::Integrity => LAYER_INTEGRITY,
+            LayerWanted::Confidentiality => LAYER_CONFIDENTIALITY,
         }
     }
 }
+
+/// The largest wrapped token this client accepts from the server (announced in the
+/// negotiation): it bounds the relay's memory.
+pub const MAX_RECEIVE: u32 = 256 * 1024;
 
 enum State {
     Start,
@@ -54,6 +72,7 @@ pub struct Gssapi<C: GssContext> {
     state: State,
     layer: LayerWanted,
     authzid: String,
+    negotiated: Option<Layer>,
 }
 
 impl<C: GssContext> Gssapi<C> {
@@ -64,6 +83,7 @@ impl<C: GssContext> Gssapi<C> {
             state: State::Start,
             layer,
             authzid,
+            negotiated: None,
         }
     }
 
@@ -83,13 +103,27 @@ impl<C: GssContext> Gssapi<C> {
         if offer.len() != 4 {
             return Err(SaslError::MalformedLayerOffer { len: offer.len() });
         }
-        let (chosen, max_buf): (u8, u32) = match self.layer {
-            LayerWanted::None if offer[0] & LAYER_NONE != 0 => (LAYER_NONE, 0),
-            wanted => {
-                return Err(SaslError::NoAcceptableLayer {
-                    offered: offer[0],
-                    wanted: wanted.describe(),
+        let wanted = self.layer;
+        if offer[0] & wanted.bit() == 0 {
+            return Err(SaslError::NoAcceptableLayer {
+                offered: offer[0],
+                wanted: wanted.describe(),
+            });
+        }
+        let server_max = u32::from_be_bytes([0, offer[1], offer[2], offer[3]]);
+        // RFC 4752 section 3.1: with no layer the size must be 0.
+        let (chosen, max_buf) = match wanted {
+            LayerWanted::None => (LAYER_NONE, 0),
+            _ => {
+                if server_max < 64 {
+                    return Err(SaslError::MalformedLayerOffer { len: offer.len() });
+                }
+                self.negotiated = Some(Layer {
+                    confidentiality: wanted == LayerWanted::Confidentiality,
+                    max_send: server_max,
+                    max_receive: MAX_RECEIVE,
                 });
+                (wanted.bit(), MAX_RECEIVE)
             }
         };
         let mut reply = Vec::with_capacity(4 + self.authzid.len());
@@ -131,6 +165,19 @@ impl<C: GssContext> Mechanism for Gssapi<C> {
 
     fn is_complete(&self) -> bool {
         matches!(self.state, State::Complete)
+    }
+
+    fn layer(&self) -> Option<Layer> {
+        self.negotiated.filter(|_| self.is_complete())
+    }
+
+    fn wrap(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
+        let conf = self.negotiated.is_some_and(|l| l.confidentiality);
+        self.ctx.wrap(conf, data).map_err(SaslError::Gss)
+    }
+
+    fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, SaslError> {
+        self.ctx.unwrap(token).map_err(SaslError::Gss)
     }
 }
 

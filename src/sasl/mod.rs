@@ -45,6 +45,37 @@ pub trait Mechanism: Send {
     fn server_failure(&self) -> Option<SaslError> {
         None
     }
+
+    /// The security layer negotiated (RFC 4422 section 3.7), if any: from then on every
+    /// byte in both directions goes through [`Mechanism::wrap`] and [`Mechanism::unwrap`].
+    fn layer(&self) -> Option<Layer> {
+        None
+    }
+
+    /// Protects outgoing bytes with the negotiated layer.
+    fn wrap(&mut self, _data: &[u8]) -> Result<Vec<u8>, SaslError> {
+        Err(SaslError::NoLayer {
+            mechanism: self.name(),
+        })
+    }
+
+    /// Checks (and decrypts) an incoming token of the negotiated layer.
+    fn unwrap(&mut self, _token: &[u8]) -> Result<Vec<u8>, SaslError> {
+        Err(SaslError::NoLayer {
+            mechanism: self.name(),
+        })
+    }
+}
+
+/// A negotiated SASL security layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer {
+    /// Encryption as well as integrity.
+    pub confidentiality: bool,
+    /// The largest wrapped token the server accepts.
+    pub max_send: u32,
+    /// The largest wrapped token this client accepts.
+    pub max_receive: u32,
 }
 
 /// How a GSS-API operation failed, as far as a user can act on it.
@@ -78,6 +109,12 @@ pub struct GssFailure {
 /// credentials can make it fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SaslError {
+    /// The relay asked a mechanism without a negotiated layer to wrap or unwrap.
+    #[error("{mechanism} negotiated no security layer")]
+    NoLayer { mechanism: &'static str },
+    /// The server sent a security-layer token larger than the size this client announced.
+    #[error("the server sent a {size}-byte security-layer token; at most {max} were allowed")]
+    LayerTokenTooLarge { size: u32, max: u32 },
     /// The Kerberos library failed (no ticket, unknown server principal...).
     #[error("Kerberos: {0}")]
     Gss(GssFailure),

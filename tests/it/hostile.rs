@@ -684,9 +684,6 @@ fn rfc4752_tagged_ok_before_the_gssapi_exchange_completed_is_refused() {
                 script.push(Act::ReadLine);
             }
             script.push(send(lang.auth_ok));
-            // The client may ask for the capabilities after the OK; answer as a server
-            // that wants the session to go on would.
-            script.extend((lang.caps_after_tls)(&caps(lang, &[lang.gssapi_cap])));
             let server = FakeServer::start(script);
             let run = Account::starttls(lang, server.port).run();
             let rec = server.finish();
@@ -701,6 +698,12 @@ fn rfc4752_tagged_ok_before_the_gssapi_exchange_completed_is_refused() {
             let text = rec.decrypted_text();
             assert!(text.contains("AUTHENTICATE GSSAPI"), "{case}: {text:?}");
             assert!(text.len() > 200, "{case}: no Kerberos token sent: {text:?}");
+            // Nothing followed the premature OK: the session stopped at once.
+            let after_auth = &text[text.find("AUTHENTICATE GSSAPI").unwrap()..];
+            assert!(
+                !after_auth.contains("CAPABILITY"),
+                "{case}: a command followed the OK: {after_auth:?}"
+            );
         }
     }
 }
@@ -827,6 +830,34 @@ fn a_4gb_literal_announced_is_refused_without_waiting_for_it() {
             );
             assert_no_auth(lang, &rec, &case);
         }
+    }
+}
+
+#[test]
+fn an_endless_response_made_of_literals_is_refused_with_bounded_reading() {
+    for lang in LANGS {
+        if lang.huge_literal.is_none() {
+            continue;
+        }
+        // Each literal is within the limit, but the response never ends: 100 MB of
+        // literals in one greeting must not be buffered until the timeout.
+        let case = format!("{}: endless chain of literals", lang.protocol);
+        let mut greeting = lang.greeting_prefix.as_bytes().to_vec();
+        for _ in 0..1700 {
+            greeting.extend_from_slice(b"{60000}\r\n");
+            greeting.resize(greeting.len() + 60000, b'a');
+        }
+        let server = FakeServer::start(vec![Act::Send(greeting)]);
+        let run = Account::starttls(lang, server.port).run();
+        let rec = server.finish();
+        assert_refused(lang, &run, EXIT_PROTOCOL, &case);
+        assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(3),
+            "{case}: {:?}",
+            run.elapsed
+        );
+        assert_eq!(rec.plain, b"", "{case}");
     }
 }
 

@@ -205,3 +205,90 @@ fn a_configuration_error_names_file_line_and_account() {
         out.stderr
     );
 }
+
+/// SHA-256 of the DER inside a PEM certificate file, as `pin_sha256` takes it.
+fn pem_sha256_hex(path: &std::path::Path) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let pem = std::fs::read_to_string(path).unwrap();
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_matching_pin_is_accepted_and_a_wrong_one_refused_with_both_fingerprints() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = pem_sha256_hex(&h.path("SERVER_CERT_FILE"));
+    let config = h.config(
+        dir.path(),
+        &format!("tls = [\"implicit\"]\npin_sha256 = \"{pin}\""),
+        "",
+    );
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        b"a LOGOUT\r\n",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let wrong = "00".repeat(32);
+    let config = h.config(
+        dir.path(),
+        &format!("tls = [\"implicit\"]\npin_sha256 = \"{wrong}\""),
+        "",
+    );
+    let out = run_mailtun(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        b"a LOGOUT\r\n",
+    );
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not match `pin_sha256`"),
+        "{}",
+        out.stderr
+    );
+    let shown = out.stderr.to_ascii_lowercase().replace(':', "");
+    assert!(
+        shown.contains(&pin),
+        "the actual fingerprint is shown: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn dangerous_accept_invalid_certs_works_but_warns_on_every_use() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(
+        dir.path(),
+        "tls = [\"implicit\"]\n[accounts.test.dangerous]\naccept_invalid_certs = true",
+        "",
+    );
+    // Trust nothing that issued the server's certificate; only the dangerous key lets it through.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
+    std::fs::write(&config, text).unwrap();
+    for _ in 0..2 {
+        let out = run_mailtun(
+            &["--config", config.to_str().unwrap(), "tunnel", "test"],
+            b"a LOGOUT\r\n",
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("accept_invalid_certs is set"),
+            "no warning: {}",
+            out.stderr
+        );
+    }
+}

@@ -5,6 +5,7 @@
 mod clients;
 mod errors;
 mod fake_server;
+mod gss_layer;
 mod harness;
 mod hostile;
 mod imap_tunnel;
