@@ -36,6 +36,47 @@ pub enum Command {
         #[command(subcommand)]
         action: PasswordAction,
     },
+    /// Show what HOST offers on its plain and TLS ports (certificate, mechanisms), what
+    /// mailtun would choose and why, and a configuration block. Never authenticates.
+    Probe {
+        /// The server's name, as checked in its certificate.
+        host: String,
+        #[arg(long, value_enum, default_value_t = ProtocolArg::Imap)]
+        protocol: ProtocolArg,
+        /// Dial this address instead of HOST.
+        #[arg(long, value_name = "ADDR")]
+        connect: Option<String>,
+        /// Also trust this CA (PEM), as `ca_file` does.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// The STARTTLS port (default: 143, 110 or 587).
+        #[arg(long, value_name = "N")]
+        plain_port: Option<u16>,
+        /// The implicit-TLS port (default: 993, 995 or 465).
+        #[arg(long, value_name = "N")]
+        tls_port: Option<u16>,
+        /// Seconds allowed for each port.
+        #[arg(long, value_name = "SECS", default_value_t = 15)]
+        timeout: u64,
+        /// One JSON document on stdout instead of tables (keys documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect and authenticate ACCOUNT as `tunnel` would, log out, and show each step
+    /// with its time and round trips.
+    Check {
+        account: String,
+        /// One JSON document on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Imap,
+    Pop3,
+    Smtp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,7 +89,7 @@ pub enum PasswordAction {
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  the session ended normally
+  0  the session ended normally (probe: mailtun can work with the server; check: authenticated)
   2  usage error
   3  configuration error
   4  connection or TLS failure (unreachable, certificate not verified)

@@ -83,8 +83,8 @@ pub enum FailureKind {
         text: String,
     },
     /// The step did not finish within the account's timeout.
-    #[error("no progress within {secs} s")]
-    Timeout { secs: u64 },
+    #[error("no progress from {host} port {port} within {secs} s")]
+    Timeout { host: String, port: u16, secs: u64 },
     /// Local I/O (stdin/stdout, log file).
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -150,11 +150,13 @@ impl Failure {
         };
         Some(match (&self.kind, gss_kind) {
             (_, Some(GssFailureKind::NoCredentials)) => {
-                "get a Kerberos ticket with `kinit PRINCIPAL`, or point `gssapi.ccache` at a cache that holds one".into()
+                "get a Kerberos ticket with `kinit PRINCIPAL`, point `gssapi.ccache` at a cache that holds one, or set `gssapi.kinit = true` (with `gssapi.principal`) to get one with the password".into()
             }
-            (_, Some(GssFailureKind::Expired)) => "renew the Kerberos ticket with `kinit`".into(),
+            (_, Some(GssFailureKind::Expired)) => {
+                "renew the Kerberos ticket with `kinit PRINCIPAL`, or set `gssapi.kinit = true` (with `gssapi.principal`) to get one with the password".into()
+            }
             (_, Some(GssFailureKind::UnknownServer)) => {
-                "the KDC knows no such service principal: check that `host` is the server's canonical name, or set `gssapi.service`".into()
+                "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()
             }
             (_, Some(GssFailureKind::ClockSkew)) => {
                 "this machine's clock differs too much from the KDC's; synchronise it (NTP)".into()
@@ -178,6 +180,18 @@ impl Failure {
             (FailureKind::Transport(TransportError::Connect { .. } | TransportError::Timeout { .. } | TransportError::Resolve { .. }), _)
             | (FailureKind::Timeout { .. }, _) => {
                 "check `host`, `connect` and the ports of the account, and that the server is up".into()
+            }
+            (FailureKind::Transport(TransportError::UnknownIssuer { .. }), _) => {
+                "if you trust that CA, save its certificate and name the file with `ca_file`; `mailtun probe HOST` shows the chain".into()
+            }
+            (FailureKind::Transport(TransportError::NameMismatch { .. }), _) => {
+                "set `host` to a name the certificate holds (and `connect` to the address to dial), or ask the administrator for a certificate with this name".into()
+            }
+            (FailureKind::Transport(TransportError::Expired { .. } | TransportError::NotValidYet { .. }), _) => {
+                "check this machine's date and time; if they are right, the server's administrator must renew the certificate".into()
+            }
+            (FailureKind::Transport(TransportError::PinMismatch { .. }), _) => {
+                "if the server's certificate changed legitimately, check the new one (`mailtun probe HOST`) and update `pin_sha256`".into()
             }
             (FailureKind::Config(_), _) => "fix the configuration file".into(),
             _ => return None,

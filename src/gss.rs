@@ -51,6 +51,9 @@ fn failure(context: &str, e: GssError) -> GssFailure {
 /// A client security context towards `service@host`, ready for the GSSAPI mechanism.
 pub struct KerberosContext {
     ctx: ClientCtx,
+    /// The service principal asked for, as `service/host@REALM` (the client's realm),
+    /// for messages only.
+    target: String,
 }
 
 impl KerberosContext {
@@ -61,7 +64,7 @@ impl KerberosContext {
         let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
             .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
         let cred = acquire(settings)?;
-        Ok(Self::with_cred(settings, target, cred))
+        Ok(Self::with_cred(settings, host, target, cred))
     }
 
     /// Like [`KerberosContext::new`], with a ticket obtained from the KDC with `password`
@@ -91,10 +94,18 @@ impl KerberosContext {
             Some(&mechs),
         )
         .map_err(|e| failure("the KDC refused the password", e))?;
-        Ok(Self::with_cred(settings, target, cred))
+        Ok(Self::with_cred(settings, host, target, cred))
     }
 
-    fn with_cred(settings: &GssapiSettings, target: Name, cred: Cred) -> Self {
+    fn with_cred(settings: &GssapiSettings, host: &str, target: Name, cred: Cred) -> Self {
+        let realm = cred
+            .name()
+            .ok()
+            .and_then(|n| n.to_string().rsplit_once('@').map(|(_, r)| r.to_string()));
+        let principal = match realm {
+            Some(r) => format!("{}/{host}@{r}", settings.service),
+            None => format!("{}/{host}", settings.service),
+        };
         let mut flags = CtxFlags::GSS_C_MUTUAL_FLAG
             | CtxFlags::GSS_C_SEQUENCE_FLAG
             | CtxFlags::GSS_C_REPLAY_FLAG
@@ -104,7 +115,10 @@ impl KerberosContext {
             flags |= CtxFlags::GSS_C_DELEG_FLAG;
         }
         let ctx = ClientCtx::new(Some(cred), target, flags, Some(GSS_MECH_KRB5));
-        KerberosContext { ctx }
+        KerberosContext {
+            ctx,
+            target: principal,
+        }
     }
 }
 
@@ -113,7 +127,16 @@ impl GssContext for KerberosContext {
         self.ctx
             .step(token, None)
             .map(|t| t.map(|b| b.to_vec()))
-            .map_err(|e| failure("the Kerberos exchange with the server failed", e))
+            .map_err(|e| {
+                let mut f = failure("the Kerberos exchange with the server failed", e);
+                if f.kind == GssFailureKind::UnknownServer {
+                    f.message = format!(
+                        "the KDC does not know the service principal {} ({})",
+                        self.target, f.message
+                    );
+                }
+                f
+            })
     }
 
     fn is_complete(&self) -> bool {

@@ -13,16 +13,22 @@
 //! - [`policy`]: the four combinations of session protection and authentication.
 //! - [`error`]: the failure type every layer reports into, with its exit-code class.
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
+//! - [`probe`], [`check`]: the `probe` and `check` commands; [`report`] renders them;
+//!   [`timeline`] times a session's steps.
 
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod gss;
 pub mod policy;
+pub mod probe;
 pub mod protocol;
+pub mod report;
 pub mod sasl;
 pub mod secret;
 pub mod session;
+pub mod timeline;
 pub mod transport;
 pub mod tunnel;

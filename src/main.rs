@@ -48,6 +48,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Tunnel { ref account } => runtime.block_on(run_tunnel(&cli, account)),
         Command::Password { ref action } => run_password(&cli, action),
+        Command::Probe { .. } => runtime.block_on(run_probe(&cli)),
+        Command::Check { ref account, json } => runtime.block_on(run_check(&cli, account, json)),
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
@@ -126,6 +128,105 @@ async fn run_tunnel(cli: &Cli, name: &str) -> ExitCode {
             ExitCode::from(EXIT_NETWORK)
         }
     }
+}
+
+async fn run_probe(cli: &Cli) -> ExitCode {
+    let Command::Probe {
+        host,
+        protocol,
+        connect,
+        ca_file,
+        plain_port,
+        tls_port,
+        timeout,
+        json,
+    } = &cli.command
+    else {
+        unreachable!("run_probe is called for probe only")
+    };
+    let opts = mailtun::probe::ProbeOptions {
+        host: host.clone(),
+        protocol: match protocol {
+            cli::ProtocolArg::Imap => config::Protocol::Imap,
+            cli::ProtocolArg::Pop3 => config::Protocol::Pop3,
+            cli::ProtocolArg::Smtp => config::Protocol::Smtp,
+        },
+        connect: connect.clone(),
+        ca_file: ca_file.clone(),
+        plain_port: *plain_port,
+        tls_port: *tls_port,
+        timeout: std::time::Duration::from_secs((*timeout).max(1)),
+    };
+    let report = match mailtun::probe::probe(&opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            let failure = Failure::new(host, Step::Config, FailureKind::Transport(e));
+            eprintln!("mailtun: {}", failure.kind);
+            return ExitCode::from(exit_code(failure.class()));
+        }
+    };
+    let text = if *json {
+        serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
+    } else {
+        let style = mailtun::report::Style {
+            color: mailtun::report::want_color(std::io::stdout().is_terminal()),
+        };
+        mailtun::report::render_probe(&report, style)
+    };
+    print_stdout(&text);
+    match report.problem() {
+        None => ExitCode::SUCCESS,
+        Some(class) => ExitCode::from(exit_code(class)),
+    }
+}
+
+async fn run_check(cli: &Cli, name: &str, json: bool) -> ExitCode {
+    let account = match load_config(cli).and_then(|c| c.account(name).cloned()) {
+        Ok(a) => a,
+        Err(e) => {
+            let failure = Failure::new(name, Step::Config, FailureKind::Config(e));
+            return report_check_failure(&failure, json);
+        }
+    };
+    match mailtun::check::check(&account).await {
+        Ok(r) => {
+            let text = if json {
+                serde_json::to_string_pretty(&r).expect("reports serialize") + "\n"
+            } else {
+                let style = mailtun::report::Style {
+                    color: mailtun::report::want_color(std::io::stdout().is_terminal()),
+                };
+                mailtun::report::render_check(&r, style)
+            };
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => report_check_failure(&failure, json),
+    }
+}
+
+/// A failed check: the message and hint on stderr, and with `--json` a document on
+/// stdout too (`ok`, `step`, `class`, `message`, `hint`).
+fn report_check_failure(failure: &Failure, json: bool) -> ExitCode {
+    if json {
+        let doc = serde_json::json!({
+            "ok": false,
+            "account": failure.account,
+            "step": failure.step.to_string(),
+            "class": format!("{:?}", failure.class()).to_ascii_lowercase(),
+            "message": failure.to_string(),
+            "hint": failure.remedy(),
+        });
+        print_stdout(&(serde_json::to_string_pretty(&doc).expect("json") + "\n"));
+    }
+    report(failure, None, &mut std::io::sink())
+}
+
+/// Writes a report to stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// Tells the client (on stdout, in its protocol) and the user (on stderr).

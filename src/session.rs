@@ -18,6 +18,7 @@ use crate::protocol::smtp::SmtpClient;
 use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
 use crate::sasl::scram::{ChannelBinding, ChannelBindingKind};
 use crate::sasl::{Mechanism, SaslError};
+use crate::timeline::{Phase, Timeline};
 use crate::transport::{self, BindingData, Link, TlsInfo, TlsSettings, TransportError};
 
 /// An authenticated session, ready to be handed to the client.
@@ -34,6 +35,8 @@ pub struct Established {
     pub combination: Combination,
     /// TLS methods tried and given up before this one.
     pub earlier: Vec<Attempt>,
+    /// Time and round trips of each step of the attempt that succeeded.
+    pub timeline: Timeline,
     /// The mechanism, when it negotiated a security layer that the relay must apply.
     pub layer: Option<Box<dyn Mechanism>>,
 }
@@ -77,9 +80,21 @@ pub async fn establish(account: &Account) -> Result<Established, Failure> {
                 return Ok(est);
             }
             Ok(Err(f)) => f,
+            // A connect that never completes is the network's doing: say where.
+            Err(_) if step == Step::Connect => fail(
+                step,
+                TransportError::Timeout {
+                    host: account.connect.clone(),
+                    port,
+                    secs: account.timeout.as_secs(),
+                }
+                .into(),
+            ),
             Err(_) => fail(
                 step,
                 FailureKind::Timeout {
+                    host: account.connect.clone(),
+                    port,
                     secs: account.timeout.as_secs(),
                 },
             ),
@@ -142,19 +157,25 @@ async fn attempt(
 ) -> Result<Established, Failure> {
     let fail = |step: Step, kind: FailureKind| Failure::new(&account.name, step, kind);
     *step = Step::Connect;
+    let mut timeline = Timeline::new();
     debug!("connecting to {} port {port} ({method})", account.connect);
     let tcp = transport::connect(&account.connect, port)
         .await
         .map_err(|e| fail(Step::Connect, e.into()))?;
+    timeline.add_round_trips(1);
     let mut link = match method {
         TlsMethod::Implicit => {
             *step = Step::TlsHandshake;
-            transport::handshake(tcp, tls)
+            timeline.enter(Phase::Tls);
+            let link = transport::handshake(tcp, tls)
                 .await
-                .map_err(|e| fail(Step::TlsHandshake, e.into()))?
+                .map_err(|e| fail(Step::TlsHandshake, e.into()))?;
+            timeline.tls_handshake(link.tls_info().as_ref().map(|i| i.version.as_str()));
+            link
         }
         TlsMethod::Starttls | TlsMethod::None => Link::Plain(tcp),
     };
+    timeline.enter(Phase::Capabilities);
     *step = Step::Greeting;
     let mut dialect = new_dialect(account, matches!(link, Link::Tls(_)));
     let mut tried: Vec<MechName> = Vec::new();
@@ -180,6 +201,7 @@ async fn attempt(
                 if n == 0 {
                     return Err(fail(*step, ProtocolError::ConnectionClosed.into()));
                 }
+                timeline.received();
                 dialect.receive(&buf[..n]);
             }
             Event::Send(out) => {
@@ -194,6 +216,7 @@ async fn attempt(
                     )
                 })?;
                 link.flush().await.ok();
+                timeline.sent();
             }
             Event::Received(line) => debug!("S: {line}"),
             Event::Ready(caps) => {
@@ -206,9 +229,11 @@ async fn attempt(
                         ));
                     }
                     *step = Step::StartTls;
+                    timeline.enter(Phase::Tls);
                     dialect.start_tls();
                 } else {
                     *step = Step::Authenticate;
+                    timeline.enter(Phase::Authentication);
                     offered = caps;
                     running = Some(
                         start_mechanism(
@@ -232,6 +257,8 @@ async fn attempt(
                 link = transport::handshake(tcp, tls)
                     .await
                     .map_err(|e| fail(Step::TlsHandshake, e.into()))?;
+                timeline.tls_handshake(link.tls_info().as_ref().map(|i| i.version.as_str()));
+                timeline.enter(Phase::Capabilities);
                 *step = Step::Capabilities;
                 dialect.tls_established();
             }
@@ -352,6 +379,7 @@ async fn attempt(
                     tls: tls_info,
                     combination,
                     earlier: Vec::new(),
+                    timeline,
                     layer: mech.layer().map(|_| mech),
                 });
             }

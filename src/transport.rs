@@ -3,6 +3,12 @@
 //! an extra CA file and an optional SHA-256 pin.
 //!
 //! It knows nothing of mail protocols; `session` decides when to call what.
+//!
+//! [`probe`] holds the one handshake that goes on after a failed verification, for
+//! `mailtun probe` only: its links are a distinct type that `session` and `tunnel`
+//! cannot take.
+
+pub mod probe;
 
 use std::fmt;
 use std::io;
@@ -37,6 +43,8 @@ pub struct TlsInfo {
     /// `TLSv1.3` or `TLSv1.2`.
     pub version: String,
     pub cipher_suite: String,
+    /// The key exchange group (`X25519`, `secp256r1`...), when known.
+    pub key_exchange: String,
 }
 
 impl fmt::Display for TlsInfo {
@@ -75,20 +83,29 @@ impl Link {
     pub fn tls_info(&self) -> Option<TlsInfo> {
         let Link::Tls(s) = self else { return None };
         let (_, conn) = s.get_ref();
-        let version = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-            Some(v) => format!("{v:?}"),
-            None => "TLS".to_string(),
-        };
-        let cipher_suite = conn
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default();
-        Some(TlsInfo {
-            version,
-            cipher_suite,
-        })
+        Some(tls_info_of(conn))
+    }
+}
+
+fn tls_info_of(conn: &rustls::ClientConnection) -> TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "TLS".to_string(),
+    };
+    let cipher_suite = conn
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    let key_exchange = conn
+        .negotiated_key_exchange_group()
+        .map(|g| format!("{:?}", g.name()))
+        .unwrap_or_default();
+    TlsInfo {
+        version,
+        cipher_suite,
+        key_exchange,
     }
 }
 
@@ -97,8 +114,12 @@ impl Link {
 pub enum TransportError {
     #[error("cannot use the client certificate {}: {detail}", .path.display())]
     ClientCertificate { path: PathBuf, detail: String },
-    #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: io::Error },
+    #[error("cannot resolve {host} (to reach port {port}): {source}")]
+    Resolve {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
     #[error("cannot connect to {host} port {port}: {source}")]
     Connect {
         host: String,
@@ -110,9 +131,12 @@ pub enum TransportError {
     #[error("cannot read the CA file {}: {detail}", .path.display())]
     CaFile { path: PathBuf, detail: String },
     #[error(
-        "the server's certificate was issued by a CA this machine does not trust; if the server uses a private CA, name its certificate with `ca_file`"
+        "the server's certificate was issued by {}a CA this machine does not trust; if the server uses a private CA, name its certificate with `ca_file`", .issuer.as_ref().map(|i| format!("`{i}`, ")).unwrap_or_default()
     )]
-    UnknownIssuer,
+    UnknownIssuer {
+        /// The issuer named in the server's certificate, when it could be read.
+        issuer: Option<String>,
+    },
     #[error("the server's certificate is not valid for {expected}{}; set `host` to one of the names in the certificate", .presented.as_ref().map(|p| format!(" (it names: {})", p.join(", "))).unwrap_or_default())]
     NameMismatch {
         expected: String,
@@ -155,38 +179,17 @@ pub fn tls_settings(
     let verifier: Arc<dyn ServerCertVerifier> = if accept_invalid_certs {
         Arc::new(AcceptAnything(provider.clone()))
     } else {
-        let mut roots = RootCertStore::empty();
-        // Unreadable system stores leave the roots empty; an extra CA can still serve.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        if let Some(path) = ca_file {
-            let ca_err = |detail: String| TransportError::CaFile {
-                path: path.to_path_buf(),
-                detail,
-            };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_err(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| ca_err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_err("it holds no PEM certificate".into()));
-            }
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(ca_err(
-                    "none of its certificates could be used as a trust anchor".into(),
-                ));
-            }
-        }
+        let roots = trust_anchors(ca_file)?;
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| TransportError::Handshake {
                 detail: format!("no trust anchors: {e}"),
             })?;
-        match pin {
+        let checked: Arc<dyn ServerCertVerifier> = match pin {
             None => webpki,
             Some(pin) => Arc::new(Pinned { inner: webpki, pin }),
-        }
+        };
+        Arc::new(Explained { inner: checked })
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -218,12 +221,41 @@ pub fn tls_settings(
     })
 }
 
+/// The system roots plus the account's `ca_file`.
+fn trust_anchors(ca_file: Option<&Path>) -> Result<RootCertStore, TransportError> {
+    let mut roots = RootCertStore::empty();
+    // Unreadable system stores leave the roots empty; an extra CA can still serve.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let ca_err = |detail: String| TransportError::CaFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| ca_err(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| ca_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_err("it holds no PEM certificate".into()));
+        }
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(ca_err(
+                "none of its certificates could be used as a trust anchor".into(),
+            ));
+        }
+    }
+    Ok(roots)
+}
+
 /// Opens a TCP connection to `host:port`.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
     let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|source| TransportError::Resolve {
             host: host.to_string(),
+            port,
             source,
         })?
         .collect();
@@ -259,9 +291,13 @@ fn classify(e: io::Error) -> TransportError {
             detail: e.to_string(),
         };
     };
+    classify_rustls(rustls_err)
+}
+
+fn classify_rustls(rustls_err: &rustls::Error) -> TransportError {
     match rustls_err {
         rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => TransportError::UnknownIssuer,
+            CertificateError::UnknownIssuer => TransportError::UnknownIssuer { issuer: None },
             CertificateError::NotValidForName => TransportError::NameMismatch {
                 expected: String::new(),
                 presented: None,
@@ -276,7 +312,8 @@ fn classify(e: io::Error) -> TransportError {
             CertificateError::Expired => TransportError::Expired { detail: None },
             CertificateError::ExpiredContext { time, not_after } => TransportError::Expired {
                 detail: Some(format!(
-                    "it expired {} days ago",
+                    "valid until {}, {} days ago",
+                    date(not_after.as_secs()),
                     time.as_secs().saturating_sub(not_after.as_secs()) / 86400
                 )),
             },
@@ -284,7 +321,8 @@ fn classify(e: io::Error) -> TransportError {
             CertificateError::NotValidYetContext { time, not_before } => {
                 TransportError::NotValidYet {
                     detail: Some(format!(
-                        "it becomes valid in {} days",
+                        "valid from {}, in {} days",
+                        date(not_before.as_secs()),
                         not_before
                             .as_secs()
                             .saturating_sub(time.as_secs())
@@ -292,15 +330,22 @@ fn classify(e: io::Error) -> TransportError {
                     )),
                 }
             }
-            CertificateError::Other(other) => match other.0.downcast_ref::<PinMismatch>() {
-                Some(p) => TransportError::PinMismatch {
-                    expected: hex(&p.expected),
-                    actual: hex(&p.actual),
-                },
-                None => TransportError::BadCertificate {
-                    detail: other.to_string(),
-                },
-            },
+            CertificateError::Other(other) => {
+                if let Some(p) = other.0.downcast_ref::<PinMismatch>() {
+                    TransportError::PinMismatch {
+                        expected: hex(&p.expected),
+                        actual: hex(&p.actual),
+                    }
+                } else if let Some(u) = other.0.downcast_ref::<UnknownIssuerOf>() {
+                    TransportError::UnknownIssuer {
+                        issuer: Some(u.issuer.clone()),
+                    }
+                } else {
+                    TransportError::BadCertificate {
+                        detail: other.to_string(),
+                    }
+                }
+            }
             other => TransportError::BadCertificate {
                 detail: format!("{other:?}"),
             },
@@ -318,6 +363,90 @@ pub fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// A UTC date as `YYYY-MM-DD`, from seconds since the Unix epoch.
+pub fn date(secs: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = (secs / 86400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The issuer of an end-entity certificate that chains to no trusted root.
+#[derive(Debug)]
+struct UnknownIssuerOf {
+    issuer: String,
+}
+
+impl fmt::Display for UnknownIssuerOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "certificate issued by an unknown CA ({})", self.issuer)
+    }
+}
+
+impl std::error::Error for UnknownIssuerOf {}
+
+/// Adds what the user needs to a verification failure: the issuer of a certificate
+/// from an unknown CA (names and dates already come with rustls's own errors).
+#[derive(Debug)]
+struct Explained {
+    inner: Arc<dyn ServerCertVerifier>,
+}
+
+impl ServerCertVerifier for Explained {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        match result {
+            Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                let issuer = x509_parser::parse_x509_certificate(end_entity.as_ref())
+                    .map(|(_, c)| c.issuer().to_string())
+                    .unwrap_or_default();
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    rustls::OtherError(Arc::new(UnknownIssuerOf { issuer })),
+                )))
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! real server does.
 
 mod clients;
+mod errors;
 mod fake_server;
 mod gss_layer;
 mod harness;
@@ -10,6 +11,7 @@ mod hostile;
 mod imap_tunnel;
 mod logins;
 mod pop3_smtp;
+mod probe;
 mod relay;
 mod sasl;
 mod sasl_oracle;

@@ -38,6 +38,24 @@ pub fn assert_no_secret(trace: &str) {
     }
 }
 
+/// A `-vv` trace of an authentication: every SASL payload is shown as the marker, and
+/// no base64 run long enough to be a token, a proof or a password appears anywhere.
+fn assert_payloads_hidden(trace: &str, case: &str) {
+    assert!(
+        trace.contains("[SASL payload]"),
+        "{case}: the exchange is traced with markers: {trace}"
+    );
+    for word in trace.split(|c: char| c.is_whitespace() || c == '"' || c == '(' || c == ')') {
+        let b64ish = word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+        assert!(
+            !(b64ish && word.len() >= 24),
+            "{case}: something like a SASL payload is in the trace: {word}"
+        );
+    }
+}
+
 #[test]
 fn every_password_mechanism_works_over_both_tls_methods_without_leaking_the_password() {
     for mech in ["scram-sha-256", "scram-sha-1", "cram-md5", "plain", "login"] {
@@ -76,7 +94,60 @@ fn every_password_mechanism_works_over_both_tls_methods_without_leaking_the_pass
                 out.stdout_text()
             );
             assert_no_secret(&out.stderr);
+            assert_payloads_hidden(&out.stderr, &format!("{mech} over {tls}"));
         }
+    }
+}
+
+/// GSSAPI at `-vv`, with a ticket from the cache and with one obtained from the password
+/// (`gssapi.kinit`), on IMAP, POP3 and SMTP; and the password mechanisms on POP3 and
+/// SMTP: the password, its base64 forms and every token stay out of the trace.
+#[test]
+fn gssapi_and_the_pop3_and_smtp_exchanges_at_vv_show_markers_only() {
+    let h = harness();
+    let cases = [
+        ("imap", "[\"gssapi\"]", ""),
+        ("imap", "[\"gssapi\"]", "kinit"),
+        ("pop3", "[\"gssapi\"]", "kinit"),
+        ("smtp", "[\"gssapi\"]", "kinit"),
+        ("pop3", "[\"scram-sha-256\"]", ""),
+        ("pop3", "[\"plain\"]", ""),
+        ("pop3", "[\"login\"]", ""),
+        ("smtp", "[\"scram-sha-1\"]", ""),
+        ("smtp", "[\"plain\"]", ""),
+        ("smtp", "[\"login\"]", ""),
+        ("smtp", "[\"cram-md5\"]", ""),
+    ];
+    for (protocol, auth, how) in cases {
+        let case = format!("{protocol} {auth} {how}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = account(
+            dir.path(),
+            "implicit",
+            auth,
+            &format!("protocol = \"{protocol}\""),
+        );
+        if how == "kinit" {
+            // No ticket in the cache: the password goes to the KDC for one.
+            let text = std::fs::read_to_string(&config).unwrap().replace(
+                h.get("ALICE_CCACHE"),
+                &format!("FILE:{}/none", dir.path().display()),
+            ) + "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"\n";
+            std::fs::write(&config, text).unwrap();
+        }
+        let out = run_mailtun(
+            &["-vv", "--config", config.to_str().unwrap(), "check", "test"],
+            b"",
+        );
+        assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+        assert!(
+            out.stdout_text().contains("authenticated with"),
+            "{case}: {}",
+            out.stdout_text()
+        );
+        assert_no_secret(&out.stderr);
+        assert_no_secret(&out.stdout_text());
+        assert_payloads_hidden(&out.stderr, &case);
     }
 }
 

@@ -1,0 +1,836 @@
+//! `mailtun probe`: what a server offers on its plain port (greeting, capabilities,
+//! STARTTLS, capabilities after TLS) and on its TLS port, what mailtun would choose under
+//! the default policy and why, and a configuration block to start from.
+//!
+//! The probe drives the same sans-I/O dialects as `session`, up to [`Event::Ready`] and
+//! through STARTTLS, and never calls [`Dialect::authenticate`]: no authentication
+//! command and no secret is ever sent. Its TLS handshakes go on after a failed
+//! verification (to show the certificate and the capabilities behind it) through
+//! `transport::probe`, whose links `session` and `tunnel` cannot take.
+//!
+//! Everything it learns lands in a [`ProbeReport`], whose field names are the `--json`
+//! keys documented in the README; `report` renders it for people.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::{MechName, MinProtection, Protocol, TlsMethod};
+use crate::error::{FailureKind, Step};
+use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::protocol::imap::ImapClient;
+use crate::protocol::pop3::Pop3Client;
+use crate::protocol::smtp::SmtpClient;
+use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
+use crate::transport::probe::{CertInfo, ProbeTlsSettings, UnverifiedLink};
+use crate::transport::{self, TransportError};
+
+/// What to probe.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Name checked in the certificate.
+    pub host: String,
+    pub protocol: Protocol,
+    /// Address dialled; `host` when `None`.
+    pub connect: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub plain_port: Option<u16>,
+    pub tls_port: Option<u16>,
+    /// Per method: connect, TLS and capabilities.
+    pub timeout: Duration,
+}
+
+/// Everything the probe learned; the `--json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub host: String,
+    pub connect: String,
+    pub protocol: String,
+    pub ca_file: Option<String>,
+    /// `starttls` (plain port) first, then `implicit` (TLS port).
+    pub methods: Vec<MethodReport>,
+    /// The four combinations, strongest first.
+    pub combinations: Vec<CombinationRow>,
+    pub choice: Choice,
+    /// A `[accounts.NAME]` block to paste into the configuration.
+    pub suggested_config: String,
+}
+
+/// One TLS method: the plain port with STARTTLS, or the TLS port.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodReport {
+    /// `starttls` or `implicit`.
+    pub method: String,
+    pub port: u16,
+    /// A TCP connection was made.
+    pub reachable: bool,
+    /// The first thing that failed, if anything did.
+    pub error: Option<ProbeError>,
+    /// The server's first line.
+    pub greeting: Option<String>,
+    /// Plain port only: what is offered before TLS.
+    pub before_tls: Option<CapsReport>,
+    /// Plain port only: STARTTLS (STLS) is advertised.
+    pub starttls_offered: Option<bool>,
+    /// Plain port only: STARTTLS was accepted and the TLS handshake completed.
+    pub starttls_performed: Option<bool>,
+    pub tls: Option<TlsReport>,
+    /// What is offered once TLS is up.
+    pub after_tls: Option<CapsReport>,
+}
+
+/// A failure, with a stable code for scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeError {
+    /// Where: `connect`, `tls_handshake`, `greeting`, `starttls`, `capabilities`.
+    pub step: String,
+    /// What: `dns`, `refused`, `timeout`, `unknown_ca`, `name_mismatch`, `expired`,
+    /// `not_yet_valid`, `bad_certificate`, `tls`, `starttls_refused`, `protocol`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CapsReport {
+    /// Every capability as the server wrote it.
+    pub capabilities: Vec<String>,
+    /// SASL mechanisms, upper-case.
+    pub mechanisms: Vec<String>,
+    /// The capabilities that matter for security or for clients (SASL-IR,
+    /// LOGINDISABLED, STARTTLS...).
+    pub notable: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsReport {
+    pub version: String,
+    pub cipher_suite: String,
+    pub key_exchange: String,
+    /// The chain verified against the system roots and `ca_file` for `host`.
+    pub verified: bool,
+    pub verification_error: Option<ProbeError>,
+    /// End-entity certificate first.
+    pub chain: Vec<CertInfo>,
+}
+
+/// One of the four combinations of TLS and strong authentication.
+#[derive(Debug, Clone, Serialize)]
+pub struct CombinationRow {
+    /// `tls+strong`, `tls`, `strong` or `none`.
+    pub combination: String,
+    /// The server makes it possible.
+    pub possible: bool,
+    /// What mailtun does with it under the default policy: `chosen`, `fallback`,
+    /// `refused` or `impossible`.
+    pub verdict: String,
+    /// The mechanisms of this kind the server offers where it applies.
+    pub mechanisms: Vec<String>,
+    pub reason: String,
+}
+
+/// What `mailtun tunnel` would do with a default account for this server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    /// The policy assumed: `min_protection = "tls"`, `auth = "auto"`,
+    /// `tls = ["starttls", "implicit"]`.
+    pub policy: String,
+    pub method: Option<String>,
+    pub port: Option<u16>,
+    pub combination: Option<String>,
+    /// The mechanism tried first.
+    pub mechanism: Option<String>,
+    /// Tried next, in order, if the first cannot start or is rejected.
+    pub fallbacks: Vec<String>,
+    /// Why mailtun would refuse this server, if it would.
+    pub refusal: Option<String>,
+}
+
+impl ProbeReport {
+    /// The exit class of a probe: `None` when mailtun could work with the server,
+    /// else whether the problem is the network/TLS or the policy.
+    pub fn problem(&self) -> Option<crate::error::Class> {
+        use crate::error::Class;
+        if self.choice.mechanism.is_some() {
+            return None;
+        }
+        let tls_ok = self
+            .methods
+            .iter()
+            .any(|m| m.tls.as_ref().is_some_and(|t| t.verified) && m.after_tls.is_some());
+        Some(if tls_ok {
+            Class::Policy
+        } else {
+            Class::Network
+        })
+    }
+}
+
+/// Probes both methods and works out the rest.
+pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
+    let settings = ProbeTlsSettings::new(&opts.host, opts.ca_file.as_deref())?;
+    let connect = opts.connect.clone().unwrap_or_else(|| opts.host.clone());
+    let plain_port = opts
+        .plain_port
+        .unwrap_or(opts.protocol.default_plain_port());
+    let tls_port = opts.tls_port.unwrap_or(opts.protocol.default_tls_port());
+    let mut methods = Vec::new();
+    for (method, port) in [
+        (TlsMethod::Starttls, plain_port),
+        (TlsMethod::Implicit, tls_port),
+    ] {
+        let mut report = MethodReport {
+            method: method.to_string(),
+            port,
+            reachable: false,
+            error: None,
+            greeting: None,
+            before_tls: None,
+            starttls_offered: None,
+            starttls_performed: None,
+            tls: None,
+            after_tls: None,
+        };
+        let mut step = Step::Connect;
+        let run = probe_method(opts, &settings, &connect, method, &mut report, &mut step);
+        match tokio::time::timeout(opts.timeout, run).await {
+            Ok(Ok(())) => {}
+            Ok(Err(kind)) => report.error = Some(probe_error(step, &kind)),
+            Err(_) => {
+                let kind: FailureKind = if step == Step::Connect {
+                    TransportError::Timeout {
+                        host: connect.clone(),
+                        port,
+                        secs: opts.timeout.as_secs(),
+                    }
+                    .into()
+                } else {
+                    FailureKind::Timeout {
+                        host: connect.clone(),
+                        port,
+                        secs: opts.timeout.as_secs(),
+                    }
+                };
+                report.error = Some(probe_error(step, &kind));
+            }
+        }
+        methods.push(report);
+    }
+    let (combinations, choice) = analyse(&methods);
+    let mut report = ProbeReport {
+        host: opts.host.clone(),
+        connect,
+        protocol: opts.protocol.to_string(),
+        ca_file: opts.ca_file.as_ref().map(|p| p.display().to_string()),
+        methods,
+        combinations,
+        choice,
+        suggested_config: String::new(),
+    };
+    report.suggested_config = suggest_config(opts, &report);
+    Ok(report)
+}
+
+fn new_dialect(protocol: Protocol, on_tls: bool) -> Box<dyn Dialect> {
+    match protocol {
+        Protocol::Imap => Box::new(ImapClient::new(on_tls)),
+        Protocol::Pop3 => Box::new(Pop3Client::new(on_tls)),
+        Protocol::Smtp => Box::new(SmtpClient::new(on_tls, "localhost".into())),
+    }
+}
+
+async fn probe_method(
+    opts: &ProbeOptions,
+    settings: &ProbeTlsSettings,
+    connect: &str,
+    method: TlsMethod,
+    report: &mut MethodReport,
+    step: &mut Step,
+) -> Result<(), FailureKind> {
+    *step = Step::Connect;
+    let tcp = transport::connect(connect, report.port).await?;
+    report.reachable = true;
+    let mut link = UnverifiedLink::plain(tcp);
+    if method == TlsMethod::Implicit {
+        *step = Step::TlsHandshake;
+        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
+        link = l;
+        report.tls = Some(tls_report(tls));
+    }
+    *step = Step::Greeting;
+    let mut dialect = new_dialect(opts.protocol, link.is_tls());
+    let mut greeting = None;
+    let caps = match drive(&mut *dialect, &mut link, &mut greeting, step).await {
+        Ok(Stop::Ready(caps)) => caps,
+        Ok(Stop::StartTls) => unreachable!("STARTTLS is only asked for after Ready"),
+        Err(e) => {
+            report.greeting = greeting;
+            return Err(e);
+        }
+    };
+    report.greeting = greeting;
+    if !link.is_tls() {
+        report.before_tls = Some(caps_report(&caps));
+        report.starttls_offered = Some(caps.starttls);
+        report.starttls_performed = Some(false);
+        if !caps.starttls {
+            logout(&mut link, opts.protocol).await.ok();
+            return Err(PolicyError::StartTlsNotOffered { port: report.port }.into());
+        }
+        *step = Step::StartTls;
+        dialect.start_tls();
+        let mut ignored = None;
+        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
+            Stop::StartTls => {}
+            Stop::Ready(_) => {
+                return Err(ProtocolError::UnexpectedLine {
+                    line: "capabilities instead of the STARTTLS reply".into(),
+                }
+                .into());
+            }
+        }
+        *step = Step::TlsHandshake;
+        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
+        link = l;
+        report.starttls_performed = Some(true);
+        report.tls = Some(tls_report(tls));
+        dialect.tls_established();
+        *step = Step::Capabilities;
+        let mut ignored = None;
+        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
+            Stop::Ready(caps) => report.after_tls = Some(caps_report(&caps)),
+            Stop::StartTls => {
+                return Err(ProtocolError::UnexpectedLine {
+                    line: "a second STARTTLS".into(),
+                }
+                .into());
+            }
+        }
+    } else {
+        report.after_tls = Some(caps_report(&caps));
+    }
+    // A polite goodbye; its outcome changes nothing in the report.
+    let _ = tokio::time::timeout(Duration::from_secs(3), logout(&mut link, opts.protocol)).await;
+    Ok(())
+}
+
+enum Stop {
+    Ready(Capabilities),
+    StartTls,
+}
+
+/// Runs the dialect until it is ready (capabilities known) or wants TLS. Only
+/// capability and STARTTLS commands can come out of it: `authenticate` is never called.
+async fn drive(
+    dialect: &mut dyn Dialect,
+    link: &mut UnverifiedLink,
+    greeting: &mut Option<String>,
+    step: &mut Step,
+) -> Result<Stop, FailureKind> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match dialect.poll()? {
+            Event::NeedInput => {
+                let n = link.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(ProtocolError::ConnectionClosed.into());
+                }
+                dialect.receive(&buf[..n]);
+            }
+            Event::Send(out) => {
+                tracing::debug!("C: {}", out.shown);
+                link.write_all(out.bytes.expose()).await?;
+                link.flush().await?;
+            }
+            Event::Received(line) => {
+                tracing::debug!("S: {line}");
+                if greeting.is_none() {
+                    *greeting = Some(line);
+                    if *step == Step::Greeting {
+                        *step = Step::Capabilities;
+                    }
+                }
+            }
+            Event::Ready(caps) => return Ok(Stop::Ready(caps)),
+            Event::StartTls => return Ok(Stop::StartTls),
+            Event::Challenge(_)
+            | Event::Rejected { .. }
+            | Event::AuthAccepted
+            | Event::Authenticated(_) => {
+                return Err(ProtocolError::UnexpectedLine {
+                    line: "an authentication reply, although the probe never authenticates".into(),
+                }
+                .into());
+            }
+        }
+    }
+}
+
+/// Ends a session politely: IMAP `LOGOUT`, POP3 and SMTP `QUIT`. Returns the server's
+/// last line.
+pub async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut S,
+    protocol: Protocol,
+) -> std::io::Result<String> {
+    let command: &[u8] = match protocol {
+        Protocol::Imap => b"mtz LOGOUT\r\n",
+        Protocol::Pop3 | Protocol::Smtp => b"QUIT\r\n",
+    };
+    link.write_all(command).await?;
+    link.flush().await?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = link.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data);
+        let done = text.split("\r\n").any(|l| match protocol {
+            Protocol::Imap => l.starts_with("mtz "),
+            Protocol::Pop3 => l.starts_with("+OK") || l.starts_with("-ERR"),
+            Protocol::Smtp => l.len() >= 4 && l.as_bytes()[3] == b' ',
+        });
+        if done || data.len() > 64 * 1024 {
+            break;
+        }
+    }
+    let _ = link.shutdown().await;
+    let text = String::from_utf8_lossy(&data);
+    Ok(crate::protocol::shown_text(
+        text.trim_end()
+            .rsplit("\r\n")
+            .next()
+            .unwrap_or("")
+            .as_bytes(),
+    ))
+}
+
+fn tls_report(t: transport::probe::ProbeTls) -> TlsReport {
+    TlsReport {
+        version: t.info.version,
+        cipher_suite: t.info.cipher_suite,
+        key_exchange: t.info.key_exchange,
+        verified: t.verification_error.is_none(),
+        verification_error: t
+            .verification_error
+            .map(|e| probe_error(Step::TlsHandshake, &e.into())),
+        chain: t.chain,
+    }
+}
+
+const NOTABLE: &[&str] = &[
+    "STARTTLS",
+    "STLS",
+    "SASL-IR",
+    "LOGINDISABLED",
+    "IMAP4REV2",
+    "ID",
+    "IDLE",
+    "ENABLE",
+    "COMPRESS=DEFLATE",
+    "LITERAL+",
+    "LITERAL-",
+    "UTF8=ACCEPT",
+    "MOVE",
+    "CONDSTORE",
+    "QRESYNC",
+    "USER",
+    "TOP",
+    "UIDL",
+    "PIPELINING",
+    "RESP-CODES",
+    "AUTH-RESP-CODE",
+    "SIZE",
+    "8BITMIME",
+    "SMTPUTF8",
+    "CHUNKING",
+    "ENHANCEDSTATUSCODES",
+    "REQUIRETLS",
+    "DSN",
+    "BURL",
+];
+
+fn caps_report(caps: &Capabilities) -> CapsReport {
+    let notable = caps
+        .raw
+        .iter()
+        .filter(|c| {
+            let first = c
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            NOTABLE.contains(&first.as_str())
+        })
+        .cloned()
+        .collect();
+    CapsReport {
+        capabilities: caps.raw.clone(),
+        mechanisms: caps.mechanisms.clone(),
+        notable,
+    }
+}
+
+/// A stable code for each kind of failure.
+fn code(kind: &FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Transport(t) => match t {
+            TransportError::Resolve { .. } => "dns",
+            TransportError::Connect { .. } => "refused",
+            TransportError::Timeout { .. } => "timeout",
+            TransportError::UnknownIssuer { .. } => "unknown_ca",
+            TransportError::NameMismatch { .. } => "name_mismatch",
+            TransportError::Expired { .. } => "expired",
+            TransportError::NotValidYet { .. } => "not_yet_valid",
+            TransportError::PinMismatch { .. } => "pin_mismatch",
+            TransportError::BadCertificate { .. } => "bad_certificate",
+            TransportError::CaFile { .. } | TransportError::ClientCertificate { .. } => "config",
+            TransportError::Handshake { .. } => "tls",
+        },
+        FailureKind::Timeout { .. } => "timeout",
+        FailureKind::Policy(PolicyError::StartTlsNotOffered { .. }) => "starttls_not_offered",
+        FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }) => "starttls_refused",
+        FailureKind::Protocol(ProtocolError::ConnectionClosed) => "closed",
+        FailureKind::Protocol(_) => "protocol",
+        FailureKind::Io(_) => "io",
+        _ => "other",
+    }
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Connect => "connect",
+        Step::TlsHandshake => "tls_handshake",
+        Step::Greeting => "greeting",
+        Step::StartTls => "starttls",
+        Step::Capabilities => "capabilities",
+        Step::Authenticate => "authentication",
+        Step::Config => "config",
+        Step::Relay => "relay",
+    }
+}
+
+fn probe_error(step: Step, kind: &FailureKind) -> ProbeError {
+    ProbeError {
+        step: step_name(step).into(),
+        code: code(kind).into(),
+        message: kind.to_string(),
+    }
+}
+
+fn mech_names(offered: &[String]) -> Vec<MechName> {
+    MechName::ALL
+        .into_iter()
+        .filter(|m| offered.iter().any(|o| o.eq_ignore_ascii_case(m.as_str())))
+        .collect()
+}
+
+/// The mechanisms `auth = "auto"` allows.
+fn auto() -> Vec<MechName> {
+    MechName::ALL
+        .into_iter()
+        .filter(|m| *m != MechName::CramMd5)
+        .collect()
+}
+
+fn names(m: &[MechName]) -> Vec<String> {
+    m.iter().map(|m| m.as_str().to_string()).collect()
+}
+
+/// The four combinations and the default choice, from what both methods showed.
+fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
+    let verified = |m: &&MethodReport| m.tls.as_ref().is_some_and(|t| t.verified);
+    // Mechanisms offered on some verified TLS link.
+    let mut after: Vec<String> = Vec::new();
+    for m in methods.iter().filter(verified) {
+        if let Some(c) = &m.after_tls {
+            after.extend(c.mechanisms.iter().cloned());
+        }
+    }
+    let after = mech_names(&after);
+    let plain = methods
+        .iter()
+        .find(|m| m.method == "starttls")
+        .and_then(|m| m.before_tls.as_ref());
+    let before = plain.map(|c| mech_names(&c.mechanisms)).unwrap_or_default();
+    let any_verified = methods
+        .iter()
+        .any(|m| verified(&m) && m.after_tls.is_some());
+
+    let choice = choose(methods);
+    let chosen = choice.combination.clone();
+    let verdict = |c: Combination, possible: bool| -> String {
+        if chosen.as_deref() == Some(&c.to_string()) {
+            "chosen".into()
+        } else if c == Combination::Tls && possible && chosen.is_some() {
+            "fallback".into()
+        } else if possible {
+            "refused".into()
+        } else {
+            "impossible".into()
+        }
+    };
+    let no_tls_reason = || {
+        let why: Vec<String> = methods
+            .iter()
+            .filter_map(|m| {
+                let e = m
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.verification_error.as_ref())
+                    .or(m.error.as_ref())?;
+                Some(format!("{} port {}: {}", m.method, m.port, e.message))
+            })
+            .collect();
+        format!("no verified TLS: {}", why.join("; "))
+    };
+
+    let strong_after: Vec<MechName> = after.iter().copied().filter(|m| m.is_strong()).collect();
+    let weak_after: Vec<MechName> = after.iter().copied().filter(|m| !m.is_strong()).collect();
+    let strong_before: Vec<MechName> = before
+        .iter()
+        .copied()
+        .filter(|m| m.is_strong() && !m.needs_tls())
+        .collect();
+    let weak_before: Vec<MechName> = before.iter().copied().filter(|m| !m.is_strong()).collect();
+    let login_in_clear = plain.is_some_and(|c| {
+        let has = |w: &str| c.capabilities.iter().any(|x| x.eq_ignore_ascii_case(w));
+        !weak_before.is_empty() || has("USER") || (has("IMAP4rev1") && !has("LOGINDISABLED"))
+    });
+
+    let mut rows = Vec::new();
+    let possible = any_verified && !strong_after.is_empty();
+    rows.push(CombinationRow {
+        combination: Combination::TlsStrong.to_string(),
+        possible,
+        verdict: verdict(Combination::TlsStrong, possible),
+        mechanisms: names(&strong_after),
+        reason: if possible {
+            "verified TLS and a mechanism that never sends the password: the best there is".into()
+        } else if !any_verified {
+            no_tls_reason()
+        } else {
+            "the server offers no strong mechanism (GSSAPI, SCRAM, EXTERNAL) after TLS".into()
+        },
+    });
+    let possible = any_verified && !weak_after.is_empty();
+    rows.push(CombinationRow {
+        combination: Combination::Tls.to_string(),
+        possible,
+        verdict: verdict(Combination::Tls, possible),
+        mechanisms: names(&weak_after),
+        reason: if !possible {
+            if any_verified {
+                "the server offers no password mechanism after TLS".into()
+            } else {
+                no_tls_reason()
+            }
+        } else if chosen.as_deref() == Some("tls") {
+            "verified TLS protects the password, which the server still sees".into()
+        } else {
+            "used only if no strong mechanism can start or succeed (`auth = \"auto\"` ranks them last); `min_protection = \"tls+strong\"` forbids it".into()
+        },
+    });
+    let possible = !strong_before.is_empty();
+    rows.push(CombinationRow {
+        combination: Combination::Strong.to_string(),
+        possible,
+        verdict: verdict(Combination::Strong, possible),
+        mechanisms: names(&strong_before),
+        reason: if possible {
+            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it (GSSAPI then protects the whole session with its security layer; SCRAM protects only the password)".into()
+        } else {
+            "the server offers no strong mechanism before TLS".into()
+        },
+    });
+    rows.push(CombinationRow {
+        combination: Combination::None.to_string(),
+        possible: login_in_clear,
+        verdict: verdict(Combination::None, login_in_clear),
+        mechanisms: names(&weak_before),
+        reason: if login_in_clear {
+            "never: the password, or what stands for it, would cross the network unprotected".into()
+        } else {
+            "the server accepts no password before TLS".into()
+        },
+    });
+    (rows, choice)
+}
+
+/// What a default account (`tls = ["starttls", "implicit"]`, `auth = "auto"`,
+/// `min_protection = "tls"`) would do, following `session`'s rules: only an unreachable
+/// plain port or a server without (working) STARTTLS moves on to the TLS port; a
+/// certificate that does not verify ends the session.
+fn choose(methods: &[MethodReport]) -> Choice {
+    let mut choice = Choice {
+        policy: "tls = [\"starttls\", \"implicit\"], auth = \"auto\", min_protection = \"tls\""
+            .into(),
+        method: None,
+        port: None,
+        combination: None,
+        mechanism: None,
+        fallbacks: Vec::new(),
+        refusal: None,
+    };
+    let mut reasons = Vec::new();
+    for m in methods {
+        let moves_on = m.error.as_ref().is_some_and(|e| {
+            e.step == "connect"
+                || matches!(e.code.as_str(), "starttls_not_offered" | "starttls_refused")
+        });
+        if moves_on {
+            reasons.push(format!(
+                "{} port {}: {}",
+                m.method,
+                m.port,
+                m.error.as_ref().map_or("", |e| &e.message)
+            ));
+            continue;
+        }
+        let problem = m
+            .tls
+            .as_ref()
+            .and_then(|t| t.verification_error.as_ref())
+            .or(m.error.as_ref());
+        if let Some(p) = problem {
+            reasons.push(format!("{} port {}: {}", m.method, m.port, p.message));
+            break;
+        }
+        let Some(caps) = &m.after_tls else { break };
+        let c = Capabilities {
+            mechanisms: caps.mechanisms.clone(),
+            ..Default::default()
+        };
+        let allowed = auto();
+        let mut tried = Vec::new();
+        while let Some(n) = next_mechanism(&allowed, MinProtection::Tls, true, &c, &tried) {
+            tried.push(n);
+        }
+        choice.method = Some(m.method.clone());
+        choice.port = Some(m.port);
+        match tried.split_first() {
+            Some((first, rest)) => {
+                choice.mechanism = Some(first.as_str().into());
+                choice.fallbacks = names(rest);
+                choice.combination = Some(Combination::of(true, first.is_strong()).to_string());
+            }
+            None => {
+                choice.refusal = Some(
+                    PolicyError::NoAcceptableMechanism {
+                        offered: caps.mechanisms.clone(),
+                        allowed,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        return choice;
+    }
+    choice.refusal = Some(if reasons.is_empty() {
+        "no method could be probed".into()
+    } else {
+        reasons.join("; ")
+    });
+    choice
+}
+
+/// A `[accounts.NAME]` block for this server.
+fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
+    use std::fmt::Write;
+    let name: String = opts
+        .host
+        .split('.')
+        .next()
+        .unwrap_or("mail")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let name = if name.is_empty() { "mail".into() } else { name };
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = String::new();
+    let _ = writeln!(out, "[accounts.{name}]");
+    let _ = writeln!(out, "protocol = \"{}\"", opts.protocol);
+    let _ = writeln!(out, "host = {}", q(&opts.host));
+    if let Some(c) = &opts.connect {
+        let _ = writeln!(out, "connect = {}", q(c));
+    }
+    let good: Vec<&MethodReport> = r
+        .methods
+        .iter()
+        .filter(|m| m.tls.as_ref().is_some_and(|t| t.verified) && m.after_tls.is_some())
+        .collect();
+    if good.is_empty() {
+        let _ = writeln!(
+            out,
+            "# no method gave verified TLS: fix that first (see above); `ca_file` names a private CA"
+        );
+    } else {
+        let list: Vec<String> = good.iter().map(|m| q(&m.method)).collect();
+        let _ = writeln!(out, "tls = [{}]", list.join(", "));
+    }
+    if let Some(p) = opts.plain_port {
+        let _ = writeln!(out, "plain_port = {p}");
+    }
+    if let Some(p) = opts.tls_port {
+        let _ = writeln!(out, "tls_port = {p}");
+    }
+    if let Some(ca) = &opts.ca_file {
+        let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
+    }
+    let _ = writeln!(out, "user = \"YOUR-USER-NAME\"");
+    let strong = r
+        .combinations
+        .iter()
+        .find(|c| c.combination == "tls+strong")
+        .filter(|c| c.possible)
+        .map(|c| c.mechanisms.clone());
+    let offered: Vec<String> = match &strong {
+        Some(s) => s.clone(),
+        None => r
+            .combinations
+            .iter()
+            .find(|c| c.combination == "tls")
+            .map(|c| c.mechanisms.clone())
+            .unwrap_or_default(),
+    };
+    // -PLUS needs channel binding and EXTERNAL a client certificate: keep them out of a
+    // block meant to work as pasted.
+    let auth: Vec<MechName> = mech_names(&offered)
+        .into_iter()
+        .filter(|m| *m != MechName::External && *m != MechName::CramMd5)
+        .collect();
+    if auth.is_empty() {
+        let _ = writeln!(out, "auth = \"auto\"");
+    } else {
+        let list: Vec<String> = auth
+            .iter()
+            .map(|m| q(&m.as_str().to_ascii_lowercase()))
+            .collect();
+        let _ = writeln!(out, "auth = [{}]", list.join(", "));
+    }
+    if strong.is_some() {
+        let _ = writeln!(out, "min_protection = \"tls+strong\"");
+    } else {
+        let _ = writeln!(out, "min_protection = \"tls\"");
+    }
+    if auth.iter().any(|m| m.needs_password()) {
+        let _ = writeln!(
+            out,
+            "password = {{ command = \"pass show mail/{name}\" }}   # or {{ keyring = true }}"
+        );
+    }
+    if auth.contains(&MechName::Gssapi) {
+        let _ = writeln!(out, "\n[accounts.{name}.gssapi]");
+        let _ = writeln!(
+            out,
+            "service = \"{}\"   # the server's principal is {}/{}",
+            opts.protocol.default_gss_service(),
+            opts.protocol.default_gss_service(),
+            opts.host
+        );
+    }
+    out
+}

@@ -1,0 +1,265 @@
+//! Every failure class says what to do: Kerberos (no ticket, unknown service principal,
+//! KDC unreachable, unknown realm), TLS (unknown CA, name mismatch, expired, not yet
+//! valid, pin mismatch), network (refused, DNS, timeout), and a server's refusal. Each
+//! runs the real binary against the harness or an in-process server, and checks the
+//! message, the hint and the exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
+use crate::harness::{harness, mailtun_bin};
+
+const EXIT_NETWORK: i32 = 4;
+const EXIT_AUTH: i32 = 6;
+
+struct Out {
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// Runs `mailtun --config CONFIG check test` with `krb5_config` (the harness's by
+/// default) and no ambient ticket cache.
+fn check(config: &Path, krb5_config: Option<&Path>) -> Out {
+    let h = harness();
+    let krb5 = krb5_config.map_or_else(|| PathBuf::from(h.get("KRB5_CONFIG")), Path::to_path_buf);
+    let out = Command::new(mailtun_bin())
+        .args(["--config", config.to_str().unwrap(), "check", "test"])
+        .env("KRB5_CONFIG", krb5)
+        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
+        .env_remove("MAILTUN_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mailtun");
+    Out {
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+fn hint(out: &Out) -> &str {
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mailtun: hint: "))
+        .unwrap_or_else(|| panic!("no hint in: {}", out.stderr))
+}
+
+fn assert_has(out: &Out, needles: &[&str]) {
+    for n in needles {
+        assert!(out.stderr.contains(n), "{n:?} missing from: {}", out.stderr);
+    }
+}
+
+/// A harness account with a password file, for `gssapi.kinit` and the password mechanisms.
+fn account(dir: &Path, extra: &str, gssapi: &str) -> PathBuf {
+    let h = harness();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{}\n", h.get("PASSWORD"))).unwrap();
+    h.config(
+        dir,
+        &format!(
+            "password = {{ command = \"cat {}\" }}\n{extra}",
+            pw.display()
+        ),
+        gssapi,
+    )
+}
+
+#[test]
+fn kerberos_unknown_service_principal_is_named_with_a_hint_at_gssapi_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = account(dir.path(), "", "service = \"nosuch\"");
+    let out = check(&config, None);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(&out, &["nosuch/mail.example.test@EXAMPLE.TEST"]);
+    assert!(hint(&out).contains("gssapi.service"), "{}", out.stderr);
+    assert!(hint(&out).contains("`host`"), "{}", out.stderr);
+}
+
+#[test]
+fn kerberos_without_a_ticket_suggests_kinit_and_gssapi_kinit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness().config(dir.path(), "", "").to_owned();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        harness().get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.path().display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = check(&config, None);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(hint(&out).contains("kinit PRINCIPAL"), "{}", out.stderr);
+    assert!(hint(&out).contains("gssapi.kinit"), "{}", out.stderr);
+}
+
+/// The harness's krb5.conf with the realm's KDC moved to a closed port.
+fn krb5_conf_with_closed_kdc(dir: &Path) -> PathBuf {
+    let h = harness();
+    let text = std::fs::read_to_string(h.get("KRB5_CONFIG")).unwrap();
+    let kdc = format!("kdc = {}:{}", h.get("KDC_ADDR"), h.get("KDC_PORT"));
+    assert!(text.contains(&kdc), "unexpected krb5.conf: {text}");
+    let path = dir.join("krb5.conf");
+    std::fs::write(
+        &path,
+        text.replace(&kdc, &format!("kdc = {}:1", h.get("KDC_ADDR"))),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn kerberos_kdc_unreachable_says_to_check_the_kdc() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = account(
+        dir.path(),
+        "",
+        "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        harness().get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.path().display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let krb5 = krb5_conf_with_closed_kdc(dir.path());
+    let out = check(&config, Some(&krb5));
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(hint(&out).contains("KDC"), "{}", out.stderr);
+    assert!(!out.stderr.contains(harness().get("PASSWORD")));
+}
+
+#[test]
+fn kerberos_wrong_realm_says_to_check_the_realm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = account(
+        dir.path(),
+        "",
+        "kinit = true\nprincipal = \"alice@NO-SUCH.REALM\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        harness().get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.path().display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = check(&config, None);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(&out, &["NO-SUCH.REALM"]);
+    assert!(hint(&out).contains("realm"), "{}", out.stderr);
+}
+
+/// An account for an in-process server on the SSL port.
+fn fake_account(dir: &Path, tls_port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[accounts.test]\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\nplain_port = 1\ntls_port = {tls_port}\ntls = [\"implicit\"]\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 2\n{extra}\n",
+            ca = pki().ca_file.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn tls_failure(cert: Cert, extra: &str) -> Out {
+    let server = FakeServer::start(vec![Act::Tls(cert)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(&fake_account(dir.path(), server.port, extra), None);
+    server.finish();
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{cert:?}: {}", out.stderr);
+    out
+}
+
+#[test]
+fn tls_unknown_ca_names_the_issuer_and_suggests_ca_file() {
+    let out = tls_failure(Cert::UnknownCa, "");
+    assert_has(&out, &["CN=mailtun unknown CA", "does not trust"]);
+    assert!(hint(&out).contains("ca_file"), "{}", out.stderr);
+}
+
+#[test]
+fn tls_name_mismatch_lists_the_names_in_the_certificate() {
+    let out = tls_failure(Cert::WrongName, "");
+    assert_has(
+        &out,
+        &["not valid for mail.example.test", "other.example.test"],
+    );
+    assert!(hint(&out).contains("`host`"), "{}", out.stderr);
+}
+
+#[test]
+fn tls_expired_and_not_yet_valid_show_the_dates() {
+    let out = tls_failure(Cert::Expired, "");
+    assert_has(&out, &["has expired", "valid until 2001-01-01"]);
+    assert!(hint(&out).contains("date and time"), "{}", out.stderr);
+    let out = tls_failure(Cert::NotYetValid, "");
+    assert_has(&out, &["not valid yet", "valid from 2090-01-01"]);
+}
+
+#[test]
+fn tls_pin_mismatch_shows_both_fingerprints() {
+    let pin = "AB:".repeat(31) + "AB";
+    let out = tls_failure(Cert::Good, &format!("pin_sha256 = \"{pin}\""));
+    let actual = mailtun::transport::hex(&pki().good_sha256);
+    assert_has(&out, &[&pin, &actual]);
+    assert!(hint(&out).contains("pin_sha256"), "{}", out.stderr);
+}
+
+#[test]
+fn network_refused_dns_and_timeout_name_host_and_port() {
+    // Refused: nothing listens on port 1.
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(&fake_account(dir.path(), 1, ""), None);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
+    assert_has(&out, &["cannot connect to 127.0.0.1 port 1"]);
+    assert!(hint(&out).contains("`connect`"), "{}", out.stderr);
+
+    // DNS: a name that cannot exist (RFC 2606).
+    let path = fake_account(dir.path(), 993, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("connect = \"127.0.0.1\"", "connect = \"nosuch.invalid\"");
+    std::fs::write(&path, text).unwrap();
+    let out = check(&path, None);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
+    assert_has(&out, &["cannot resolve nosuch.invalid", "port 993"]);
+
+    // Timeout: a server that accepts and never speaks.
+    let server = FakeServer::silent();
+    let out = check(&fake_account(dir.path(), server.port, ""), None);
+    server.finish();
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
+    let want = "no progress from 127.0.0.1 port";
+    assert_has(&out, &[want, "within 2 s"]);
+}
+
+#[test]
+fn a_password_the_server_refuses_shows_its_text_and_never_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "Wrong-Secret.987";
+    let pw = dir.path().join("wrong");
+    std::fs::write(&pw, format!("{wrong}\n")).unwrap();
+    let config = harness().config(
+        dir.path(),
+        &format!(
+            "tls = [\"implicit\"]\nauth = [\"plain\"]\npassword = {{ command = \"cat {}\" }}",
+            pw.display()
+        ),
+        "",
+    );
+    let out = check(&config, None);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(&out, &["the server rejected PLAIN", "uthentication failed"]);
+    assert!(!out.stderr.contains(wrong), "{}", out.stderr);
+}
+
+#[test]
+fn a_server_that_sends_a_greeting_then_refuses_is_a_protocol_error_with_its_text() {
+    let server = FakeServer::start(vec![
+        Act::Tls(Cert::Good),
+        send("* BYE [UNAVAILABLE] maintenance until noon\r\n"),
+        Act::Close,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(&fake_account(dir.path(), server.port, ""), None);
+    server.finish();
+    assert_has(&out, &["maintenance until noon"]);
+}
