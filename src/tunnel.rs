@@ -438,6 +438,9 @@ where
     let (mut server_in, mut server_out) = tokio::io::split(server);
     let client_gone = Cell::new(false);
     let closed = Notify::new();
+    let to_client_bytes = Cell::new(0u64);
+    let to_server_bytes = Cell::new(0u64);
+    let ended_by_grace = Cell::new(false);
     let result = {
         let to_client = async {
             if !leftover.is_empty() {
@@ -449,7 +452,10 @@ where
                 let n = if client_gone.get() {
                     match tokio::time::timeout(CLOSE_GRACE, server_in.read(&mut buf)).await {
                         Ok(r) => r?,
-                        Err(_) => break,
+                        Err(_) => {
+                            ended_by_grace.set(true);
+                            break;
+                        }
                     }
                 } else {
                     tokio::select! {
@@ -475,6 +481,7 @@ where
                 }
                 client_out.write_all(&buf[..n]).await?;
                 client_out.flush().await?;
+                to_client_bytes.set(to_client_bytes.get() + n as u64);
             }
             client_out.shutdown().await
         };
@@ -489,6 +496,7 @@ where
                 }
                 server_out.write_all(&buf[..n]).await?;
                 server_out.flush().await?;
+                to_server_bytes.set(to_server_bytes.get() + n as u64);
             }
         };
         tokio::pin!(to_client, to_server);
@@ -507,6 +515,20 @@ where
             },
         }
     };
+    tracing::debug!(
+        "relay ended ({}): {} bytes to the client, {} to the server{}",
+        match &result {
+            Ok(()) => "cleanly".to_string(),
+            Err(e) => format!("error: {e}"),
+        },
+        to_client_bytes.get(),
+        to_server_bytes.get(),
+        if ended_by_grace.get() {
+            ", the server stayed silent after the client closed"
+        } else {
+            ""
+        }
+    );
     // Best effort: tell the server we are done (TLS close_notify, then FIN).
     let _ = tokio::time::timeout(Duration::from_secs(1), server_out.shutdown()).await;
     result

@@ -141,3 +141,78 @@ pub fn literal_after<'a>(data: &'a [u8], marker: &[u8]) -> Option<&'a [u8]> {
     let start = close + 3; // "}\r\n"
     data.get(start..start + size)
 }
+
+/// Runs `mailtun ARGS` as a client that waits for replies: each step sends its bytes,
+/// then waits until stdout holds its marker, as mutt or mbsync do before they log out.
+///
+/// Pipelining LOGOUT (or QUIT) behind a 20 MB FETCH is what no real client does, and
+/// Dovecot 2.3 then sometimes drops the tail of its output when it closes: observed with
+/// `openssl s_client` too (3 runs in 40 under load lost the last ~110 bytes), so tests of
+/// large transfers wait for the reply before logging out.
+pub fn run_mailtun_steps(args: &[&str], steps: &[(&[u8], &[u8])]) -> Output {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let h = harness();
+    let mut child = Command::new(mailtun_bin())
+        .args(args)
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
+        .env_remove("MAILTUN_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mailtun");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let mut out_pipe = child.stdout.take().unwrap();
+    let sink = stdout.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = out_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut err_pipe = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut input = child.stdin.take().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Where the search for the next marker starts. A reply ends the output until the next
+    // command goes out, so only the last few KiB need a look.
+    let mut scanned = 0;
+    'steps: for (send, marker) in steps {
+        if input.write_all(send).is_err() {
+            break;
+        }
+        loop {
+            {
+                let out = stdout.lock().unwrap();
+                let from = scanned.max(out.len().saturating_sub(4096)).min(out.len());
+                if let Some(at) = out[from..].windows(marker.len()).position(|w| w == *marker) {
+                    scanned = from + at + marker.len();
+                    break;
+                }
+            }
+            if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                break 'steps;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    drop(input);
+    let status = child.wait().expect("wait for mailtun");
+    reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let stdout = std::mem::take(&mut *stdout.lock().unwrap());
+    Output {
+        stdout,
+        stderr,
+        code: status.code(),
+    }
+}

@@ -1,7 +1,7 @@
 //! The IMAP tunnel against the real KDC and Dovecot: both TLS methods, the large message,
 //! and the failures a user meets first.
 
-use crate::harness::{harness, literal_after, run_mailtun};
+use crate::harness::{harness, literal_after, run_mailtun, run_mailtun_steps};
 
 const EXIT_NETWORK: i32 = 4;
 const EXIT_AUTH: i32 = 6;
@@ -11,10 +11,13 @@ fn fetch_big_message_through(tls: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = h.config(dir.path(), &format!("tls = [\"{tls}\"]"), "");
     let uid = h.get("BIG_MESSAGE_UID");
-    let script = format!("a SELECT INBOX\r\nb UID FETCH {uid} BODY.PEEK[]\r\nc LOGOUT\r\n");
-    let out = run_mailtun(
+    let fetch = format!("a SELECT INBOX\r\nb UID FETCH {uid} BODY.PEEK[]\r\n");
+    let out = run_mailtun_steps(
         &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        script.as_bytes(),
+        &[
+            (fetch.as_bytes(), b"\r\nb OK"),
+            (b"c LOGOUT\r\n", b"\r\nc OK"),
+        ],
     );
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     let first = out.first_line();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{harness, run_mailtun};
+use crate::harness::{harness, run_mailtun, run_mailtun_steps};
 
 fn config(dir: &std::path::Path, protocol: &str, tls: &str) -> String {
     let h = harness();
@@ -30,8 +30,14 @@ fn pop3_tunnel_answers_login_locally_and_retrieves_the_20mb_message_byte_identic
     for tls in ["starttls", "implicit"] {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path(), "pop3", tls);
-        let script = b"CAPA\r\nUSER alice\r\nPASS placeholder\r\nRETR 4\r\nQUIT\r\n";
-        let out = run_mailtun(&["--config", &c, "tunnel", "test"], script);
+        let retr: &[u8] = b"CAPA\r\nUSER alice\r\nPASS placeholder\r\nRETR 4\r\n";
+        let out = run_mailtun_steps(
+            &["--config", &c, "tunnel", "test"],
+            &[
+                (retr, b"-boundary--\r\n.\r\n"),
+                (b"QUIT\r\n", b"+OK Logging out"),
+            ],
+        );
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         let first = out.first_line();
         assert!(
