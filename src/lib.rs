@@ -13,16 +13,21 @@
 //! - [`policy`]: the four combinations of session protection and authentication.
 //! - [`error`]: the failure type every layer reports into, with its exit-code class.
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
+//! - [`alpine`], [`snippet`], [`listing`]: alpine's ssh-path call form, client settings,
+//!   and the account listing.
 
+pub mod alpine;
 pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod gss;
+pub mod listing;
 pub mod policy;
 pub mod protocol;
 pub mod sasl;
 pub mod secret;
 pub mod session;
+pub mod snippet;
 pub mod transport;
 pub mod tunnel;
