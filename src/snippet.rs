@@ -119,6 +119,18 @@ fn c_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', r"\\").replace('"', "\\\""))
 }
 
+/// A regular expression that matches `s` literally.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if ".^$*+?()[]{}|\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `user@` for a URL, or nothing.
 fn url_user(account: &Account) -> String {
     if account.user.is_empty() {
@@ -156,19 +168,38 @@ pub fn render(
     match client {
         Client::Mutt | Client::Neomutt => {
             let c = client.name();
+            // mutt's SMTP URL carries no user (see below), and the hook sees that URL.
+            let user = if account.protocol == Protocol::Smtp {
+                String::new()
+            } else {
+                url_user(account)
+            };
+            let scheme = match account.protocol {
+                Protocol::Imap => "imap",
+                Protocol::Pop3 => "pop",
+                Protocol::Smtp => "smtp",
+            };
             writeln!(
                 s,
-                "# {c}: account `{name}` ({}) through mailtun",
+                "# {c}: account `{name}` ({}) through mailtun.",
                 account.protocol
             )
             .unwrap();
-            writeln!(
-                s,
-                "# {c} uses its one $tunnel for every connection it opens (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE), or set $tunnel for\n# this server only with account-hook."
-            )
-            .unwrap();
-            writeln!(s, "set tunnel={}", mutt_quote(&tunnel)).unwrap();
-            let user = url_user(account);
+            let set_tunnel = format!("set tunnel={}", mutt_quote(&tunnel));
+            if set_tunnel.contains('\'') {
+                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE).").unwrap();
+                writeln!(s, "{set_tunnel}").unwrap();
+            } else {
+                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# account-hooks set it before each connection to this server and clear it for others.").unwrap();
+                writeln!(s, "account-hook . 'unset tunnel'").unwrap();
+                writeln!(
+                    s,
+                    "account-hook '^{scheme}://{}{}[:/]' '{set_tunnel}'",
+                    regex_escape(&user),
+                    regex_escape(host)
+                )
+                .unwrap();
+            }
             match account.protocol {
                 Protocol::Imap => {
                     writeln!(s, "set folder=\"imap://{user}{host}/\"").unwrap();
@@ -351,7 +382,7 @@ mod tests {
     fn mutt_imap() {
         let s = render_for("mutt", "work", Some("/etc/m.toml")).unwrap();
         assert!(
-            s.contains("set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"\n"),
+            s.contains("account-hook . 'unset tunnel'\naccount-hook '^imap://alice@mail\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"'\n"),
             "{s}"
         );
         assert!(
@@ -366,7 +397,7 @@ mod tests {
     fn mutt_pop3_and_smtp() {
         let s = render_for("neomutt", "pop", None).unwrap();
         assert!(
-            s.contains("set tunnel=\"/usr/bin/mailtun tunnel pop\"\n"),
+            s.contains("account-hook '^pop://alice@pop\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel pop\"'\n"),
             "{s}"
         );
         assert!(
@@ -381,7 +412,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("set tunnel=\"/usr/bin/mailtun tunnel out\"\n"),
+            s.contains("account-hook '^smtp://smtp\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel out\"'\n"),
             "{s}"
         );
     }
@@ -398,6 +429,7 @@ mod tests {
             s.contains(r#"set tunnel="'/o\"d\$d/mailtun' tunnel work""#),
             "{s}"
         );
+        assert!(!s.contains("account-hook"), "{s}");
     }
 
     #[test]
