@@ -171,6 +171,10 @@ fn fetchmail_retrieves_a_message_through_the_plugin() {
         .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .env("HOME", dir.path())
+        // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
+        // and two fetchmail tests running at once would refuse each other.
+        .arg("--pidfile")
+        .arg(dir.path().join("fetchmail.pid"))
         .output()
         .expect("run fetchmail");
     // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
@@ -579,6 +583,10 @@ fn fetchmail_retrieves_over_pop3_through_the_pasted_snippet() {
         .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .env("HOME", dir.path())
+        // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
+        // and two fetchmail tests running at once would refuse each other.
+        .arg("--pidfile")
+        .arg(dir.path().join("fetchmail.pid"))
         .output()
         .expect("run fetchmail");
     let log = format!(
