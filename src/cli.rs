@@ -36,6 +36,23 @@ pub enum Command {
         #[command(subcommand)]
         action: PasswordAction,
     },
+    /// List the accounts with their effective settings (never a secret).
+    Accounts {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the lines to paste into CLIENT's configuration for ACCOUNT.
+    Snippet {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(mailtun::snippet::Client::NAMES))]
+        client: String,
+        /// The account's name in the configuration file.
+        account: String,
+    },
+    /// alpine's `ssh-path` form `mailtun HOST -l USER exec /etc/rimapd`, once recognised:
+    /// the tunnel of the IMAP account with that host and user.
+    #[command(hide = true)]
+    Rimap { host: String, user: String },
     /// Show what HOST offers on its plain and TLS ports (certificate, mechanisms), what
     /// mailtun would choose and why, and a configuration block. Never authenticates.
     Probe {

@@ -395,6 +395,13 @@ pub fn locate(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = env("MAILTUN_CONFIG") {
         return Some(PathBuf::from(p));
     }
+    default_location()
+}
+
+/// The configuration file found without `--config` and `$MAILTUN_CONFIG`:
+/// `$XDG_CONFIG_HOME/mailtun/config.toml`, else `~/.config/mailtun/config.toml`.
+pub fn default_location() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(x) = env("XDG_CONFIG_HOME") {
         return Some(PathBuf::from(x).join("mailtun/config.toml"));
     }

@@ -15,13 +15,17 @@
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
 //! - [`probe`], [`check`]: the `probe` and `check` commands; [`report`] renders them;
 //!   [`timeline`] times a session's steps.
+//! - [`alpine`], [`snippet`], [`listing`]: alpine's ssh-path call form, client settings,
+//!   and the account listing.
 
+pub mod alpine;
 pub mod auth;
 pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod gss;
+pub mod listing;
 pub mod policy;
 pub mod probe;
 pub mod protocol;
@@ -29,6 +33,7 @@ pub mod report;
 pub mod sasl;
 pub mod secret;
 pub mod session;
+pub mod snippet;
 pub mod timeline;
 pub mod transport;
 pub mod tunnel;

@@ -3,11 +3,12 @@
 
 mod cli;
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
-use mailtun::config::{self, Config, ConfigError};
+use clap::{CommandFactory, Parser};
+use mailtun::config::{self, Account, Config, ConfigError};
 use mailtun::error::{Class, Failure, FailureKind, Step};
 use mailtun::{session, tunnel};
 
@@ -30,7 +31,7 @@ fn exit_code(class: Class) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     if let Err(e) = init_logging(&cli) {
         eprintln!("mailtun: {e}");
         return ExitCode::from(EXIT_CONFIG);
@@ -50,10 +51,32 @@ fn main() -> ExitCode {
         Command::Password { ref action } => run_password(&cli, action),
         Command::Probe { .. } => runtime.block_on(run_probe(&cli)),
         Command::Check { ref account, json } => runtime.block_on(run_check(&cli, account, json)),
+        Command::Rimap { ref host, ref user } => runtime.block_on(run_rimap(&cli, host, user)),
+        Command::Accounts { json } => run_accounts(&cli, json),
+        Command::Snippet {
+            ref client,
+            ref account,
+        } => run_snippet(&cli, client, account),
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
     code
+}
+
+/// The command line, with alpine's `ssh-path` form (`mailtun [OPTIONS] HOST -l USER exec
+/// /etc/rimapd`) turned into the hidden `rimap HOST USER` command.
+fn parse_command_line() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let is_subcommand = |s: &str| s == "help" || Cli::command().find_subcommand(s).is_some();
+    match mailtun::alpine::recognise(&args, is_subcommand) {
+        Some(call) => {
+            let mut argv = vec![args[0].clone()];
+            argv.extend(call.options);
+            argv.extend(["rimap", "--", &call.host, &call.user].map(OsString::from));
+            Cli::parse_from(argv)
+        }
+        None => Cli::parse(),
+    }
 }
 
 fn init_logging(cli: &Cli) -> Result<(), String> {
@@ -106,6 +129,35 @@ async fn run_tunnel(cli: &Cli, name: &str) -> ExitCode {
             return report(&failure, Some(config::Protocol::Imap), &mut stdout);
         }
     };
+    serve(account).await
+}
+
+/// alpine's call: the IMAP account with this host and user, or a `* BYE` naming what
+/// was looked for and the accounts that exist.
+async fn run_rimap(cli: &Cli, host: &str, user: &str) -> ExitCode {
+    let found =
+        load_config(cli).and_then(|c| mailtun::alpine::find_account(&c, host, user).cloned());
+    let account = match found {
+        Ok(a) => a,
+        Err(e) => {
+            let failure = Failure::new(&format!("{user}@{host}"), Step::Config, e);
+            return report(
+                &failure,
+                Some(config::Protocol::Imap),
+                &mut std::io::stdout(),
+            );
+        }
+    };
+    tracing::info!(
+        "alpine asked for {user} on {host}: account `{}`",
+        account.name
+    );
+    serve(account).await
+}
+
+/// Authenticates `account` and hands the session to the client on stdin/stdout.
+async fn serve(account: Account) -> ExitCode {
+    let mut stdout = std::io::stdout();
     let est = match session::establish(&account).await {
         Ok(est) => est,
         Err(failure) => return report(&failure, Some(account.protocol), &mut stdout),
@@ -246,6 +298,64 @@ fn report(
         eprintln!("mailtun: hint: {remedy}");
     }
     ExitCode::from(exit_code(class))
+}
+
+fn run_accounts(cli: &Cli, json: bool) -> ExitCode {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let text = if json {
+        format!("{:#}\n", mailtun::listing::json(&config))
+    } else {
+        mailtun::listing::text(&config)
+    };
+    print!("{text}");
+    ExitCode::SUCCESS
+}
+
+fn run_snippet(cli: &Cli, client: &str, account: &str) -> ExitCode {
+    use mailtun::snippet::{self, Client, Invocation};
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let account = match config.account(account) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (exe, cwd) = match (std::env::current_exe(), std::env::current_dir()) {
+        (Ok(e), Ok(c)) => (e, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("mailtun: cannot tell where this program is: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let default = config::default_location();
+    let invocation = Invocation::new(&exe, &config.file, default.as_deref(), &cwd);
+    let local_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
+    let client = Client::parse(client).expect("clap checked the client name");
+    match snippet::render(client, account, &invocation, local_user.as_deref()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {

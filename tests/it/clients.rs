@@ -1,10 +1,11 @@
-//! Real mail clients driving the tunnel: mutt (under tmux) and mbsync.
+//! Real mail clients driving the tunnel: mutt (under tmux), mbsync, fetchmail, alpine
+//! (under tmux), and the settings `mailtun snippet` prints for them.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{harness, mailtun_bin};
+use crate::harness::{harness, mailtun_bin, run_mailtun};
 
 /// A shell-quoted tunnel command for `config`.
 fn tunnel_command(config: &Path) -> String {
@@ -170,6 +171,10 @@ fn fetchmail_retrieves_a_message_through_the_plugin() {
         .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .env("HOME", dir.path())
+        // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
+        // and two fetchmail tests running at once would refuse each other.
+        .arg("--pidfile")
+        .arg(dir.path().join("fetchmail.pid"))
         .output()
         .expect("run fetchmail");
     // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
@@ -187,4 +192,454 @@ fn fetchmail_retrieves_a_message_through_the_plugin() {
         fetched.contains("Subject: Hello Alice"),
         "fetched: {fetched}\nlog: {log}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// alpine, POP3 and SMTP through mutt and fetchmail, and the settings `mailtun snippet`
+// prints for them, pasted as they are.
+
+/// A config file with three accounts on the harness: `test` (IMAP), `pop` (POP3) and
+/// `out` (SMTP submission), all with alice's Kerberos ticket.
+fn three_accounts(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let h = harness();
+    let mut text = String::new();
+    for (name, protocol) in [("test", "imap"), ("pop", "pop3"), ("out", "smtp")] {
+        text.push_str(&format!(
+            "[accounts.{name}]\nprotocol = \"{protocol}\"\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 10\n{extra}\n[accounts.{name}.gssapi]\nccache = \"{cc}\"\n\n",
+            host = h.get("MAIL_HOST"),
+            addr = h.get("MAIL_ADDR"),
+            ca = h.get("CA_FILE"),
+            cc = h.get("ALICE_CCACHE"),
+        ));
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `mailtun --config CONFIG snippet CLIENT ACCOUNT`, which must succeed.
+fn snippet(config: &Path, client: &str, account: &str) -> String {
+    let out = run_mailtun(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "snippet",
+            client,
+            account,
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "snippet {client} {account}: {}",
+        out.stderr
+    );
+    out.stdout_text()
+}
+
+/// A terminal program under tmux, killed when dropped.
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(label: &str, command: &str) -> Tmux {
+        let session = format!("mailtun-{label}-{}", std::process::id());
+        let t = Tmux { session };
+        let out = t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &format!("{command} ; sleep 30"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").args(args).output().expect("tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .run(&["capture-pane", "-p", "-t", &self.session])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        let _ = self.run(&["send-keys", "-t", &self.session, keys]);
+    }
+
+    /// The screen once `done` holds, or the last screen after `secs`; `react` may type
+    /// something on each screen (to get past a prompt).
+    fn wait(&self, secs: u64, done: impl Fn(&str) -> bool, react: impl Fn(&Tmux, &str)) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut screen = String::new();
+        while Instant::now() < deadline {
+            screen = self.screen();
+            if done(&screen) {
+                break;
+            }
+            react(self, &screen);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-session", "-t", &self.session]);
+    }
+}
+
+/// Runs the mailtun binary with exactly `args` after argv[0], as alpine's c-client does
+/// (no other options), with the configuration found through MAILTUN_CONFIG.
+fn run_as_alpine(config: &Path, args: &[&str], stdin: &[u8]) -> (String, String, Option<i32>) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let h = harness();
+    let mut child = Command::new(mailtun_bin())
+        .args(args)
+        .env("MAILTUN_CONFIG", config)
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mailtun");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn alpines_ssh_path_argv_gets_preauth_and_a_working_session() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    // alpine's default ssh-command "%s %s -l %s exec /etc/r%sd", host in other case.
+    let host = h.get("MAIL_HOST").to_ascii_uppercase();
+    let script = b"a SELECT INBOX\r\nb LOGOUT\r\n";
+    let (out, err, code) = run_as_alpine(
+        &config,
+        &[&host, "-l", "alice", "exec", "/etc/rimapd"],
+        script,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("* PREAUTH [CAPABILITY "), "{out}");
+    assert!(
+        out.contains(&format!("* {} EXISTS", h.get("INBOX_MESSAGES"))),
+        "{out}"
+    );
+    assert!(out.contains("b OK"), "{out}");
+    // With the configuration named in ssh-command, as `mailtun snippet alpine` prints it.
+    let (out, err, code) = run_as_alpine(
+        Path::new("/nonexistent/config.toml"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            h.get("MAIL_HOST"),
+            "-l",
+            "alice",
+            "exec",
+            "/etc/rimapd",
+        ],
+        script,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("* PREAUTH "), "{out}");
+}
+
+#[test]
+fn alpines_argv_without_a_matching_account_gets_bye_and_exit_3() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    let (out, err, code) = run_as_alpine(
+        &config,
+        &[h.get("MAIL_HOST"), "-l", "carol", "exec", "/etc/rimapd"],
+        b"",
+    );
+    assert_eq!(code, Some(3), "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.starts_with("* BYE [UNAVAILABLE] mailtun: "), "{out}");
+    assert!(
+        first.contains(&format!("user `carol` on host `{}`", h.get("MAIL_HOST"))),
+        "{first}"
+    );
+    assert!(first.contains("out (smtp alice@"), "{first}");
+    assert!(first.contains("pop (pop3 alice@"), "{first}");
+    assert!(first.contains("test (imap alice@"), "{first}");
+}
+
+#[test]
+fn alpine_opens_the_inbox_through_ssh_path() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    let pinerc = dir.path().join("pinerc");
+    // The snippet as printed, plus what keeps alpine from asking anything on its first
+    // run (`last-version-used` is what alpine 2.26 itself writes).
+    std::fs::write(
+        &pinerc,
+        format!(
+            "{}personal-name=Alice\nuser-domain=example.test\nlast-version-used=6.26\n",
+            snippet(&config, "alpine", "test")
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::start(
+        "alpine",
+        &format!(
+            "env -u MAILTUN_CONFIG KRB5_CONFIG={} HOME={} TERM=xterm alpine -p {} -i",
+            h.get("KRB5_CONFIG"),
+            dir.path().display(),
+            pinerc.display()
+        ),
+    );
+    let count = h.get("INBOX_MESSAGES");
+    let of_count = format!(" of {count}");
+    let screen = tmux.wait(
+        30,
+        |s| s.contains(&of_count) && s.contains("Hello Alice"),
+        |t, s| {
+            if s.contains("Exit this greeting") {
+                t.keys("E");
+            }
+        },
+    );
+    assert!(
+        screen.contains("MESSAGE INDEX")
+            && screen.contains("Folder: INBOX")
+            && screen.contains(&of_count)
+            && screen.contains("Big attachment"),
+        "alpine's screen:\n{screen}"
+    );
+    // Jump to message 1 and open it: its body comes through the tunnel.
+    tmux.keys("1");
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys("Enter");
+    let first = format!("Message 1{of_count}");
+    let screen = tmux.wait(10, |s| s.contains(&first), |_, _| {});
+    assert!(screen.contains(&first), "alpine's screen:\n{screen}");
+    tmux.keys("Enter");
+    let screen = tmux.wait(15, |s| s.contains("first test message"), |_, _| {});
+    assert!(
+        screen.contains("Subject: Hello Alice") && screen.contains("first test message"),
+        "alpine's screen:\n{screen}"
+    );
+    tmux.keys("q");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys("y");
+    drop(tmux);
+    // Leave the message unread, as the harness seeded it.
+    let c = config.to_str().unwrap();
+    let out = run_mailtun(
+        &["--config", c, "tunnel", "test"],
+        b"a SELECT INBOX\r\nb STORE 1 -FLAGS.SILENT (\\Seen)\r\nc LOGOUT\r\n",
+    );
+    assert!(out.stdout_text().contains("b OK"), "{}", out.stdout_text());
+}
+
+/// A muttrc made of the POP3 and the SMTP snippets, pasted one after the other, plus
+/// what the test needs.
+fn pop_and_smtp_muttrc(dir: &Path, config: &Path) -> std::path::PathBuf {
+    let muttrc = dir.join("muttrc");
+    std::fs::create_dir_all(dir.join("Mail")).unwrap();
+    std::fs::write(
+        &muttrc,
+        format!(
+            "{}{}set folder=\"{}/Mail\"\nset from=\"alice@example.test\"\nset record=\"\"\nset status_format=\"STATUS %f msgs=%m\"\nset header_cache=\"\"\nset message_cachedir=\"\"\nset mail_check=60\n",
+            snippet(config, "mutt", "pop"),
+            snippet(config, "mutt", "out"),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    muttrc
+}
+
+#[test]
+fn mutt_reads_pop3_through_the_tunnel_with_the_pasted_snippet() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    let muttrc = pop_and_smtp_muttrc(dir.path(), &config);
+    let tmux = Tmux::start(
+        "mutt-pop",
+        &format!(
+            "env KRB5_CONFIG={} HOME={} TERM=xterm mutt -n -F {}",
+            h.get("KRB5_CONFIG"),
+            dir.path().display(),
+            muttrc.display()
+        ),
+    );
+    let count = h.get("INBOX_MESSAGES");
+    let screen = tmux.wait(20, |s| s.contains("msgs="), |_, _| {});
+    tmux.keys("q");
+    assert!(
+        screen.contains(&format!(
+            "STATUS pop://alice@{}/ msgs={count}",
+            h.get("MAIL_HOST")
+        )),
+        "mutt's screen:\n{screen}"
+    );
+    assert!(screen.contains("Hello Alice"), "mutt's screen:\n{screen}");
+    assert!(
+        screen.contains("Big attachment"),
+        "mutt's screen:\n{screen}"
+    );
+}
+
+#[test]
+fn mutt_sends_through_the_smtp_tunnel_with_the_pasted_snippet() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    // The same muttrc as for reading: the account-hooks pick the SMTP tunnel.
+    let muttrc = pop_and_smtp_muttrc(dir.path(), &config);
+    let subject = format!("mutt-smtp-{}-{:?}", std::process::id(), Instant::now());
+    let mut child = Command::new("mutt")
+        .args(["-n", "-F", muttrc.to_str().unwrap(), "-s", &subject])
+        .arg("bob@example.test")
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mutt");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"Sent by mutt through mailtun.\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mutt failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir(h.path("SINK_DIR"))
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+            .any(|m| {
+                let m = String::from_utf8_lossy(&m);
+                m.contains(&format!("Subject: {subject}"))
+                    && m.contains("Sent by mutt through mailtun.")
+            });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mutt's message did not reach the sink"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn fetchmail_retrieves_over_pop3_through_the_pasted_snippet() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    let out_file = dir.path().join("fetched.eml");
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "{}  keep fetchall fetchlimit 1 mda \"cat > {}\"\n",
+            snippet(&config, "fetchmail", "pop"),
+            out_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new("fetchmail")
+        .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("HOME", dir.path())
+        // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
+        // and two fetchmail tests running at once would refuse each other.
+        .arg("--pidfile")
+        .arg(dir.path().join("fetchmail.pid"))
+        .output()
+        .expect("run fetchmail");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
+    assert!(
+        matches!(out.status.code(), Some(0 | 13)),
+        "fetchmail failed: {log}"
+    );
+    let fetched = std::fs::read_to_string(&out_file).unwrap_or_default();
+    assert!(
+        fetched.contains("Subject: Hello Alice"),
+        "fetched: {fetched}\nlog: {log}"
+    );
+}
+
+#[test]
+fn accounts_lists_effective_settings_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("pw");
+    std::fs::write(&secret_file, "s3cret-Value-never-shown\n").unwrap();
+    let config = three_accounts(
+        dir.path(),
+        &format!(
+            "auth = \"auto\"\npassword = {{ command = \"cat {}\" }}",
+            secret_file.display()
+        ),
+    );
+    let c = config.to_str().unwrap();
+    let out = run_mailtun(&["--config", c, "accounts", "--json"], b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = out.stdout_text();
+    assert!(!text.contains("s3cret"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let accounts = v["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 3);
+    let pop = accounts.iter().find(|a| a["name"] == "pop").unwrap();
+    assert_eq!(pop["protocol"], "pop3");
+    assert_eq!(pop["plain_port"], 110);
+    assert_eq!(pop["tls_port"], 995);
+    assert_eq!(pop["auth"][0], "GSSAPI");
+    assert_eq!(pop["password"]["kind"], "command");
+    assert_eq!(
+        pop["password"]["command"],
+        format!("cat {}", secret_file.display())
+    );
+    assert_eq!(pop["gssapi"]["target"], "pop@mail.example.test");
+    let out = run_mailtun(&["--config", c, "accounts"], b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = out.stdout_text();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("[out]\n  protocol        smtp\n"), "{text}");
 }

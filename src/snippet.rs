@@ -1,0 +1,484 @@
+//! `mailtun snippet CLIENT ACCOUNT`: the lines to paste into a mail client's
+//! configuration so that it reaches ACCOUNT through mailtun.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Account, Protocol};
+
+/// The mail clients mailtun prints settings for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Mutt,
+    Neomutt,
+    Alpine,
+    Mbsync,
+    Offlineimap,
+    Fetchmail,
+}
+
+impl Client {
+    pub const NAMES: [&'static str; 6] = [
+        "mutt",
+        "neomutt",
+        "alpine",
+        "mbsync",
+        "offlineimap",
+        "fetchmail",
+    ];
+
+    pub fn parse(name: &str) -> Option<Client> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "mutt" => Client::Mutt,
+            "neomutt" => Client::Neomutt,
+            "alpine" | "pine" => Client::Alpine,
+            "mbsync" | "isync" => Client::Mbsync,
+            "offlineimap" => Client::Offlineimap,
+            "fetchmail" => Client::Fetchmail,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Client::Mutt => "mutt",
+            Client::Neomutt => "neomutt",
+            Client::Alpine => "alpine",
+            Client::Mbsync => "mbsync",
+            Client::Offlineimap => "offlineimap",
+            Client::Fetchmail => "fetchmail",
+        }
+    }
+}
+
+/// How the client starts mailtun: this executable, and the configuration file when it
+/// is not the one mailtun finds by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub exe: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+impl Invocation {
+    /// `exe`, and `config` unless it is `default` (the file found without `--config` or
+    /// `MAILTUN_CONFIG`). Relative paths are made absolute against `cwd`.
+    pub fn new(exe: &Path, config: &Path, default: Option<&Path>, cwd: &Path) -> Invocation {
+        let config = cwd.join(config);
+        Invocation {
+            exe: cwd.join(exe),
+            config: (Some(config.as_path()) != default).then_some(config),
+        }
+    }
+
+    /// `EXE [--config FILE]` as separate words.
+    fn words(&self) -> Vec<String> {
+        let mut w = vec![self.exe.display().to_string()];
+        if let Some(c) = &self.config {
+            w.push("--config".into());
+            w.push(c.display().to_string());
+        }
+        w
+    }
+
+    /// The shell command that runs the tunnel of `account`.
+    pub fn tunnel(&self, account: &str) -> String {
+        let mut w = self.words();
+        w.push("tunnel".into());
+        w.push(account.into());
+        w.iter().map(|s| sh_quote(s)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Quotes a word for `sh -c` when it needs it.
+fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A double-quoted mutt string: mutt expands `\`, `$` and backquotes inside one.
+fn mutt_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A double-quoted fetchmail or mbsync string.
+fn c_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', r"\\").replace('"', "\\\""))
+}
+
+/// A regular expression that matches `s` literally.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if ".^$*+?()[]{}|\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `user@` for a URL, or nothing.
+fn url_user(account: &Account) -> String {
+    if account.user.is_empty() {
+        String::new()
+    } else {
+        format!("{}@", account.user.replace('%', "%25").replace('@', "%40"))
+    }
+}
+
+fn only_imap(client: Client, account: &Account) -> Result<(), String> {
+    if account.protocol == Protocol::Imap {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} reaches IMAP servers through a tunnel only, and account `{}` speaks {}",
+            client.name(),
+            account.name,
+            account.protocol
+        ))
+    }
+}
+
+/// The lines to paste into `client`'s configuration for `account`. `local_user` is the
+/// local login that fetchmail delivers to.
+pub fn render(
+    client: Client,
+    account: &Account,
+    inv: &Invocation,
+    local_user: Option<&str>,
+) -> Result<String, String> {
+    let tunnel = inv.tunnel(&account.name);
+    let name = &account.name;
+    let host = &account.host;
+    let mut s = String::new();
+    match client {
+        Client::Mutt | Client::Neomutt => {
+            let c = client.name();
+            // mutt's SMTP URL carries no user (see below), and the hook sees that URL.
+            let user = if account.protocol == Protocol::Smtp {
+                String::new()
+            } else {
+                url_user(account)
+            };
+            let scheme = match account.protocol {
+                Protocol::Imap => "imap",
+                Protocol::Pop3 => "pop",
+                Protocol::Smtp => "smtp",
+            };
+            writeln!(
+                s,
+                "# {c}: account `{name}` ({}) through mailtun.",
+                account.protocol
+            )
+            .unwrap();
+            let set_tunnel = format!("set tunnel={}", mutt_quote(&tunnel));
+            if set_tunnel.contains('\'') {
+                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE).").unwrap();
+                writeln!(s, "{set_tunnel}").unwrap();
+            } else {
+                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# account-hooks set it before each connection to this server and clear it for others.").unwrap();
+                writeln!(s, "account-hook . 'unset tunnel'").unwrap();
+                writeln!(
+                    s,
+                    "account-hook '^{scheme}://{}{}[:/]' '{set_tunnel}'",
+                    regex_escape(&user),
+                    regex_escape(host)
+                )
+                .unwrap();
+            }
+            match account.protocol {
+                Protocol::Imap => {
+                    writeln!(s, "set folder=\"imap://{user}{host}/\"").unwrap();
+                    writeln!(s, "set spoolfile=\"+INBOX\"").unwrap();
+                }
+                Protocol::Pop3 => {
+                    writeln!(s, "set spoolfile=\"pop://{user}{host}/\"").unwrap();
+                    writeln!(
+                        s,
+                        "# {c} logs in with USER/PASS even on a tunnel: mailtun answers both itself\n# and forwards nothing, so this placeholder is never sent anywhere."
+                    )
+                    .unwrap();
+                    writeln!(s, "set pop_pass=\"unused\"").unwrap();
+                }
+                Protocol::Smtp => {
+                    writeln!(
+                        s,
+                        "# No user in the URL: mailtun has authenticated already and offers no AUTH."
+                    )
+                    .unwrap();
+                    writeln!(s, "set smtp_url=\"smtp://{host}/\"").unwrap();
+                }
+            }
+        }
+        Client::Alpine => {
+            only_imap(client, account)?;
+            let words = inv.words();
+            if let Some(w) = words
+                .iter()
+                .find(|w| w.contains(char::is_whitespace) || w.contains('"'))
+            {
+                return Err(format!(
+                    "alpine splits its ssh-command on spaces, so `{w}` cannot be part of it; use a path without spaces"
+                ));
+            }
+            if account.user.is_empty() {
+                return Err(format!(
+                    "alpine names the user in the mailbox, so account `{name}` needs a `user`"
+                ));
+            }
+            writeln!(
+                s,
+                "# alpine (~/.pinerc): account `{name}` through mailtun, which alpine runs as"
+            )
+            .unwrap();
+            writeln!(s, "# `mailtun HOST -l USER exec /etc/rimapd`; mailtun picks the account by host and user.").unwrap();
+            writeln!(
+                s,
+                "# The mailbox must have no /ssl, /tls or /norsh flag, or alpine skips ssh-path."
+            )
+            .unwrap();
+            writeln!(s, "inbox-path={{{host}/user={}}}INBOX", account.user).unwrap();
+            writeln!(s, "folder-collections={{{host}/user={}}}[]", account.user).unwrap();
+            writeln!(s, "ssh-path={}", words[0]).unwrap();
+            if words.len() > 1 {
+                writeln!(
+                    s,
+                    "ssh-command=\"%s {} %s -l %s exec /etc/r%sd\"",
+                    words[1..].join(" ")
+                )
+                .unwrap();
+            }
+        }
+        Client::Mbsync => {
+            only_imap(client, account)?;
+            writeln!(
+                s,
+                "# mbsync (~/.mbsyncrc): account `{name}` through mailtun"
+            )
+            .unwrap();
+            writeln!(s, "IMAPAccount {name}").unwrap();
+            writeln!(s, "Tunnel {}", c_quote(&tunnel)).unwrap();
+            writeln!(s).unwrap();
+            writeln!(s, "IMAPStore {name}-remote").unwrap();
+            writeln!(s, "Account {name}").unwrap();
+        }
+        Client::Offlineimap => {
+            only_imap(client, account)?;
+            writeln!(
+                s,
+                "# offlineimap (~/.offlineimaprc): account `{name}` through mailtun"
+            )
+            .unwrap();
+            writeln!(s, "[Repository {name}-remote]").unwrap();
+            writeln!(s, "type = IMAP").unwrap();
+            // offlineimap's configuration parser expands `%`.
+            writeln!(s, "preauthtunnel = {}", tunnel.replace('%', "%%")).unwrap();
+        }
+        Client::Fetchmail => {
+            let proto = match account.protocol {
+                Protocol::Imap => "IMAP",
+                Protocol::Pop3 => "POP3",
+                Protocol::Smtp => {
+                    return Err(format!(
+                        "fetchmail retrieves mail (IMAP or POP3), and account `{name}` speaks smtp"
+                    ));
+                }
+            };
+            if account.user.is_empty() {
+                return Err(format!(
+                    "fetchmail needs a user name, and account `{name}` has no `user`"
+                ));
+            }
+            writeln!(
+                s,
+                "# fetchmail (~/.fetchmailrc, mode 0600): account `{name}` through mailtun."
+            )
+            .unwrap();
+            writeln!(s, "# `sslproto \"\"`: fetchmail 6.4.22+ otherwise wants STARTTLS on the plugin itself.").unwrap();
+            writeln!(
+                s,
+                "poll {host} via localhost no dns with proto {proto} plugin {} auth ssh",
+                c_quote(&tunnel)
+            )
+            .unwrap();
+            let here = local_user
+                .map(|u| format!(" is {} here", c_quote(u)))
+                .unwrap_or_default();
+            writeln!(
+                s,
+                "  user {} there{here} sslproto \"\"",
+                c_quote(&account.user)
+            )
+            .unwrap();
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn accounts() -> Config {
+        Config::parse(
+            Path::new("c.toml"),
+            "[accounts.work]\nhost = \"mail.example.org\"\nuser = \"alice\"\n\
+             [accounts.pop]\nprotocol = \"pop3\"\nhost = \"pop.example.org\"\nuser = \"alice\"\n\
+             [accounts.out]\nprotocol = \"smtp\"\nhost = \"smtp.example.org\"\nuser = \"alice\"\n",
+        )
+        .unwrap()
+    }
+
+    fn inv(config: Option<&str>) -> Invocation {
+        Invocation {
+            exe: "/usr/bin/mailtun".into(),
+            config: config.map(PathBuf::from),
+        }
+    }
+
+    fn render_for(client: &str, account: &str, config: Option<&str>) -> Result<String, String> {
+        let c = accounts();
+        render(
+            Client::parse(client).unwrap(),
+            c.account(account).unwrap(),
+            &inv(config),
+            Some("me"),
+        )
+    }
+
+    #[test]
+    fn invocation_leaves_out_the_default_config_and_makes_paths_absolute() {
+        let d = Path::new("/home/a/.config/mailtun/config.toml");
+        let i = Invocation::new(Path::new("bin/mailtun"), d, Some(d), Path::new("/w"));
+        assert_eq!(i.tunnel("work"), "/w/bin/mailtun tunnel work");
+        let i = Invocation::new(
+            Path::new("/b/mailtun"),
+            Path::new("my conf.toml"),
+            Some(d),
+            Path::new("/w"),
+        );
+        assert_eq!(
+            i.tunnel("work"),
+            "/b/mailtun --config '/w/my conf.toml' tunnel work"
+        );
+    }
+
+    #[test]
+    fn mutt_imap() {
+        let s = render_for("mutt", "work", Some("/etc/m.toml")).unwrap();
+        assert!(
+            s.contains("account-hook . 'unset tunnel'\naccount-hook '^imap://alice@mail\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"'\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("set folder=\"imap://alice@mail.example.org/\"\n"),
+            "{s}"
+        );
+        assert!(s.contains("set spoolfile=\"+INBOX\"\n"), "{s}");
+        assert!(s.contains("every connection"), "{s}");
+    }
+
+    #[test]
+    fn mutt_pop3_and_smtp() {
+        let s = render_for("neomutt", "pop", None).unwrap();
+        assert!(
+            s.contains("account-hook '^pop://alice@pop\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel pop\"'\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("set spoolfile=\"pop://alice@pop.example.org/\"\n"),
+            "{s}"
+        );
+        assert!(s.contains("set pop_pass=\"unused\"\n"), "{s}");
+        assert!(s.contains("never sent"), "{s}");
+        let s = render_for("mutt", "out", None).unwrap();
+        assert!(
+            s.contains("set smtp_url=\"smtp://smtp.example.org/\"\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("account-hook '^smtp://smtp\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel out\"'\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn mutt_quoting() {
+        let c = accounts();
+        let i = Invocation {
+            exe: "/o\"d$d/mailtun".into(),
+            config: None,
+        };
+        let s = render(Client::Mutt, c.account("work").unwrap(), &i, None).unwrap();
+        assert!(
+            s.contains(r#"set tunnel="'/o\"d\$d/mailtun' tunnel work""#),
+            "{s}"
+        );
+        assert!(!s.contains("account-hook"), "{s}");
+    }
+
+    #[test]
+    fn alpine() {
+        let s = render_for("alpine", "work", None).unwrap();
+        assert!(
+            s.contains("inbox-path={mail.example.org/user=alice}INBOX\n"),
+            "{s}"
+        );
+        assert!(s.contains("ssh-path=/usr/bin/mailtun\n"), "{s}");
+        assert!(!s.contains("ssh-command"), "{s}");
+        let s = render_for("alpine", "work", Some("/etc/m.toml")).unwrap();
+        assert!(
+            s.contains("ssh-command=\"%s --config /etc/m.toml %s -l %s exec /etc/r%sd\"\n"),
+            "{s}"
+        );
+        let e = render_for("alpine", "work", Some("/my dir/m.toml")).unwrap_err();
+        assert!(e.contains("spaces"), "{e}");
+        let e = render_for("alpine", "pop", None).unwrap_err();
+        assert!(e.contains("IMAP"), "{e}");
+    }
+
+    #[test]
+    fn mbsync_and_offlineimap() {
+        let s = render_for("mbsync", "work", None).unwrap();
+        assert!(
+            s.contains("IMAPAccount work\nTunnel \"/usr/bin/mailtun tunnel work\"\n"),
+            "{s}"
+        );
+        assert!(s.contains("IMAPStore work-remote\nAccount work\n"), "{s}");
+        let s = render_for("offlineimap", "work", Some("/a%b/c.toml")).unwrap();
+        assert!(s.contains("type = IMAP\n"), "{s}");
+        assert!(
+            s.contains("preauthtunnel = /usr/bin/mailtun --config /a%%b/c.toml tunnel work\n"),
+            "{s}"
+        );
+        assert!(render_for("mbsync", "out", None).is_err());
+    }
+
+    #[test]
+    fn fetchmail_imap_and_pop3() {
+        let s = render_for("fetchmail", "work", None).unwrap();
+        assert!(s.contains("poll mail.example.org via localhost no dns with proto IMAP plugin \"/usr/bin/mailtun tunnel work\" auth ssh\n"), "{s}");
+        assert!(
+            s.contains("  user \"alice\" there is \"me\" here sslproto \"\"\n"),
+            "{s}"
+        );
+        let s = render_for("fetchmail", "pop", None).unwrap();
+        assert!(s.contains("with proto POP3 plugin"), "{s}");
+        assert!(render_for("fetchmail", "out", None).is_err());
+    }
+}
