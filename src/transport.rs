@@ -14,7 +14,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
@@ -179,15 +179,10 @@ pub fn tls_settings(
     let verifier: Arc<dyn ServerCertVerifier> = if accept_invalid_certs {
         Arc::new(AcceptAnything(provider.clone()))
     } else {
-        let roots = trust_anchors(ca_file)?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| TransportError::Handshake {
-                detail: format!("no trust anchors: {e}"),
-            })?;
+        let roots = Roots::new(ca_file, provider.clone())?;
         let checked: Arc<dyn ServerCertVerifier> = match pin {
-            None => webpki,
-            Some(pin) => Arc::new(Pinned { inner: webpki, pin }),
+            None => roots,
+            Some(pin) => Arc::new(Pinned { inner: roots, pin }),
         };
         Arc::new(Explained { inner: checked })
     };
@@ -223,30 +218,163 @@ pub fn tls_settings(
 
 /// The system roots plus the account's `ca_file`.
 fn trust_anchors(ca_file: Option<&Path>) -> Result<RootCertStore, TransportError> {
+    let extra = match ca_file {
+        Some(path) => load_ca_file(path)?,
+        None => Vec::new(),
+    };
+    Ok(system_roots_and(&extra))
+}
+
+/// The system roots (unreadable stores leave them empty; an extra CA can still serve)
+/// plus `extra`.
+fn system_roots_and(extra: &[CertificateDer<'static>]) -> RootCertStore {
     let mut roots = RootCertStore::empty();
-    // Unreadable system stores leave the roots empty; an extra CA can still serve.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let ca_err = |detail: String| TransportError::CaFile {
-            path: path.to_path_buf(),
-            detail,
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra.iter().cloned());
+    roots
+}
+
+/// The certificates of a `ca_file`, each usable as a trust anchor.
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let ca_err = |detail: String| TransportError::CaFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ca_err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca_err("it holds no PEM certificate".into()));
+    }
+    let mut probe = RootCertStore::empty();
+    let (added, _) = probe.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err(ca_err(
+            "none of its certificates could be used as a trust anchor".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+type Built = Result<Arc<WebPkiServerVerifier>, String>;
+
+/// Verifies chains against the account's `ca_file` first, and against the system roots
+/// (plus the `ca_file`) when that finds no known issuer, so the trust anchors are the
+/// union of both. The system store (hundreds of files on Debian) stays off the critical
+/// path: without a `ca_file` a thread starts reading it at once, while the connection and
+/// the handshake go on; with one, it is read only if a chain needs it.
+#[derive(Debug)]
+struct Roots {
+    extra: Option<Arc<WebPkiServerVerifier>>,
+    extra_certs: Vec<CertificateDer<'static>>,
+    system: OnceLock<Built>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Roots {
+    fn new(
+        ca_file: Option<&Path>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<Self>, TransportError> {
+        let extra_certs = match ca_file {
+            Some(path) => load_ca_file(path)?,
+            None => Vec::new(),
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_err(e.to_string()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| ca_err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_err("it holds no PEM certificate".into()));
+        let extra = if extra_certs.is_empty() {
+            None
+        } else {
+            let mut store = RootCertStore::empty();
+            store.add_parsable_certificates(extra_certs.iter().cloned());
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()
+                    .map_err(|e| TransportError::Handshake {
+                        detail: format!("no trust anchors: {e}"),
+                    })?,
+            )
+        };
+        let roots = Arc::new(Roots {
+            extra,
+            extra_certs,
+            system: OnceLock::new(),
+            provider,
+        });
+        if roots.extra.is_none() {
+            let prefetch = roots.clone();
+            std::thread::spawn(move || {
+                prefetch.system();
+            });
         }
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(ca_err(
-                "none of its certificates could be used as a trust anchor".into(),
-            ));
+        Ok(roots)
+    }
+
+    /// The verifier over the system roots and the `ca_file`, built once (a caller that
+    /// comes while the prefetch thread builds it waits for that).
+    fn system(&self) -> &Built {
+        self.system.get_or_init(|| {
+            let roots = system_roots_and(&self.extra_certs);
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| format!("no trust anchors: {e}"))
+        })
+    }
+}
+
+impl ServerCertVerifier for Roots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(extra) = &self.extra {
+            match extra.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+                Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {}
+                other => return other,
+            }
+        }
+        match self.system() {
+            Ok(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
+            Err(e) => Err(rustls::Error::General(e.clone())),
         }
     }
-    Ok(roots)
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Opens a TCP connection to `host:port`.
@@ -466,7 +594,7 @@ impl std::error::Error for PinMismatch {}
 /// Verifies the chain as usual, then requires the end-entity certificate to match a pin.
 #[derive(Debug)]
 struct Pinned {
-    inner: Arc<WebPkiServerVerifier>,
+    inner: Arc<dyn ServerCertVerifier>,
     pin: [u8; 32],
 }
 
