@@ -4,6 +4,7 @@
 
 mod clients;
 mod errors;
+mod external;
 mod fake_server;
 mod gss_layer;
 mod harness;
