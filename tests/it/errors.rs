@@ -91,6 +91,38 @@ fn kerberos_without_a_ticket_suggests_kinit_and_gssapi_kinit() {
     assert!(hint(&out).contains("gssapi.kinit"), "{}", out.stderr);
 }
 
+#[test]
+fn kerberos_expired_ticket_says_to_renew_it() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("FILE:{}/short-lived", dir.path().display());
+    // A real ticket from the KDC that lives two seconds.
+    let mut kinit = Command::new("kinit")
+        .args(["-l", "2s", "-c", &cache, "alice"])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kinit (krb5-user)");
+    use std::io::Write;
+    writeln!(kinit.stdin.take().unwrap(), "{}", h.get("PASSWORD")).unwrap();
+    assert!(kinit.wait().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let config = h.config(dir.path(), "", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(h.get("ALICE_CCACHE"), &cache);
+    std::fs::write(&config, text).unwrap();
+    let out = check(&config, None);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(&out, &["expired"]);
+    assert!(
+        hint(&out).starts_with("renew the Kerberos ticket"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// The harness's krb5.conf with the realm's KDC moved to a closed port.
 fn krb5_conf_with_closed_kdc(dir: &Path) -> PathBuf {
     let h = harness();
