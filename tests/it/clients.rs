@@ -18,6 +18,16 @@ fn tunnel_command(config: &Path) -> String {
 
 #[test]
 fn mutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
+    opens_the_inbox("mutt");
+}
+
+#[test]
+fn neomutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
+    opens_the_inbox("neomutt");
+}
+
+/// `client` (mutt or neomutt, same muttrc) under tmux shows INBOX and its message count.
+fn opens_the_inbox(client: &str) {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let config = h.config(dir.path(), "", "");
@@ -31,7 +41,7 @@ fn mutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
         ),
     )
     .unwrap();
-    let session = format!("mailtun-test-{}", std::process::id());
+    let session = format!("mailtun-test-{client}-{}", std::process::id());
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux");
     let started = tmux(&[
         "new-session",
@@ -43,7 +53,7 @@ fn mutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
         "-y",
         "40",
         &format!(
-            "env KRB5_CONFIG={} HOME={} TERM=xterm mutt -n -F {} ; sleep 30",
+            "env KRB5_CONFIG={} HOME={} TERM=xterm {client} -n -F {} ; sleep 30",
             h.get("KRB5_CONFIG"),
             dir.path().display(),
             muttrc.display()
@@ -70,9 +80,56 @@ fn mutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
     let count = h.get("INBOX_MESSAGES");
     assert!(
         screen.contains(&format!("msgs={count}")),
-        "mutt's screen:\n{screen}"
+        "{client}'s screen:\n{screen}"
     );
-    assert!(screen.contains("INBOX"), "mutt's screen:\n{screen}");
+    assert!(screen.contains("INBOX"), "{client}'s screen:\n{screen}");
+}
+
+#[test]
+fn offlineimap_syncs_the_mailbox_through_preauthtunnel() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(dir.path(), "", "");
+    let local = dir.path().join("mail");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = dir.path().join("offlineimaprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = test\nmetadata = {meta}\n[Account test]\nlocalrepository = local\nremoterepository = remote\n[Repository local]\ntype = Maildir\nlocalfolders = {local}\n[Repository remote]\ntype = IMAP\npreauthtunnel = {tunnel}\nfolderfilter = lambda f: f == 'INBOX'\n",
+            meta = dir.path().join("meta").display(),
+            local = local.display(),
+            tunnel = tunnel_command(&config),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("offlineimap")
+        .args(["-c", rc.to_str().unwrap(), "-o", "-u", "basic"])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("HOME", dir.path())
+        .output()
+        .expect("run offlineimap (offlineimap3)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "offlineimap failed: {log}");
+    let files: Vec<_> = ["cur", "new"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
+    assert_eq!(files.len(), expected, "{files:?}\n{log}");
+    let big = std::fs::metadata(h.path("BIG_MESSAGE")).unwrap().len();
+    assert!(
+        files
+            .iter()
+            .any(|f| std::fs::metadata(f).unwrap().len() + 1_000_000 > big),
+        "the 20 MB message was not synced: {files:?}"
+    );
 }
 
 #[test]
