@@ -176,16 +176,20 @@ pub fn tls_settings(
         ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
             detail: format!("{host} is not a valid TLS server name: {e}"),
         })?;
-    let verifier: Arc<dyn ServerCertVerifier> = if accept_invalid_certs {
-        Arc::new(AcceptAnything(provider.clone()))
+    let check: Box<dyn ChainCheck> = if accept_invalid_certs {
+        Box::new(AcceptAnything)
     } else {
-        let roots = Roots::new(ca_file, provider.clone())?;
-        let checked: Arc<dyn ServerCertVerifier> = match pin {
+        let roots: Box<dyn ChainCheck> = Box::new(Roots::new(ca_file, provider.clone())?);
+        let checked = match pin {
             None => roots,
-            Some(pin) => Arc::new(Pinned { inner: roots, pin }),
+            Some(pin) => Box::new(Pinned { inner: roots, pin }),
         };
-        Arc::new(Explained { inner: checked })
+        Box::new(Explained { inner: checked })
     };
+    let verifier = Arc::new(Verifier {
+        provider: provider.clone(),
+        check,
+    });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::Handshake {
@@ -257,6 +261,75 @@ fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportEr
     Ok(certs)
 }
 
+/// One decision about the server's certificate chain. [`Verifier`] adds the handshake
+/// signature checks, which are the same whatever the chain policy.
+trait ChainCheck: fmt::Debug + Send + Sync {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// The verifier every session uses: a chain check, then the handshake signatures with
+/// the crypto provider's algorithms.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    check: Box<dyn ChainCheck>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check
+            .check(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 type Built = Result<Arc<WebPkiServerVerifier>, String>;
 
 /// Verifies chains against the account's `ca_file` first, and against the system roots
@@ -321,8 +394,8 @@ impl Roots {
     }
 }
 
-impl ServerCertVerifier for Roots {
-    fn verify_server_cert(
+impl ChainCheck for Arc<Roots> {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -340,40 +413,6 @@ impl ServerCertVerifier for Roots {
             Ok(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
             Err(e) => Err(rustls::Error::General(e.clone())),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -526,11 +565,11 @@ impl std::error::Error for UnknownIssuerOf {}
 /// from an unknown CA (names and dates already come with rustls's own errors).
 #[derive(Debug)]
 struct Explained {
-    inner: Arc<dyn ServerCertVerifier>,
+    inner: Box<dyn ChainCheck>,
 }
 
-impl ServerCertVerifier for Explained {
-    fn verify_server_cert(
+impl ChainCheck for Explained {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -538,9 +577,9 @@ impl ServerCertVerifier for Explained {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        let result = self
+            .inner
+            .check(end_entity, intermediates, server_name, ocsp, now);
         match result {
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 let issuer = x509_parser::parse_x509_certificate(end_entity.as_ref())
@@ -552,28 +591,6 @@ impl ServerCertVerifier for Explained {
             }
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 
@@ -594,12 +611,12 @@ impl std::error::Error for PinMismatch {}
 /// Verifies the chain as usual, then requires the end-entity certificate to match a pin.
 #[derive(Debug)]
 struct Pinned {
-    inner: Arc<dyn ServerCertVerifier>,
+    inner: Box<dyn ChainCheck>,
     pin: [u8; 32],
 }
 
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
+impl ChainCheck for Pinned {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -617,38 +634,16 @@ impl ServerCertVerifier for Pinned {
             )));
         }
         self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+            .check(end_entity, intermediates, server_name, ocsp, now)
     }
 }
 
 /// `[dangerous] accept_invalid_certs`: any certificate, but handshake signatures checked.
 #[derive(Debug)]
-struct AcceptAnything(Arc<CryptoProvider>);
+struct AcceptAnything;
 
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
+impl ChainCheck for AcceptAnything {
+    fn check(
         &self,
         _: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
@@ -657,38 +652,6 @@ impl ServerCertVerifier for AcceptAnything {
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
