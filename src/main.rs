@@ -35,6 +35,9 @@ fn main() -> ExitCode {
         eprintln!("mailtun: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    if let Err(e) = mailtun::secret::forbid_core_dumps() {
+        tracing::warn!("cannot disable core dumps: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

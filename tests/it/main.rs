@@ -12,3 +12,4 @@ mod pop3_smtp;
 mod relay;
 mod sasl;
 mod scripted;
+mod signals;
