@@ -13,6 +13,15 @@ use mailtun::{session, tunnel};
 
 use cli::{Cli, Command, PasswordAction};
 
+/// `eprintln!` that does not panic when stderr is closed (a mail client that went away
+/// with it): the message is lost, the exit code stays the documented one.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 const EXIT_CONFIG: u8 = 3;
 const EXIT_NETWORK: u8 = 4;
 const EXIT_POLICY: u8 = 5;

@@ -264,3 +264,31 @@ fn a_config_naming_secrets_readable_by_others_draws_a_warning() {
     wait_within(&mut child, Duration::from_secs(10));
     assert!(!stderr_of(&mut child).contains("readable by others"));
 }
+
+#[test]
+fn a_closed_stderr_is_not_a_crash() {
+    // A client that closed the read end of mailtun's stderr: the messages are lost, the
+    // exit code is still the documented one (3: configuration), not a panic's 101.
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two descriptors, which are owned below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    use std::os::fd::FromRawFd;
+    // SAFETY: both descriptors were just created by pipe(2) and are owned once each.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    let out = Command::new(mailtun_bin())
+        .args(["--config", "/nonexistent/mailtun.toml", "tunnel", "test"])
+        .env_remove("MAILTUN_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(write))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("* BYE [UNAVAILABLE]"));
+}
