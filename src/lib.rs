@@ -26,3 +26,6 @@ pub mod secret;
 pub mod session;
 pub mod transport;
 pub mod tunnel;
+
+#[cfg(test)]
+mod proptests;
