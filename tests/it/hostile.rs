@@ -5,8 +5,9 @@
 //! panicked.
 //!
 //! The cases are written once against a [`Lang`]: what a protocol's server says at each
-//! step and how mailtun's refusal looks in it. IMAP is the only entry today; POP3 and SMTP
-//! are one table entry each in [`LANGS`].
+//! step and how mailtun's refusal looks in it; every case runs for each entry of
+//! [`LANGS`] (IMAP, POP3, SMTP). A case that has no meaning in a protocol (PREAUTH,
+//! literals) is skipped there by an `Option` in its entry.
 
 use std::path::PathBuf;
 use std::time::Duration;
