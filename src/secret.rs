@@ -46,18 +46,6 @@ impl<T: Zeroize> fmt::Display for Secret<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_and_display_never_show_the_value() {
-        let s = Secret::new(String::from("hunter2"));
-        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
-        assert_eq!(s.expose(), "hunter2");
-    }
-}
-
 /// Keeps secrets out of core dumps: no core file (`RLIMIT_CORE` 0) and the process not
 /// dumpable (`PR_SET_DUMPABLE` 0, which also keeps other processes of the same user from
 /// attaching a debugger). Called first thing by the binary, before any secret is read;
@@ -79,4 +67,16 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new(String::from("hunter2"));
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
 }

@@ -80,9 +80,12 @@ pub enum Act {
     Respond(Responder),
 }
 
+/// What an [`Act::Respond`] calls: the last line read in, the bytes to send out.
+pub type RespondFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
 /// The function of an [`Act::Respond`].
 #[derive(Clone)]
-pub struct Responder(pub Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>);
+pub struct Responder(pub Arc<RespondFn>);
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

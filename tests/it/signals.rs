@@ -145,8 +145,7 @@ fn sigterm_ends_a_tunnel_to_dovecot_and_dovecot_sees_the_close() {
             Instant::now() < deadline,
             "no disconnect with {marker} in Dovecot's log: {}",
             text.lines()
-                .filter(|l| l.contains("imap(alice)"))
-                .last()
+                .rfind(|l| l.contains("imap(alice)"))
                 .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
