@@ -100,6 +100,73 @@ fn sigterm_and_sighup_close_the_session_with_a_tls_close_notify_and_exit_0() {
 }
 
 #[test]
+fn sigterm_while_the_pop3_and_smtp_local_side_waits_closes_the_session_cleanly() {
+    // POP3 and SMTP answer the client's login locally before the relay: a signal there
+    // ends the session the same way.
+    let cases: [(&str, Vec<Act>, &str); 2] = [
+        (
+            "pop3",
+            vec![
+                Act::Tls(Cert::Good),
+                send("+OK fake POP3\r\n"),
+                Act::ReadLine,
+                send("+OK\r\nSASL PLAIN\r\n.\r\n"),
+                Act::ReadLine,
+                send("+OK Logged in.\r\n"),
+                Act::ReadLine,
+                send("+OK\r\nUIDL\r\n.\r\n"),
+            ],
+            "+OK",
+        ),
+        (
+            "smtp",
+            vec![
+                Act::Tls(Cert::Good),
+                send("220 fake ESMTP\r\n"),
+                Act::ReadLine,
+                send("250-mail.example.test\r\n250 AUTH PLAIN\r\n"),
+                Act::ReadLine,
+                send("235 2.7.0 ok\r\n"),
+                Act::ReadLine,
+                send("250-mail.example.test\r\n250 PIPELINING\r\n"),
+            ],
+            "220",
+        ),
+    ];
+    for (protocol, script, greeting) in cases {
+        let server = FakeServer::start(script);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\nmin_protection = \"tls\"\npassword = {{ command = \"echo not-a-real-password\" }}\ntimeout_secs = 5\n",
+                server.port,
+                pki().ca_file.display()
+            ),
+        )
+        .unwrap();
+        let mut child = spawn(&config);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with(greeting), "{protocol}: {line:?}");
+        let stdin = child.stdin.take().unwrap();
+        signal(&child, libc::SIGTERM);
+        let status = wait_within(&mut child, Duration::from_secs(5));
+        let stderr = stderr_of(&mut child);
+        let rec = server.finish();
+        assert_eq!(status.code(), Some(0), "{protocol}: {status:?}; {stderr}");
+        assert!(
+            stderr.contains("SIGTERM: closing the session"),
+            "{protocol}: {stderr}"
+        );
+        assert!(rec.closed_cleanly, "{protocol}: no TLS close_notify");
+        drop(stdin);
+    }
+}
+
+#[test]
 fn sigterm_ends_a_tunnel_to_dovecot_and_dovecot_sees_the_close() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
