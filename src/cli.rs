@@ -112,4 +112,5 @@ Exit codes:
   4  connection or TLS failure (unreachable, certificate not verified)
   5  policy refusal (no TLS or no acceptable mechanism where the account requires one)
   6  authentication failure (no Kerberos ticket, server refused)
-  7  the server broke the protocol (e.g. bytes injected after STARTTLS)";
+  7  the server broke the protocol (e.g. bytes injected after STARTTLS)
+SIGTERM or SIGHUP while the tunnel runs closes the session cleanly (exit 0).";

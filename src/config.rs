@@ -426,7 +426,48 @@ impl Config {
                 "cannot read the configuration: {e} (create it, or name another with --config or MAILTUN_CONFIG)"
             ),
         })?;
-        Config::parse(file, &text)
+        let config = Config::parse(file, &text)?;
+        config.warn_if_readable_by_others();
+        Ok(config)
+    }
+
+    /// Warns when the file names a way to a secret (a password command, an OAuth token
+    /// command, a client key) and others than its owner may read it: the commands and
+    /// paths tell where the secrets are, and a writer could swap the command.
+    fn warn_if_readable_by_others(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&self.file) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        let holders: Vec<String> = self
+            .accounts
+            .values()
+            .filter_map(|a| {
+                let mut what = Vec::new();
+                if matches!(a.password, PasswordSource::Command(_)) {
+                    what.push("a password command");
+                }
+                if a.oauth_token_command.is_some() {
+                    what.push("an OAuth token command");
+                }
+                if a.client_cert.is_some() {
+                    what.push("a client key");
+                }
+                (!what.is_empty()).then(|| format!("`{}` ({})", a.name, what.join(", ")))
+            })
+            .collect();
+        if !holders.is_empty() {
+            tracing::warn!(
+                "{} is readable by others (mode {mode:04o}) and names secrets for account {}: restrict it with `chmod 600 {}`",
+                self.file.display(),
+                holders.join(", "),
+                self.file.display()
+            );
+        }
     }
 
     /// Parses configuration text; `file` only serves the error messages.

@@ -37,3 +37,6 @@ pub mod snippet;
 pub mod timeline;
 pub mod transport;
 pub mod tunnel;
+
+#[cfg(test)]
+mod proptests;

@@ -14,6 +14,15 @@ use mailtun::{session, tunnel};
 
 use cli::{Cli, Command, PasswordAction};
 
+/// `eprintln!` that does not panic when stderr is closed (a mail client that went away
+/// with it): the message is lost, the exit code stays the documented one.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 const EXIT_CONFIG: u8 = 3;
 const EXIT_NETWORK: u8 = 4;
 const EXIT_POLICY: u8 = 5;
@@ -35,6 +44,9 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(&cli) {
         eprintln!("mailtun: {e}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Err(e) = mailtun::secret::forbid_core_dumps() {
+        tracing::warn!("cannot disable core dumps: {e}");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

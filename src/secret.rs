@@ -46,6 +46,29 @@ impl<T: Zeroize> fmt::Display for Secret<T> {
     }
 }
 
+/// Keeps secrets out of core dumps: no core file (`RLIMIT_CORE` 0) and the process not
+/// dumpable (`PR_SET_DUMPABLE` 0, which also keeps other processes of the same user from
+/// attaching a debugger). Called first thing by the binary, before any secret is read;
+/// children (a password command) start with a core limit of 0 too.
+///
+/// Returns the error of the first call that failed; the caller may only warn.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit and prctl take plain values and a pointer to a live struct.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,6 +104,11 @@ where
 {
     let text = summary(account, &est);
     let greeting = imap_greeting(account, &est);
+    // From now on SIGTERM and SIGHUP close the session cleanly instead of killing the
+    // process: the server gets a TLS close_notify (and an IMAP server no half-read
+    // command), and the exit code is 0.
+    let stop = termination_signal();
+    tokio::pin!(stop);
     // With a security layer, every byte after the authentication reply is a layer token,
     // those already received included.
     let (mut server, leftover): (Box<dyn ServerStream>, Vec<u8>) = match est.layer {
@@ -117,7 +122,7 @@ where
         Protocol::Imap => {
             client_out.write_all(&greeting).await?;
             client_out.flush().await?;
-            return relay(server, leftover, client_in, client_out).await;
+            return relay_until(server, leftover, client_in, client_out, stop).await;
         }
         Protocol::Pop3 => Box::new(LocalPop3::new(&text, &est.capabilities)),
         Protocol::Smtp => Box::new(LocalSmtp::new(&account.host, &text, &est.capabilities)),
@@ -129,7 +134,10 @@ where
         })?;
         match event {
             LocalEvent::NeedInput => {
-                let n = client_in.read(&mut buf).await?;
+                let n = tokio::select! {
+                    r = client_in.read(&mut buf) => r?,
+                    () = &mut stop => 0,
+                };
                 if n == 0 {
                     // The client left before its first mail command.
                     let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
@@ -149,7 +157,30 @@ where
             LocalEvent::Relay => break,
         }
     }
-    relay(server, leftover, client_in, client_out).await
+    relay_until(server, leftover, client_in, client_out, stop).await
+}
+
+/// Resolves when the process receives SIGTERM or SIGHUP. The handlers are installed
+/// when this is called (not when first polled), so a signal that arrives before the
+/// future is awaited is not lost. Where a handler cannot be installed, that signal
+/// keeps its default action.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    async move {
+        tokio::select! {
+            _ = wait_for(term.as_mut()) => tracing::info!("SIGTERM: closing the session"),
+            _ = wait_for(hup.as_mut()) => tracing::info!("SIGHUP: closing the session"),
+        }
+    }
+}
+
+async fn wait_for(s: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The server side of a session: the link, or the link under a security layer.
@@ -427,13 +458,38 @@ fn unix_stream(f: std::fs::File) -> Option<tokio::net::UnixStream> {
 pub async fn relay<S, R, W>(
     server: S,
     leftover: Vec<u8>,
-    mut client_in: R,
-    mut client_out: W,
+    client_in: R,
+    client_out: W,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+{
+    relay_until(
+        server,
+        leftover,
+        client_in,
+        client_out,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// [`relay`], ended early (and cleanly: the server is told, as when the client closes)
+/// when `stop` resolves.
+pub async fn relay_until<S, R, W, F>(
+    server: S,
+    leftover: Vec<u8>,
+    mut client_in: R,
+    mut client_out: W,
+    stop: F,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: std::future::Future<Output = ()>,
 {
     let (mut server_in, mut server_out) = tokio::io::split(server);
     let client_gone = Cell::new(false);
@@ -499,8 +555,9 @@ where
                 to_server_bytes.set(to_server_bytes.get() + n as u64);
             }
         };
-        tokio::pin!(to_client, to_server);
+        tokio::pin!(to_client, to_server, stop);
         tokio::select! {
+            () = &mut stop => Ok(()),
             r = &mut to_client => quiet_broken_pipe(r),
             r = &mut to_server => match r {
                 Ok(()) => quiet_broken_pipe(to_client.await),

@@ -59,6 +59,10 @@ impl LayerWanted {
 /// negotiation): it bounds the relay's memory.
 pub const MAX_RECEIVE: u32 = 256 * 1024;
 
+/// The smallest wrapped-token size a server may announce with a layer: below it a
+/// Kerberos wrap token cannot carry a byte of data.
+pub const MIN_SEND: u32 = 64;
+
 enum State {
     Start,
     Establishing,
@@ -115,8 +119,8 @@ impl<C: GssContext> Gssapi<C> {
         let (chosen, max_buf) = match wanted {
             LayerWanted::None => (LAYER_NONE, 0),
             _ => {
-                if server_max < 64 {
-                    return Err(SaslError::MalformedLayerOffer { len: offer.len() });
+                if server_max < MIN_SEND {
+                    return Err(SaslError::LayerBufferTooSmall { size: server_max });
                 }
                 self.negotiated = Some(Layer {
                     confidentiality: wanted == LayerWanted::Confidentiality,
@@ -281,6 +285,19 @@ mod tests {
             m.step(b"W:\x01\x00\x00"),
             Err(SaslError::MalformedLayerOffer { len: 3 })
         );
+    }
+
+    #[test]
+    fn a_layer_offer_with_a_tiny_buffer_is_refused_as_such() {
+        // The offer has its 4 octets: the message must not call it malformed by length.
+        let mut m = mech(true);
+        m.layer = LayerWanted::Confidentiality;
+        m.initial_response().unwrap();
+        m.step(b"AP-REP").unwrap();
+        let e = m.step(b"W:\x07\x00\x00\x10").unwrap_err();
+        assert_eq!(e, SaslError::LayerBufferTooSmall { size: 16 });
+        assert!(e.to_string().contains("16-byte"), "{e}");
+        assert!(!m.is_complete() && m.layer().is_none());
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub enum SaslError {
     /// The server's security-layer message (RFC 4752 section 3.1) is not 4 octets.
     #[error("the server's GSSAPI security-layer message is malformed ({len} octets instead of 4)")]
     MalformedLayerOffer { len: usize },
+    /// The server offers a security layer with a buffer too small for any wrapped data.
+    #[error(
+        "the server offers a GSSAPI security layer with a {size}-byte buffer, too small to carry data"
+    )]
+    LayerBufferTooSmall { size: u32 },
     /// The server offers no security layer this account accepts.
     #[error(
         "the server offers GSSAPI security layers {offered:#04x}, none of which this account accepts ({wanted})"

@@ -74,6 +74,28 @@ pub enum Act {
     Tls(Cert),
     /// Close the connection (TLS close_notify first, when TLS is up).
     Close,
+    /// Write what the function makes of the last line read (without its line end):
+    /// the dynamic step of a server that must answer with what the client sent (a SCRAM
+    /// server-first message extends the client's nonce).
+    Respond(Responder),
+}
+
+/// What an [`Act::Respond`] calls: the last line read in, the bytes to send out.
+pub type RespondFn = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync;
+
+/// The function of an [`Act::Respond`].
+#[derive(Clone)]
+pub struct Responder(pub Arc<RespondFn>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+/// Shorthand for [`Act::Respond`].
+pub fn respond(f: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> Act {
+    Act::Respond(Responder(Arc::new(f)))
 }
 
 /// Shorthand for [`Act::Send`].
@@ -97,6 +119,9 @@ pub struct Record {
     pub tls_error: Option<String>,
     /// Connections accepted (a second one would be a retry).
     pub connections: usize,
+    /// The client ended the session with a TLS close_notify (over TLS) or a FIN (in
+    /// plaintext), rather than by a reset or a TCP close without close_notify.
+    pub closed_cleanly: bool,
 }
 
 impl Record {
@@ -209,6 +234,7 @@ async fn play(tcp: Recording, script: Vec<Act>, record: &mut Record) {
     let raw = tcp.log.clone();
     let mut layer = Layer::Plain(tcp);
     let mut last_tag = String::new();
+    let mut last_line: Vec<u8> = Vec::new();
     for act in script {
         let ok = match act {
             Act::Send(bytes) => {
@@ -228,6 +254,11 @@ async fn play(tcp: Recording, script: Vec<Act>, record: &mut Record) {
                     if let (Some(tag), Some(_)) = (words.next(), words.next()) {
                         last_tag = tag.to_string();
                     }
+                    last_line = line
+                        .strip_suffix(b"\n")
+                        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                        .unwrap_or(&line)
+                        .to_vec();
                     true
                 }
                 None => false,
@@ -268,6 +299,14 @@ async fn play(tcp: Recording, script: Vec<Act>, record: &mut Record) {
                     }
                 }
             }
+            Act::Respond(Responder(f)) => {
+                let bytes = f(&last_line);
+                match &mut layer {
+                    Layer::Plain(s) => s.write_all(&bytes).await.is_ok() && s.flush().await.is_ok(),
+                    Layer::Tls(s) => s.write_all(&bytes).await.is_ok() && s.flush().await.is_ok(),
+                    Layer::Closed => false,
+                }
+            }
             Act::Close => {
                 match std::mem::replace(&mut layer, Layer::Closed) {
                     Layer::Plain(mut s) => {
@@ -297,7 +336,11 @@ async fn play(tcp: Recording, script: Vec<Act>, record: &mut Record) {
             Layer::Closed => break,
         };
         match n {
-            Ok(0) | Err(_) => break,
+            Ok(0) => {
+                record.closed_cleanly = true;
+                break;
+            }
+            Err(_) => break,
             Ok(n) => {
                 if let Layer::Tls(_) = layer {
                     record.decrypted.extend_from_slice(&buf[..n]);

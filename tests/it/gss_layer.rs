@@ -56,9 +56,20 @@ fn read_token(r: &mut BufReader<TcpStream>, raw: &mut Vec<u8>) -> Option<Vec<u8>
     Some(token)
 }
 
-/// Serves one session: GSSAPI with a layer offer of `offer`, then IMAP under the layer.
+/// The server's security-layer message (RFC 4752 section 3.1).
+#[derive(Debug, Clone, Copy)]
+enum Offer {
+    /// A well-formed offer of these layer bits.
+    Layers(u8),
+    /// Wrapped correctly, but 3 octets instead of 4.
+    Short,
+    /// Not a wrap token at all.
+    Garbage,
+}
+
+/// Serves one session: GSSAPI with the layer message `offer`, then IMAP under the layer.
 /// Returns (the layer the client chose, every raw byte received under the layer).
-fn serve(listener: TcpListener, offer: u8) -> (u8, Vec<u8>) {
+fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
     acceptor_env();
     let (stream, _) = listener.accept().unwrap();
     let mut w = stream.try_clone().unwrap();
@@ -86,8 +97,12 @@ fn serve(listener: TcpListener, offer: u8) -> (u8, Vec<u8>) {
         "the client answers the AP-REP with an empty response"
     );
     // Offer layers, with a small maximum so the client must split its writes.
-    let offer_msg = ctx.wrap(false, &[offer, 0x00, 0x40, 0x00]).unwrap();
-    w.write_all(format!("+ {}\r\n", B64.encode(&*offer_msg)).as_bytes())
+    let offer_msg = match offer {
+        Offer::Layers(bits) => ctx.wrap(false, &[bits, 0x00, 0x40, 0x00]).unwrap().to_vec(),
+        Offer::Short => ctx.wrap(false, &[0x07, 0x00, 0x40]).unwrap().to_vec(),
+        Offer::Garbage => b"\x05\x04\xffnot a wrap token at all, just bytes".to_vec(),
+    };
+    w.write_all(format!("+ {}\r\n", B64.encode(&offer_msg)).as_bytes())
         .unwrap();
     let line = read_line(&mut r);
     if line.is_empty() {
@@ -129,7 +144,7 @@ fn serve(listener: TcpListener, offer: u8) -> (u8, Vec<u8>) {
     (chosen, raw)
 }
 
-fn run(layer: &str, offer: u8) -> (crate::harness::Output, u8, Vec<u8>) {
+fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
     let h = harness();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -155,7 +170,7 @@ fn run(layer: &str, offer: u8) -> (crate::harness::Output, u8, Vec<u8>) {
 
 #[test]
 fn rfc4752_confidentiality_layer_carries_the_20mb_message_without_tls() {
-    let (out, chosen, raw) = run("confidentiality", 0x07);
+    let (out, chosen, raw) = run("confidentiality", Offer::Layers(0x07));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(chosen, 0x04, "the client chose the confidentiality layer");
     let first = out.first_line();
@@ -183,7 +198,7 @@ fn rfc4752_confidentiality_layer_carries_the_20mb_message_without_tls() {
 
 #[test]
 fn integrity_layer_is_negotiated_when_asked_for() {
-    let (out, chosen, _) = run("integrity", 0x07);
+    let (out, chosen, _) = run("integrity", Offer::Layers(0x07));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(chosen, 0x02);
     assert!(
@@ -195,7 +210,7 @@ fn integrity_layer_is_negotiated_when_asked_for() {
 
 #[test]
 fn a_server_without_the_wanted_layer_is_refused() {
-    let (out, chosen, _) = run("confidentiality", 0x01);
+    let (out, chosen, _) = run("confidentiality", Offer::Layers(0x01));
     assert_eq!(out.code, Some(6), "{}", out.stderr);
     assert_eq!(chosen, 0, "no layer reply was sent");
     assert!(
@@ -208,4 +223,32 @@ fn a_server_without_the_wanted_layer_is_refused() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn rfc4752_a_malformed_security_layer_message_is_an_authentication_failure() {
+    for (offer, message) in [
+        (Offer::Short, "malformed (3 octets instead of 4)"),
+        (Offer::Garbage, "Kerberos"),
+    ] {
+        let (out, chosen, _) = run("confidentiality", offer);
+        assert_eq!(out.code, Some(6), "{offer:?}: {}", out.stderr);
+        assert_eq!(chosen, 0, "{offer:?}: no layer reply was sent");
+        assert!(
+            out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
+            "{offer:?}: {}",
+            out.first_line()
+        );
+        assert!(
+            !out.stdout_text().contains("PREAUTH"),
+            "{offer:?}: {}",
+            out.stdout_text()
+        );
+        assert!(out.stderr.contains(message), "{offer:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("panicked"),
+            "{offer:?}: {}",
+            out.stderr
+        );
+    }
 }

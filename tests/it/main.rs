@@ -17,3 +17,4 @@ mod relay;
 mod sasl;
 mod sasl_oracle;
 mod scripted;
+mod signals;
