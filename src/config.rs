@@ -313,6 +313,9 @@ pub struct Account {
     /// TLS client certificate and key (PEM), for EXTERNAL.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
+    /// End a relayed session after this long without traffic (none by default: IMAP IDLE
+    /// sessions may stay quiet for a long time).
+    pub idle_timeout: Option<Duration>,
     /// Name sent in SMTP EHLO.
     pub ehlo_name: String,
     pub gssapi: GssapiSettings,
@@ -357,6 +360,7 @@ struct RawAccount {
     client_cert: Option<Spanned<PathBuf>>,
     client_key: Option<PathBuf>,
     timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
     ehlo_name: Option<String>,
     gssapi: Option<RawGssapi>,
     dangerous: Option<Dangerous>,
@@ -668,6 +672,16 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
         Some(t) => Duration::from_secs(*t.get_ref()),
     };
+    let idle_timeout = match raw.idle_timeout_secs {
+        None => None,
+        Some(t) if *t.get_ref() == 0 || *t.get_ref() > 7 * 86400 => {
+            return Err((
+                Some(t.span()),
+                "`idle_timeout_secs` must be between 1 and 604800 (a week)".into(),
+            ));
+        }
+        Some(t) => Some(Duration::from_secs(*t.get_ref())),
+    };
     let g = raw.gssapi.unwrap_or_default();
     let user = raw.user.unwrap_or_default();
     Ok(Account {
@@ -687,6 +701,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         oauth_token_command: raw.oauth_token_command,
         client_cert,
         timeout,
+        idle_timeout,
         ehlo_name: raw.ehlo_name.unwrap_or_else(|| "localhost".into()),
         gssapi: GssapiSettings {
             service: g
@@ -866,5 +881,18 @@ mod tests {
             c.account("a").unwrap().password,
             PasswordSource::Keyring(KeyringStore::SecretService)
         );
+    }
+
+    #[test]
+    fn idle_timeout_is_off_unless_set() {
+        let c = parse("[accounts.a]\nhost = \"h\"\n").unwrap();
+        assert_eq!(c.account("a").unwrap().idle_timeout, None);
+        let c = parse("[accounts.a]\nhost = \"h\"\nidle_timeout_secs = 1800\n").unwrap();
+        assert_eq!(
+            c.account("a").unwrap().idle_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let e = parse("[accounts.a]\nhost = \"h\"\nidle_timeout_secs = 0\n").unwrap_err();
+        assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
     }
 }

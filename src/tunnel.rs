@@ -122,7 +122,15 @@ where
         Protocol::Imap => {
             client_out.write_all(&greeting).await?;
             client_out.flush().await?;
-            return relay_until(server, leftover, client_in, client_out, stop).await;
+            return relay_until(
+                server,
+                account.idle_timeout,
+                leftover,
+                client_in,
+                client_out,
+                stop,
+            )
+            .await;
         }
         Protocol::Pop3 => Box::new(LocalPop3::new(&text, &est.capabilities)),
         Protocol::Smtp => Box::new(LocalSmtp::new(&account.host, &text, &est.capabilities)),
@@ -157,7 +165,15 @@ where
             LocalEvent::Relay => break,
         }
     }
-    relay_until(server, leftover, client_in, client_out, stop).await
+    relay_until(
+        server,
+        account.idle_timeout,
+        leftover,
+        client_in,
+        client_out,
+        stop,
+    )
+    .await
 }
 
 /// Resolves when the process receives SIGTERM or SIGHUP. The handlers are installed
@@ -468,6 +484,7 @@ where
 {
     relay_until(
         server,
+        None,
         leftover,
         client_in,
         client_out,
@@ -478,8 +495,10 @@ where
 
 /// [`relay`], ended early (and cleanly: the server is told, as when the client closes)
 /// when `stop` resolves.
+/// `idle`: end the session after that long without a byte in either direction.
 pub async fn relay_until<S, R, W, F>(
     server: S,
+    idle: Option<Duration>,
     leftover: Vec<u8>,
     mut client_in: R,
     mut client_out: W,
@@ -555,9 +574,26 @@ where
                 to_server_bytes.set(to_server_bytes.get() + n as u64);
             }
         };
-        tokio::pin!(to_client, to_server, stop);
+        let idle_watch = async {
+            let Some(idle) = idle else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                let before = (to_client_bytes.get(), to_server_bytes.get());
+                tokio::time::sleep(idle).await;
+                if (to_client_bytes.get(), to_server_bytes.get()) == before {
+                    tracing::warn!(
+                        "no traffic for {} s (idle_timeout_secs): the session ends",
+                        idle.as_secs()
+                    );
+                    return;
+                }
+            }
+        };
+        tokio::pin!(to_client, to_server, stop, idle_watch);
         tokio::select! {
             () = &mut stop => Ok(()),
+            () = &mut idle_watch => Ok(()),
             r = &mut to_client => quiet_broken_pipe(r),
             r = &mut to_server => match r {
                 Ok(()) => quiet_broken_pipe(to_client.await),

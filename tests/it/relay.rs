@@ -401,3 +401,59 @@ async fn after_the_client_closed_a_silent_server_ends_the_session_after_the_grac
         "took {took:?}, grace {CLOSE_GRACE:?}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_timeout_ends_a_silent_session_and_not_a_busy_one() {
+    // The relay is not Send (it is one task by design): run it on a LocalSet.
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let idle = Duration::from_millis(400);
+            let (server_near, mut server) = duplex(PIPE);
+            let (stdin_near, mut client_in) = duplex(PIPE);
+            let (stdout_near, mut client_out) = duplex(PIPE);
+            let started = Instant::now();
+            let relay = tokio::task::spawn_local(mailtun::tunnel::relay_until(
+                server_near,
+                Some(idle),
+                Vec::new(),
+                stdin_near,
+                stdout_near,
+                std::future::pending(),
+            ));
+            // Traffic every 100 ms for a second keeps the session alive past the idle time.
+            let mut buf = [0u8; 16];
+            for _ in 0..10 {
+                client_in.write_all(b"a NOOP\r\n").await.unwrap();
+                server.read_exact(&mut buf[..8]).await.unwrap();
+                server.write_all(b"a OK\r\n").await.unwrap();
+                client_out.read_exact(&mut buf[..6]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(!relay.is_finished(), "a busy session was ended");
+            let quiet_from = Instant::now();
+            // Then silence: the relay ends by itself, and both peers see the end.
+            tokio::time::timeout(Duration::from_secs(5), relay)
+                .await
+                .expect("the idle session did not end")
+                .unwrap()
+                .unwrap();
+            let waited = quiet_from.elapsed();
+            assert!(
+                waited >= idle - Duration::from_millis(100) && waited < idle * 3,
+                "ended after {waited:?}"
+            );
+            assert_eq!(
+                client_out.read(&mut buf).await.unwrap(),
+                0,
+                "the client sees EOF"
+            );
+            assert_eq!(
+                server.read(&mut buf).await.unwrap(),
+                0,
+                "the server sees EOF"
+            );
+            assert!(started.elapsed() > Duration::from_secs(1));
+        })
+        .await;
+}
