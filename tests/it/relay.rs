@@ -130,8 +130,8 @@ async fn check_pattern(r: &mut DuplexStream, p: &Pattern) -> io::Result<u64> {
 }
 
 #[tokio::test]
-async fn the_relay_loses_nothing_with_256_mib_each_way_at_once() {
-    const TOTAL: u64 = 256 << 20;
+async fn the_relay_loses_nothing_with_1_gib_each_way_at_once() {
+    const TOTAL: u64 = 1 << 30;
     let (ends, relay) = start(b"");
     let Ends {
         server,
