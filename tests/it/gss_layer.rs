@@ -1,9 +1,11 @@
 //! The RFC 4752 security layer on a session without TLS (`tls = ["none"]`), against an
 //! in-process IMAP acceptor built on the real Kerberos library with the harness's
-//! service keytab (Dovecot 2.3 offers no layer). The 20 MB message crosses the layer.
+//! service keytab (Dovecot 2.3 offers no layer). The 20 MB message crosses the layer;
+//! `gigabyte.rs` sends 1 GiB each way through the same acceptor.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use base64::Engine;
@@ -41,7 +43,7 @@ fn read_line(r: &mut BufReader<TcpStream>) -> String {
     line.trim_end().to_string()
 }
 
-fn send_token(w: &mut TcpStream, token: &[u8]) {
+pub fn send_token(w: &mut TcpStream, token: &[u8]) {
     w.write_all(&(token.len() as u32).to_be_bytes()).unwrap();
     w.write_all(token).unwrap();
 }
@@ -58,7 +60,7 @@ fn read_token(r: &mut BufReader<TcpStream>, raw: &mut Vec<u8>) -> Option<Vec<u8>
 
 /// The server's security-layer message (RFC 4752 section 3.1).
 #[derive(Debug, Clone, Copy)]
-enum Offer {
+pub enum Offer {
     /// A well-formed offer of these layer bits.
     Layers(u8),
     /// Wrapped correctly, but 3 octets instead of 4.
@@ -67,9 +69,25 @@ enum Offer {
     Garbage,
 }
 
-/// Serves one session: GSSAPI with the layer message `offer`, then IMAP under the layer.
-/// Returns (the layer the client chose, every raw byte received under the layer).
-fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
+/// The wrapped-token size the acceptor announces unless a test says otherwise: small,
+/// so that the client must split its writes.
+const ANNOUNCED_MAX: u32 = 0x4000;
+
+/// An authenticated session under the security layer the client chose.
+pub struct Accepted {
+    pub ctx: ServerCtx,
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+    /// The layer bit the client chose.
+    pub chosen: u8,
+    /// The largest wrapped token the client accepts.
+    pub client_max: usize,
+}
+
+/// Accepts one connection and runs GSSAPI with the layer message `offer` (announcing
+/// `announced_max` octets as the largest token the acceptor takes). `None` when the
+/// client refused the offer and closed.
+pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Option<Accepted> {
     acceptor_env();
     let (stream, _) = listener.accept().unwrap();
     let mut w = stream.try_clone().unwrap();
@@ -96,23 +114,48 @@ fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
         "",
         "the client answers the AP-REP with an empty response"
     );
-    // Offer layers, with a small maximum so the client must split its writes.
+    let max = announced_max.to_be_bytes();
     let offer_msg = match offer {
-        Offer::Layers(bits) => ctx.wrap(false, &[bits, 0x00, 0x40, 0x00]).unwrap().to_vec(),
-        Offer::Short => ctx.wrap(false, &[0x07, 0x00, 0x40]).unwrap().to_vec(),
+        Offer::Layers(bits) => ctx
+            .wrap(false, &[bits, max[1], max[2], max[3]])
+            .unwrap()
+            .to_vec(),
+        Offer::Short => ctx.wrap(false, &[0x07, max[1], max[2]]).unwrap().to_vec(),
         Offer::Garbage => b"\x05\x04\xffnot a wrap token at all, just bytes".to_vec(),
     };
     w.write_all(format!("+ {}\r\n", B64.encode(&offer_msg)).as_bytes())
         .unwrap();
     let line = read_line(&mut r);
     if line.is_empty() {
-        // The client refused the offer and closed.
-        return (0, Vec::new());
+        return None;
     }
     let reply = ctx.unwrap(&B64.decode(line).unwrap()).unwrap();
     let chosen = reply[0];
     let client_max = u32::from_be_bytes([0, reply[1], reply[2], reply[3]]) as usize;
     w.write_all(b"m1 OK authenticated\r\n").unwrap();
+    Some(Accepted {
+        ctx,
+        r,
+        w,
+        chosen,
+        client_max,
+    })
+}
+
+/// Serves one session: GSSAPI with the layer message `offer`, then IMAP under the layer.
+/// Returns (the layer the client chose, every raw byte received under the layer).
+fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
+    let Some(Accepted {
+        mut ctx,
+        mut r,
+        mut w,
+        chosen,
+        client_max,
+    }) = accept(&listener, offer, ANNOUNCED_MAX)
+    else {
+        // The client refused the offer and closed.
+        return (0, Vec::new());
+    };
     let encrypt = chosen == 4;
     let mut raw = Vec::new();
     let mut commands = Vec::new();
@@ -144,13 +187,11 @@ fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
     (chosen, raw)
 }
 
-fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
+/// A config file for an account `test` on the acceptor at 127.0.0.1:`port`, without TLS,
+/// asking for the GSSAPI `layer`.
+pub fn layer_config(dir: &Path, port: u16, layer: &str) -> PathBuf {
     let h = harness();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || serve(listener, offer));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
@@ -160,6 +201,15 @@ fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
         ),
     )
     .unwrap();
+    config
+}
+
+fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || serve(listener, offer));
+    let dir = tempfile::tempdir().unwrap();
+    let config = layer_config(dir.path(), port, layer);
     let out = run_mailtun(
         &["--config", config.to_str().unwrap(), "tunnel", "test"],
         b"a FETCH 1 BODY[]\r\nb LOGOUT\r\n",

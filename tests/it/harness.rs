@@ -101,20 +101,24 @@ pub fn mailtun_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mailtun")
 }
 
-/// Runs `mailtun ARGS` with `stdin`, the harness's Kerberos configuration, and a clean
-/// environment for Kerberos (no ambient ticket cache).
-pub fn run_mailtun(args: &[&str], stdin: &[u8]) -> Output {
+/// `mailtun ARGS` with the harness's Kerberos configuration, a clean environment for
+/// Kerberos (no ambient ticket cache) and piped stdin, stdout and stderr.
+pub fn mailtun_command(args: &[&str]) -> Command {
     let h = harness();
-    let mut child = Command::new(mailtun_bin())
-        .args(args)
+    let mut cmd = Command::new(mailtun_bin());
+    cmd.args(args)
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
         .env_remove("MAILTUN_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailtun");
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `mailtun ARGS` with `stdin` (see [`mailtun_command`]).
+pub fn run_mailtun(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = mailtun_command(args).spawn().expect("spawn mailtun");
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -152,17 +156,7 @@ pub fn literal_after<'a>(data: &'a [u8], marker: &[u8]) -> Option<&'a [u8]> {
 pub fn run_mailtun_steps(args: &[&str], steps: &[(&[u8], &[u8])]) -> Output {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
-    let h = harness();
-    let mut child = Command::new(mailtun_bin())
-        .args(args)
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
-        .env_remove("MAILTUN_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailtun");
+    let mut child = mailtun_command(args).spawn().expect("spawn mailtun");
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let mut out_pipe = child.stdout.take().unwrap();
     let sink = stdout.clone();

@@ -6,6 +6,7 @@ mod clients;
 mod errors;
 mod external;
 mod fake_server;
+mod gigabyte;
 mod gss_layer;
 mod harness;
 mod hostile;
