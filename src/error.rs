@@ -159,7 +159,7 @@ impl Failure {
                 "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()
             }
             (_, Some(GssFailureKind::ClockSkew)) => {
-                "this machine's clock differs too much from the KDC's; synchronise it (NTP)".into()
+                "the clocks of this machine and the KDC differ by more than Kerberos allows (`clockskew`, 5 minutes by default): synchronise this machine's clock (NTP, e.g. `timedatectl set-ntp true`); a new ticket from `kinit` also makes MIT Kerberos correct for the difference, unless krb5.conf sets `kdc_timesync = 0`".into()
             }
             (_, Some(GssFailureKind::KdcUnreachable)) => {
                 "check the realm's KDC entries in krb5.conf (or KRB5_CONFIG) and that the KDC is up".into()
@@ -167,8 +167,14 @@ impl Failure {
             (_, Some(GssFailureKind::UnknownRealm)) => {
                 "add the realm to krb5.conf (or KRB5_CONFIG), or check `gssapi.principal`".into()
             }
+            (FailureKind::Rejected { mechanism: "GSSAPI", .. }, _) => {
+                "check that your principal is allowed to log in as this user on the server; the server's log says why it refused the ticket (a clock that differs from this machine's by more than 5 minutes is one cause: synchronise the clocks with NTP)".into()
+            }
+            (FailureKind::Rejected { mechanism: "EXTERNAL", .. }, _) => {
+                "check that the server maps the client certificate (`client_cert`) to this user".into()
+            }
             (FailureKind::Rejected { .. }, _) => {
-                "check that your principal is allowed to log in as this user on the server".into()
+                "check `user` and the password (or token) of this account".into()
             }
             (FailureKind::Policy(PolicyError::StartTlsNotOffered { .. }), _)
             | (FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }), _) => {

@@ -23,6 +23,9 @@ use crate::secret::Secret;
 const KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: i32 = -1765328377;
 const KRB5KRB_AP_ERR_TKT_EXPIRED: i32 = -1765328352;
 const KRB5KRB_AP_ERR_SKEW: i32 = -1765328347;
+/// The client refused the KDC's reply because of its timestamp (MIT, with
+/// `kdc_timesync = 0`; by default the library adopts the KDC's time instead).
+const KRB5_KDCREP_SKEW: i32 = -1765328236;
 const KRB5_KDC_UNREACH: i32 = -1765328228;
 const KRB5_REALM_UNKNOWN: i32 = -1765328230;
 const KRB5_CC_NOTFOUND: i32 = -1765328243;
@@ -34,7 +37,7 @@ fn failure(context: &str, e: GssError) -> GssFailure {
     let kind = match minor {
         KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN => GssFailureKind::UnknownServer,
         KRB5KRB_AP_ERR_TKT_EXPIRED => GssFailureKind::Expired,
-        KRB5KRB_AP_ERR_SKEW => GssFailureKind::ClockSkew,
+        KRB5KRB_AP_ERR_SKEW | KRB5_KDCREP_SKEW => GssFailureKind::ClockSkew,
         KRB5_KDC_UNREACH => GssFailureKind::KdcUnreachable,
         KRB5_REALM_UNKNOWN => GssFailureKind::UnknownRealm,
         KRB5_CC_NOTFOUND | KRB5_FCC_NOFILE | KRB5_CC_BADNAME => GssFailureKind::NoCredentials,
@@ -93,7 +96,12 @@ impl KerberosContext {
             CredUsage::Initiate,
             Some(&mechs),
         )
-        .map_err(|e| failure("the KDC refused the password", e))?;
+        .map_err(|e| {
+            failure(
+                &format!("getting a ticket for {principal} with the password failed"),
+                e,
+            )
+        })?;
         Ok(Self::with_cred(settings, host, target, cred))
     }
 
@@ -128,11 +136,19 @@ impl GssContext for KerberosContext {
             .step(token, None)
             .map(|t| t.map(|b| b.to_vec()))
             .map_err(|e| {
+                let detail = e.to_string().trim().to_string();
                 let mut f = failure("the Kerberos exchange with the server failed", e);
                 if f.kind == GssFailureKind::UnknownServer {
                     f.message = format!(
                         "the KDC does not know the service principal {} ({})",
                         self.target, f.message
+                    );
+                } else if f.kind == GssFailureKind::ClockSkew && token.is_none() {
+                    // The first step asks the KDC for a ticket for the service (unless one
+                    // is cached): a skew here is the KDC's verdict on the TGS request.
+                    f.message = format!(
+                        "the KDC refused a ticket for {}: its clock and this machine's differ too much ({detail})",
+                        self.target
                     );
                 }
                 f

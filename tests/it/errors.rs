@@ -1,5 +1,5 @@
 //! Every failure class says what to do: Kerberos (no ticket, unknown service principal,
-//! KDC unreachable, unknown realm), TLS (unknown CA, name mismatch, expired, not yet
+//! KDC unreachable, unknown realm, clock skew under libfaketime), TLS (unknown CA, name mismatch, expired, not yet
 //! valid, pin mismatch), network (refused, DNS, timeout), and a server's refusal. Each
 //! runs the real binary against the harness or an in-process server, and checks the
 //! message, the hint and the exit code.
@@ -21,16 +21,30 @@ struct Out {
 /// Runs `mailtun --config CONFIG check test` with `krb5_config` (the harness's by
 /// default) and no ambient ticket cache.
 fn check(config: &Path, krb5_config: Option<&Path>) -> Out {
+    check_at(config, krb5_config, None)
+}
+
+/// Like [`check`]; with `clock_offset` (`+1h`...), under libfaketime (`faketime -f`), so
+/// that every clock mailtun reads (Kerberos, TLS, timers) is that far from the KDC's.
+fn check_at(config: &Path, krb5_config: Option<&Path>, clock_offset: Option<&str>) -> Out {
     let h = harness();
     let krb5 = krb5_config.map_or_else(|| PathBuf::from(h.get("KRB5_CONFIG")), Path::to_path_buf);
-    let out = Command::new(mailtun_bin())
+    let mut command = match clock_offset {
+        Some(offset) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", offset, mailtun_bin()]);
+            c
+        }
+        None => Command::new(mailtun_bin()),
+    };
+    let out = command
         .args(["--config", config.to_str().unwrap(), "check", "test"])
         .env("KRB5_CONFIG", krb5)
         .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
         .env_remove("MAILTUN_CONFIG")
         .stdin(Stdio::null())
         .output()
-        .expect("run mailtun");
+        .expect("run mailtun (under `faketime`: scripts/install-deps installs it)");
     Out {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         code: out.status.code(),
@@ -91,14 +105,12 @@ fn kerberos_without_a_ticket_suggests_kinit_and_gssapi_kinit() {
     assert!(hint(&out).contains("gssapi.kinit"), "{}", out.stderr);
 }
 
-#[test]
-fn kerberos_expired_ticket_says_to_renew_it() {
+/// alice's TGT from the harness's KDC, with the real clock, into `cache` (`kinit ARGS`).
+fn kinit(cache: &str, args: &[&str]) {
     let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = format!("FILE:{}/short-lived", dir.path().display());
-    // A real ticket from the KDC that lives two seconds.
     let mut kinit = Command::new("kinit")
-        .args(["-l", "2s", "-c", &cache, "alice"])
+        .args(args)
+        .args(["-c", cache, "alice"])
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -107,12 +119,27 @@ fn kerberos_expired_ticket_says_to_renew_it() {
     use std::io::Write;
     writeln!(kinit.stdin.take().unwrap(), "{}", h.get("PASSWORD")).unwrap();
     assert!(kinit.wait().unwrap().success());
-    std::thread::sleep(std::time::Duration::from_millis(3500));
-    let config = h.config(dir.path(), "", "");
+}
+
+/// The harness account with its ticket cache replaced by `cache`.
+fn account_with_ccache(dir: &Path, cache: &str) -> PathBuf {
+    let h = harness();
+    let config = h.config(dir, "", "");
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace(h.get("ALICE_CCACHE"), &cache);
+        .replace(h.get("ALICE_CCACHE"), cache);
     std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn kerberos_expired_ticket_says_to_renew_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("FILE:{}/short-lived", dir.path().display());
+    // A real ticket from the KDC that lives two seconds.
+    kinit(&cache, &["-l", "2s"]);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let config = account_with_ccache(dir.path(), &cache);
     let out = check(&config, None);
     assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
     assert_has(&out, &["expired"]);
@@ -121,6 +148,139 @@ fn kerberos_expired_ticket_says_to_renew_it() {
         "{}",
         out.stderr
     );
+}
+
+/// Lines of the harness log `name` (in `LOG_DIR`) that contain `needle`.
+fn log_lines(name: &str, needle: &str) -> usize {
+    let log = harness().path("LOG_DIR").join(name);
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("read {}: {e}", log.display()))
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// The hint of a clock-skew failure: what differs, by how much, and what to do.
+fn assert_clock_skew_hint(out: &Out) {
+    let hint = hint(out);
+    for want in [
+        "clocks of this machine and the KDC",
+        "5 minutes",
+        "synchronise",
+        "NTP",
+    ] {
+        assert!(hint.contains(want), "{want:?} missing from: {}", out.stderr);
+    }
+}
+
+// Clock skew, for real: mailtun runs under libfaketime an hour ahead of the harness's KDC
+// and Dovecot. An hour *ahead*, because the harness's certificates are valid from the
+// moment it started: a clock behind would fail the TLS check (not valid yet) first. An hour
+// ahead is well inside their validity, so TLS verifies and Kerberos is what fails. (MIT
+// krb5 1.20, observed: `kdc_timesync`, on by default, makes the library adopt the KDC's
+// time from an AS reply and store the offset in the ccache header; a ticket obtained while
+// the clocks agreed carries an offset of 0, so a clock that moves afterwards reaches the
+// KDC unchanged.)
+
+#[test]
+fn kerberos_clock_skew_at_the_kdc_and_at_the_server_says_to_synchronise_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh cache with the TGT only: the first step must ask the KDC for the service
+    // ticket (TGS-REQ), whose authenticator carries the skewed time.
+    let cache = format!("FILE:{}/fresh", dir.path().display());
+    kinit(&cache, &[]);
+    let config = account_with_ccache(dir.path(), &cache);
+    let target = "imap/mail.example.test@EXAMPLE.TEST";
+    let kdc_said = format!("for {target}, Clock skew too great");
+    let kdc_before = log_lines("krb5kdc.log", &kdc_said);
+
+    let out = check_at(&config, None, Some("+1h"));
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(
+        &out,
+        &[
+            "account `test`: authentication: GSSAPI",
+            &format!("the KDC refused a ticket for {target}"),
+            "Clock skew too great",
+        ],
+    );
+    assert!(!out.stderr.contains("TLS"), "TLS failed: {}", out.stderr);
+    assert_clock_skew_hint(&out);
+    // The KDC itself refused the TGS request (MIT's client sends it twice: with
+    // referrals, then without; KRB5_TRACE shows both answered "Clock skew too great").
+    assert!(log_lines("krb5kdc.log", &kdc_said) > kdc_before);
+
+    // The same cache with the real clock: the skew was the only fault. The service ticket
+    // is now in the cache.
+    let out = check_at(&config, None, None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // An hour ahead again: no KDC on the way, the AP-REQ reaches Dovecot, whose acceptor
+    // refuses it and says only AUTHENTICATIONFAILED. The hint names the clock among the
+    // causes.
+    let server_said = "While processing incoming data: Clock skew too great";
+    let server_before = log_lines("dovecot.log", server_said);
+    let out = check_at(&config, None, Some("+1h"));
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(
+        &out,
+        &["the server rejected GSSAPI", "AUTHENTICATIONFAILED"],
+    );
+    let hint = hint(&out);
+    assert!(hint.contains("principal"), "{}", out.stderr);
+    assert!(hint.contains("clock"), "{}", out.stderr);
+    assert!(hint.contains("NTP"), "{}", out.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while log_lines("dovecot.log", server_said) == server_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Dovecot logged no clock skew"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kerberos_kinit_under_clock_skew_is_corrected_unless_kdc_timesync_is_off() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = account(
+        dir.path(),
+        "",
+        "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        h.get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.path().display()),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // krb5.conf as shipped (`kdc_timesync` on): the library takes the KDC's time from the
+    // AS reply and uses it for the TGS request and the AP-REQ to Dovecot.
+    let out = check_at(&config, None, Some("+1h"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // With `kdc_timesync = 0` the library refuses the KDC's reply itself.
+    let krb5 = dir.path().join("krb5.conf");
+    let text = std::fs::read_to_string(h.get("KRB5_CONFIG")).unwrap();
+    assert!(
+        text.contains("[libdefaults]\n"),
+        "unexpected krb5.conf: {text}"
+    );
+    let text = text.replace("[libdefaults]\n", "[libdefaults]\n    kdc_timesync = 0\n");
+    std::fs::write(&krb5, text).unwrap();
+    let out = check_at(&config, Some(&krb5), Some("+1h"));
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert_has(
+        &out,
+        &[
+            "account `test`: authentication: GSSAPI",
+            "getting a ticket for alice@EXAMPLE.TEST with the password failed",
+            "Clock skew too great in KDC reply",
+        ],
+    );
+    assert_clock_skew_hint(&out);
+    assert!(!out.stderr.contains(h.get("PASSWORD")));
 }
 
 /// The harness's krb5.conf with the realm's KDC moved to a closed port.

@@ -456,6 +456,11 @@ pub struct Pki {
 }
 
 fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    ca_with_key(name, KeyPair::generate().unwrap())
+}
+
+/// A self-signed CA named `name` with `key` (whose algorithm signs what it issues).
+pub fn ca_with_key(name: &str, key: KeyPair) -> (rcgen::Certificate, KeyPair) {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -464,12 +469,12 @@ fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
     ];
-    let key = KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     (cert, key)
 }
 
-fn leaf_params(names: &[&str]) -> CertificateParams {
+/// A server certificate's parameters for `names` (CN [`HOST`]).
+pub fn leaf_params(names: &[&str]) -> CertificateParams {
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();

@@ -8,6 +8,13 @@
 //! `EXPORTER-Channel-Binding`, 32 bytes, no context (tls-exporter, RFC 9266). A server
 //! configured with another label stands for a TLS-terminating relay: its binding data
 //! differs from the client's.
+//!
+//! On TLS 1.2 the server allows no other version, and its binding is tls-server-end-point
+//! (RFC 5929), computed here from the certificate rcgen made: SHA-256 of its DER for a
+//! SHA-256 signature, SHA-384 for a SHA-384 one (section 4.1). rsasl asks for the binding
+//! by the name the client put in its gs2 header, so a client that said `tls-exporter`
+//! would get no data and fail. An Ed25519 certificate has no such binding: -PLUS cannot
+//! start and SCRAM runs without one.
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -30,11 +37,13 @@ use rsasl::prelude::{
 };
 use rsasl::property::{AuthId, OAuthBearerToken};
 use rsasl::validate::NoValidation;
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::fake_server::{Cert, pki, server_config};
+use crate::fake_server::{Cert, HOST, ca_with_key, leaf_params, pki, server_config};
 use crate::harness::{Output, run_mailtun};
 
 const PASSWORD: &str = "oracle-Pass.789";
@@ -48,15 +57,25 @@ static SCRAM_WITHOUT_PLUS: &[rsasl::prelude::Mechanism] = &[SCRAM_SHA1, SCRAM_SH
 static OAUTH: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2];
 static MIXED: &[rsasl::prelude::Mechanism] = &[OAUTHBEARER, XOAUTH2, SCRAM_SHA256_PLUS];
 
+/// The channel-binding data the oracle gives rsasl.
+enum Binding {
+    /// tls-exporter from its own side of the TLS session, with this exporter label (the
+    /// right one is `EXPORTER-Channel-Binding`).
+    Exporter(&'static [u8]),
+    /// tls-server-end-point, as the test computed it.
+    ServerEndPoint(Vec<u8>),
+}
+
 /// How the oracle server behaves.
 struct Oracle {
     /// The `AUTH=` capabilities it advertises.
     advertise: &'static str,
     /// The mechanisms rsasl runs.
     registry: &'static [rsasl::prelude::Mechanism],
-    /// The exporter label of its channel-binding data (the right one is
-    /// `EXPORTER-Channel-Binding`).
-    label: &'static [u8],
+    /// Its TLS configuration: certificate and protocol versions.
+    tls: Arc<ServerConfig>,
+    /// Its channel-binding data.
+    binding: Binding,
     /// The token it accepts.
     token: &'static str,
 }
@@ -66,7 +85,8 @@ impl Default for Oracle {
         Oracle {
             advertise: "AUTH=SCRAM-SHA-256-PLUS AUTH=SCRAM-SHA-1-PLUS AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-1",
             registry: ALL_SCRAM,
-            label: b"EXPORTER-Channel-Binding",
+            tls: server_config(Cert::Good),
+            binding: Binding::Exporter(b"EXPORTER-Channel-Binding"),
             token: TOKEN,
         }
     }
@@ -169,10 +189,16 @@ impl SessionCallback for Callback {
     }
 }
 
-struct Cb(Vec<u8>);
+/// Binding data for one channel-binding type only.
+#[derive(Clone)]
+struct Cb {
+    name: &'static str,
+    data: Vec<u8>,
+}
+
 impl ChannelBindingCallback for Cb {
     fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
-        (cbname == "tls-exporter").then_some(self.0.as_slice())
+        (cbname == self.name).then_some(self.data.as_slice())
     }
 }
 
@@ -215,19 +241,25 @@ async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<
     let Ok((tcp, _)) = listener.accept().await else {
         return;
     };
-    let Ok(tls) = TlsAcceptor::from(server_config(Cert::Good))
-        .accept(tcp)
-        .await
-    else {
+    let Ok(tls) = TlsAcceptor::from(oracle.tls.clone()).accept(tcp).await else {
         return;
     };
-    // The server's own channel-binding data (RFC 9266), from its side of the session.
-    let cb = tls
-        .get_ref()
-        .1
-        .export_keying_material([0u8; 32], oracle.label, None)
-        .unwrap()
-        .to_vec();
+    let cb = match &oracle.binding {
+        // The server's own channel-binding data (RFC 9266), from its side of the session.
+        Binding::Exporter(label) => Cb {
+            name: "tls-exporter",
+            data: tls
+                .get_ref()
+                .1
+                .export_keying_material([0u8; 32], label, None)
+                .unwrap()
+                .to_vec(),
+        },
+        Binding::ServerEndPoint(data) => Cb {
+            name: "tls-server-end-point",
+            data: data.clone(),
+        },
+    };
     let mut io = BufReader::new(tls);
     let caps = format!("IMAP4rev1 SASL-IR {}", oracle.advertise);
     macro_rules! send {
@@ -294,7 +326,7 @@ async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<
                     .with_registry(Registry::with_mechanisms(oracle.registry))
                     .with_callback(callback)
                     .unwrap();
-                let server = SASLServer::<NoValidation, Cb>::with_cb(config, Cb(cb.clone()));
+                let server = SASLServer::<NoValidation, Cb>::with_cb(config, cb.clone());
                 let mut session = match Mechname::parse(mech.as_bytes())
                     .ok()
                     .and_then(|m| server.start_suggested(m).ok())
@@ -359,14 +391,19 @@ async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<
 
 /// Runs `mailtun -vv tunnel test` against the oracle on `port` with `auth`.
 fn tunnel(port: u16, auth: &str) -> Output {
+    tunnel_trusting(port, auth, &pki().ca_file)
+}
+
+/// Like [`tunnel`], trusting the CA in `ca_file`.
+fn tunnel_trusting(port: u16, auth: &str, ca_file: &std::path::Path) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    tunnel_in(dir.path(), port, auth)
+    tunnel_in(dir.path(), port, auth, ca_file)
 }
 
 /// Like [`tunnel`], in `dir`. The password and token commands are scripts that append
 /// their own argv and environment, and those of their parent and grandparent (`sh -c`
 /// and mailtun), to `dir/dump` before printing the secret.
-fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str) -> Output {
+fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str, ca_file: &std::path::Path) -> Output {
     let dump = dir.join("dump");
     let script = |name: &str, secret: &str| {
         let file = dir.join(format!("{name}.secret"));
@@ -392,7 +429,7 @@ fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str) -> Output {
         &config,
         format!(
             "[accounts.test]\nhost = \"mail.example.test\"\nconnect = \"127.0.0.1\"\ntls = [\"implicit\"]\ntls_port = {port}\nca_file = \"{ca}\"\nuser = \"alice\"\nauth = {auth}\ntimeout_secs = 10\npassword = {{ command = \"{pw}\" }}\noauth_token_command = \"{token}\"\n",
-            ca = pki().ca_file.display(),
+            ca = ca_file.display(),
             pw = pw.display(),
             token = token.display(),
         ),
@@ -463,7 +500,7 @@ fn scram_plus_fails_when_the_server_binding_data_differs() {
     // The server binds to another exporter label: as a TLS-terminating relay would, it
     // sees a different channel. rsasl refuses the proof; nothing else is tried.
     let server = Server::start(Oracle {
-        label: b"EXPORTER-not-the-channel-binding",
+        binding: Binding::Exporter(b"EXPORTER-not-the-channel-binding"),
         ..Oracle::default()
     });
     let out = tunnel(server.port, "[\"scram-sha-256-plus\"]");
@@ -486,6 +523,183 @@ fn scram_plus_fails_when_the_server_binding_data_differs() {
         out.stderr
     );
     assert_no_secret(&out.stderr);
+}
+
+/// A server that speaks TLS 1.2 only, with a certificate for [`HOST`] issued by a CA of
+/// its own whose key is `alg` (so the certificate's signature is `alg` too).
+struct Tls12 {
+    tls: Arc<ServerConfig>,
+    /// The end-entity certificate, DER.
+    leaf: Vec<u8>,
+    ca_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn tls12_server(alg: &'static rcgen::SignatureAlgorithm) -> Tls12 {
+    let (ca_cert, ca_key) = ca_with_key(
+        "mailtun TLS 1.2 CA",
+        rcgen::KeyPair::generate_for(alg).unwrap(),
+    );
+    let key = rcgen::KeyPair::generate_for(alg).unwrap();
+    let leaf = leaf_params(&[HOST])
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let tls =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    Tls12 {
+        tls: Arc::new(tls),
+        leaf: leaf.der().to_vec(),
+        ca_file,
+        _dir: dir,
+    }
+}
+
+/// The OID of the certificate's signature algorithm, as x509-parser reads it.
+fn signature_oid(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.signature_algorithm.algorithm.to_id_string()
+}
+
+#[test]
+fn scram_plus_on_tls12_binds_to_the_server_end_point_verified_by_rsasl() {
+    // RFC 5929 section 4.1: the certificate's signature hash, SHA-256 for MD5 and SHA-1.
+    type Hash = fn(&[u8]) -> Vec<u8>;
+    let sha256: Hash = |d| sha2::Sha256::digest(d).to_vec();
+    let sha384: Hash = |d| sha2::Sha384::digest(d).to_vec();
+    let p256_runs = [
+        ("[\"scram-sha-256-plus\"]", "SCRAM-SHA-256-PLUS"),
+        ("[\"scram-sha-1-plus\"]", "SCRAM-SHA-1-PLUS"),
+        ("\"auto\"", "SCRAM-SHA-256-PLUS"),
+    ];
+    let p384_runs = [("[\"scram-sha-256-plus\"]", "SCRAM-SHA-256-PLUS")];
+    let cases = [
+        // ecdsa-with-SHA256
+        (
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            "1.2.840.10045.4.3.2",
+            sha256,
+            &p256_runs[..],
+        ),
+        // ecdsa-with-SHA384
+        (
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            "1.2.840.10045.4.3.3",
+            sha384,
+            &p384_runs[..],
+        ),
+    ];
+    for (alg, oid, hash, runs) in cases {
+        let pki12 = tls12_server(alg);
+        assert_eq!(signature_oid(&pki12.leaf), oid);
+        for (auth, expected) in runs {
+            let server = Server::start(Oracle {
+                tls: pki12.tls.clone(),
+                binding: Binding::ServerEndPoint(hash(&pki12.leaf)),
+                ..Oracle::default()
+            });
+            let out = tunnel_trusting(server.port, auth, &pki12.ca_file);
+            let seen = server.finish();
+            assert_eq!(out.code, Some(0), "{oid} {auth}: {}\n{seen:?}", out.stderr);
+            let first = out.first_line();
+            assert!(first.starts_with("* PREAUTH"), "{first}");
+            assert!(
+                first.contains(&format!("with {expected} over TLSv1.2 (implicit")),
+                "{first}"
+            );
+            assert_eq!(seen.mechanisms, [*expected]);
+            assert_eq!(seen.outcomes, ["OK"], "{oid} {auth}");
+            assert!(
+                seen.first_messages[0].starts_with(b"p=tls-server-end-point,,n=alice,r="),
+                "{:?}",
+                String::from_utf8_lossy(&seen.first_messages[0])
+            );
+            assert!(out.stdout_text().contains("a OK Logout completed"));
+            assert_no_secret(&out.stderr);
+        }
+    }
+}
+
+#[test]
+fn tls12_with_an_ed25519_certificate_has_no_binding_and_falls_back_to_scram() {
+    // Ed25519 names no single hash: RFC 5929 defines no tls-server-end-point for it, so
+    // -PLUS cannot start and "auto" goes on to SCRAM-SHA-256 without binding ("n").
+    let pki12 = tls12_server(&rcgen::PKCS_ED25519);
+    assert_eq!(signature_oid(&pki12.leaf), "1.3.101.112");
+    let server = Server::start(Oracle {
+        tls: pki12.tls.clone(),
+        binding: Binding::ServerEndPoint(Vec::new()),
+        ..Oracle::default()
+    });
+    let out = tunnel_trusting(server.port, "\"auto\"", &pki12.ca_file);
+    let seen = server.finish();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.first_line().contains("with SCRAM-SHA-256 over TLSv1.2"),
+        "{}",
+        out.first_line()
+    );
+    assert_eq!(seen.mechanisms, ["SCRAM-SHA-256"]);
+    assert!(
+        seen.first_messages[0].starts_with(b"n,,n=alice,r="),
+        "{:?}",
+        String::from_utf8_lossy(&seen.first_messages[0])
+    );
+    assert!(
+        out.stderr.contains("no channel-binding data"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn scram_plus_on_tls12_fails_when_the_server_end_point_differs() {
+    // The server binds to another certificate's hash, as a TLS-terminating relay with its
+    // own certificate would: rsasl refuses the proof; nothing else is tried.
+    let pki12 = tls12_server(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let server = Server::start(Oracle {
+        tls: pki12.tls.clone(),
+        binding: Binding::ServerEndPoint(pki().good_sha256.to_vec()),
+        ..Oracle::default()
+    });
+    let out = tunnel_trusting(server.port, "[\"scram-sha-256-plus\"]", &pki12.ca_file);
+    let seen = server.finish();
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(
+        out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
+        "{}",
+        out.first_line()
+    );
+    assert_eq!(seen.mechanisms, ["SCRAM-SHA-256-PLUS"]);
+    assert!(
+        seen.first_messages[0].starts_with(b"p=tls-server-end-point,"),
+        "{:?}",
+        String::from_utf8_lossy(&seen.first_messages[0])
+    );
+    assert!(
+        seen.outcomes[0].contains("e=channel-bindings-dont-match"),
+        "{:?}",
+        seen.outcomes
+    );
+    assert!(
+        out.stderr.contains("channel-bindings-dont-match"),
+        "{}",
+        out.stderr
+    );
+    assert_no_secret(&out.stderr);
+    // Nor on the wire.
+    let wire = String::from_utf8_lossy(&seen.received);
+    assert!(!wire.contains(PASSWORD) && !wire.contains(&B64.encode(PASSWORD)));
 }
 
 #[test]
@@ -607,6 +821,7 @@ fn secrets_never_reach_a_childs_argv_or_environment() {
         dir.path(),
         server.port,
         "[\"oauthbearer\", \"xoauth2\", \"scram-sha-256-plus\"]",
+        &pki().ca_file,
     );
     let seen = server.finish();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
