@@ -244,16 +244,7 @@ fn kerberos_clock_skew_at_the_kdc_and_at_the_server_says_to_synchronise_the_cloc
 fn kerberos_kinit_under_clock_skew_is_corrected_unless_kdc_timesync_is_off() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = account(
-        dir.path(),
-        "",
-        "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"",
-    );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        h.get("ALICE_CCACHE"),
-        &format!("FILE:{}/no-such-cache", dir.path().display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = kinit_account(dir.path());
 
     // krb5.conf as shipped (`kdc_timesync` on): the library takes the KDC's time from the
     // AS reply and uses it for the TGS request and the AP-REQ to Dovecot.
@@ -283,6 +274,18 @@ fn kerberos_kinit_under_clock_skew_is_corrected_unless_kdc_timesync_is_off() {
     assert!(!out.stderr.contains(h.get("PASSWORD")));
 }
 
+/// An account with `gssapi.kinit` and a credential cache that does not exist yet, so
+/// the ticket must come from the password.
+fn kinit_account(dir: &Path) -> PathBuf {
+    let config = account(dir, "", "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        harness().get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// The harness's krb5.conf with the realm's KDC moved to a closed port.
 fn krb5_conf_with_closed_kdc(dir: &Path) -> PathBuf {
     let h = harness();
@@ -301,16 +304,7 @@ fn krb5_conf_with_closed_kdc(dir: &Path) -> PathBuf {
 #[test]
 fn kerberos_kdc_unreachable_says_to_check_the_kdc() {
     let dir = tempfile::tempdir().unwrap();
-    let config = account(
-        dir.path(),
-        "",
-        "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"",
-    );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        harness().get("ALICE_CCACHE"),
-        &format!("FILE:{}/no-such-cache", dir.path().display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = kinit_account(dir.path());
     let krb5 = krb5_conf_with_closed_kdc(dir.path());
     let out = check(&config, Some(&krb5));
     assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
