@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
 use super::{
     Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, check_argument,
-    sasl_command, shown_text,
+    payload_line, sasl_command, shown_text, unexpected,
 };
 use crate::secret::Secret;
 
@@ -447,15 +447,7 @@ impl ImapClient {
     }
 
     fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
-        let mut line = B64.encode(payload.expose()).into_bytes();
-        line.extend_from_slice(b"\r\n");
-        self.send(line, "[SASL payload]".into());
-    }
-}
-
-fn unexpected(frame: &[u8]) -> ProtocolError {
-    ProtocolError::UnexpectedLine {
-        line: shown_text(frame),
+        self.send(payload_line(payload), "[SASL payload]".into());
     }
 }
 

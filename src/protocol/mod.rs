@@ -264,6 +264,24 @@ pub(crate) fn sasl_command(
     }
 }
 
+/// A line the dialect did not expect from the server, shown shortened and escaped.
+pub fn unexpected(line: &[u8]) -> ProtocolError {
+    ProtocolError::UnexpectedLine {
+        line: shown_text(line),
+    }
+}
+
+/// A SASL continuation payload as the client sends it: base64, then CRLF (IMAP, POP3
+/// and SMTP alike).
+pub fn payload_line(payload: &Secret<Vec<u8>>) -> Vec<u8> {
+    use base64::Engine;
+    let mut line = base64::engine::general_purpose::STANDARD
+        .encode(payload.expose())
+        .into_bytes();
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 /// Shortens and escapes server text for messages: at most 200 characters, printable only.
 pub fn shown_text(bytes: &[u8]) -> String {
     let mut s = String::new();

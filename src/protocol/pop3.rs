@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
     Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, UnsafeArgument,
-    check_argument, sasl_command, shown_text,
+    check_argument, payload_line, sasl_command, shown_text, unexpected,
 };
 use crate::secret::Secret;
 
@@ -395,15 +395,7 @@ impl Pop3Client {
     }
 
     fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
-        let mut line = B64.encode(payload.expose()).into_bytes();
-        line.extend_from_slice(b"\r\n");
-        self.send(line, "[SASL payload]".into());
-    }
-}
-
-fn unexpected(line: &[u8]) -> ProtocolError {
-    ProtocolError::UnexpectedLine {
-        line: shown_text(line),
+        self.send(payload_line(payload), "[SASL payload]".into());
     }
 }
 
