@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
 use super::{
-    Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, check_argument,
-    payload_line, sasl_command, shown_text, unexpected,
+    Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, check_argument, sasl_command,
+    shown_text, unexpected,
 };
 use crate::secret::Secret;
 
@@ -53,7 +53,7 @@ pub struct ImapClient {
     on_tls: bool,
     next_tag: u32,
     caps: Capabilities,
-    out: VecDeque<Event>,
+    out: Outbox,
     layer_follows: bool,
 }
 
@@ -157,7 +157,7 @@ impl ImapClient {
             on_tls,
             next_tag: 1,
             caps: Capabilities::default(),
-            out: VecDeque::new(),
+            out: Outbox::default(),
             layer_follows: false,
         }
     }
@@ -168,18 +168,8 @@ impl ImapClient {
         t
     }
 
-    fn send(&mut self, bytes: Vec<u8>, shown: String) {
-        self.out.push_back(Event::Send(Outgoing {
-            bytes: Secret::new(bytes),
-            shown,
-        }));
-    }
-
     fn send_command(&mut self, tag: &str, command: &str) {
-        self.send(
-            format!("{tag} {command}\r\n").into_bytes(),
-            format!("{tag} {command}"),
-        );
+        self.out.command(&format!("{tag} {command}"));
     }
 
     fn ask_capability(&mut self, after_auth: bool) {
@@ -196,7 +186,7 @@ impl ImapClient {
             (Response::Continuation(_), _) => "+ [SASL payload]".to_string(),
             _ => shown_text(frame),
         };
-        self.out.push_back(Event::Received(shown));
+        self.out.push(Event::Received(shown));
 
         if let Response::Untagged { kind, rest } = &response {
             if kind == "BYE" {
@@ -252,7 +242,7 @@ impl ImapClient {
                     }
                     let caps = std::mem::take(&mut self.caps);
                     if after_auth {
-                        self.out.push_back(Event::Authenticated(caps));
+                        self.out.push(Event::Authenticated(caps));
                         State::Done
                     } else {
                         self.ready(caps)
@@ -279,7 +269,7 @@ impl ImapClient {
                             count: self.buf.len(),
                         });
                     }
-                    self.out.push_back(Event::StartTls);
+                    self.out.push(Event::StartTls);
                     State::AwaitHandshake
                 }
                 _ => return Err(unexpected(frame)),
@@ -295,7 +285,7 @@ impl ImapClient {
                 Response::Continuation(data) => match pending_initial {
                     // Without SASL-IR the client-first response answers the empty challenge.
                     Some(initial) => {
-                        self.send_payload(&initial);
+                        self.out.payload(&initial);
                         State::ExpectAuthReply {
                             tag,
                             pending_initial: None,
@@ -305,7 +295,7 @@ impl ImapClient {
                         let decoded = B64
                             .decode(data.trim_ascii())
                             .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push_back(Event::Challenge(Secret::new(decoded)));
+                        self.out.push(Event::Challenge(Secret::new(decoded)));
                         State::AwaitAuthResponse { tag }
                     }
                 },
@@ -328,7 +318,8 @@ impl ImapClient {
                 // The server is ready for the next synchronizing literal.
                 Response::Continuation(_) => match pending.pop_front() {
                     Some(segment) => {
-                        self.send(segment.expose().clone(), "[login continued]".into());
+                        self.out
+                            .send(segment.expose().clone(), "[login continued]".into());
                         State::ExpectLoginReply { tag, pending }
                     }
                     None => return Err(unexpected(frame)),
@@ -366,15 +357,14 @@ impl ImapClient {
     /// are being asked for (the state is already set).
     fn auth_reply(&mut self, status: &str, rest: &[u8]) -> Option<State> {
         if status == "OK" {
-            self.out.push_back(Event::AuthAccepted);
+            self.out.push(Event::AuthAccepted);
             match capability_code(rest) {
                 Some(atoms) => {
-                    self.out
-                        .push_back(Event::Authenticated(capabilities(atoms)));
+                    self.out.push(Event::Authenticated(capabilities(atoms)));
                     Some(State::Done)
                 }
                 None if self.layer_follows => {
-                    self.out.push_back(Event::Authenticated(self.caps.clone()));
+                    self.out.push(Event::Authenticated(self.caps.clone()));
                     Some(State::Done)
                 }
                 None => {
@@ -383,7 +373,7 @@ impl ImapClient {
                 }
             }
         } else {
-            self.out.push_back(Event::Rejected {
+            self.out.push(Event::Rejected {
                 text: shown_text(rest),
             });
             Some(State::AwaitDecision)
@@ -432,7 +422,7 @@ impl ImapClient {
         segments.push(Secret::new(last));
         let mut pending: VecDeque<_> = segments.into();
         let first = pending.pop_front().expect("at least one segment");
-        self.send(
+        self.out.send(
             first.expose().clone(),
             format!("{tag} LOGIN {} [password]", shown_text(user.as_bytes())),
         );
@@ -442,12 +432,8 @@ impl ImapClient {
 
     fn ready(&mut self, caps: Capabilities) -> State {
         self.caps = caps.clone();
-        self.out.push_back(Event::Ready(caps));
+        self.out.push(Event::Ready(caps));
         State::AwaitDecision
-    }
-
-    fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
-        self.send(payload_line(payload), "[SASL payload]".into());
     }
 }
 
@@ -458,7 +444,7 @@ impl Dialect for ImapClient {
 
     fn poll(&mut self) -> Result<Event, ProtocolError> {
         loop {
-            if let Some(event) = self.out.pop_front() {
+            if let Some(event) = self.out.pop() {
                 return Ok(event);
             }
             match self.state {
@@ -500,7 +486,7 @@ impl Dialect for ImapClient {
             self.caps.sasl_ir,
             usize::MAX,
         );
-        self.out.push_back(Event::Send(command));
+        self.out.push(Event::Send(command));
         self.state = State::ExpectAuthReply {
             tag,
             pending_initial,
@@ -509,7 +495,7 @@ impl Dialect for ImapClient {
 
     fn auth_response(&mut self, response: Secret<Vec<u8>>) {
         if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
-            self.send_payload(&response);
+            self.out.payload(&response);
             self.state = State::ExpectAuthReply {
                 tag,
                 pending_initial: None,
@@ -519,7 +505,7 @@ impl Dialect for ImapClient {
 
     fn cancel_auth(&mut self) {
         if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
-            self.send(b"*\r\n".to_vec(), "* (cancel)".into());
+            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
             self.state = State::ExpectAuthReply {
                 tag,
                 pending_initial: None,

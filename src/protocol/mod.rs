@@ -271,15 +271,46 @@ pub fn unexpected(line: &[u8]) -> ProtocolError {
     }
 }
 
-/// A SASL continuation payload as the client sends it: base64, then CRLF (IMAP, POP3
-/// and SMTP alike).
-pub fn payload_line(payload: &Secret<Vec<u8>>) -> Vec<u8> {
-    use base64::Engine;
-    let mut line = base64::engine::general_purpose::STANDARD
-        .encode(payload.expose())
-        .into_bytes();
-    line.extend_from_slice(b"\r\n");
-    line
+/// The events a dialect has produced and the driver has not taken yet, in order.
+#[derive(Default)]
+pub struct Outbox(std::collections::VecDeque<Event>);
+
+impl Outbox {
+    pub fn push(&mut self, event: Event) {
+        self.0.push_back(event);
+    }
+
+    pub fn pop(&mut self) -> Option<Event> {
+        self.0.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes for the server, and what a trace shows of them.
+    pub fn send(&mut self, bytes: Vec<u8>, shown: String) {
+        self.push(Event::Send(Outgoing {
+            bytes: Secret::new(bytes),
+            shown,
+        }));
+    }
+
+    /// A command line without secrets: CRLF is added, the trace shows it as it is.
+    pub fn command(&mut self, line: &str) {
+        self.send(format!("{line}\r\n").into_bytes(), line.to_string());
+    }
+
+    /// A SASL continuation payload as the client sends it (base64, then CRLF: IMAP, POP3
+    /// and SMTP alike); the trace shows a marker.
+    pub fn payload(&mut self, payload: &Secret<Vec<u8>>) {
+        use base64::Engine;
+        let mut line = base64::engine::general_purpose::STANDARD
+            .encode(payload.expose())
+            .into_bytes();
+        line.extend_from_slice(b"\r\n");
+        self.send(line, "[SASL payload]".into());
+    }
 }
 
 /// Shortens and escapes server text for messages: at most 200 characters, printable only.

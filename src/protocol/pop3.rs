@@ -9,15 +9,13 @@
 //! APOP (RFC 1939 section 7) is spoken when the session asks for it (the account lists
 //! `apop`): `APOP user MD5(timestamp password)`, with the timestamp of the greeting.
 
-use std::collections::VecDeque;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
-    Capabilities, Dialect, Event, LoginError, Outgoing, ProtocolError, UnsafeArgument,
-    check_argument, payload_line, sasl_command, shown_text, unexpected,
+    Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, UnsafeArgument,
+    check_argument, sasl_command, shown_text, unexpected,
 };
 use crate::secret::Secret;
 
@@ -65,7 +63,7 @@ pub struct Pop3Client {
     on_tls: bool,
     caps: Capabilities,
     apop_timestamp: Option<String>,
-    out: VecDeque<Event>,
+    out: Outbox,
     layer_follows: bool,
 }
 
@@ -167,7 +165,7 @@ impl Pop3Client {
             on_tls,
             caps: Capabilities::default(),
             apop_timestamp: None,
-            out: VecDeque::new(),
+            out: Outbox::default(),
             layer_follows: false,
         }
     }
@@ -189,7 +187,7 @@ impl Pop3Client {
     pub fn login(&mut self, user: &str, pass: Secret<Vec<u8>>) -> Result<(), UnsafeArgument> {
         check_argument("user name", user.as_bytes())?;
         check_argument("password", pass.expose())?;
-        self.send_command(&format!("USER {user}"));
+        self.out.command(&format!("USER {user}"));
         self.state = State::ExpectUserReply { pass };
         Ok(())
     }
@@ -207,32 +205,21 @@ impl Pop3Client {
         let mut bytes = format!("APOP {user} ").into_bytes();
         bytes.extend_from_slice(digest.expose().as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        self.send(bytes, format!("APOP {user} [digest]"));
+        self.out.send(bytes, format!("APOP {user} [digest]"));
         self.state = State::ExpectPassReply;
         Ok(())
     }
 
-    fn send(&mut self, bytes: Vec<u8>, shown: String) {
-        self.out.push_back(Event::Send(Outgoing {
-            bytes: Secret::new(bytes),
-            shown,
-        }));
-    }
-
-    fn send_command(&mut self, command: &str) {
-        self.send(format!("{command}\r\n").into_bytes(), command.to_string());
-    }
-
     fn ask_capa(&mut self, after_auth: bool) {
         if after_auth {
-            self.out.push_back(Event::AuthAccepted);
+            self.out.push(Event::AuthAccepted);
         }
         if after_auth && self.layer_follows {
-            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.out.push(Event::Authenticated(self.caps.clone()));
             self.state = State::Done;
             return;
         }
-        self.send_command("CAPA");
+        self.out.command("CAPA");
         self.state = State::ExpectCapaStatus { after_auth };
     }
 
@@ -245,7 +232,7 @@ impl Pop3Client {
             }
             _ => shown_text(line),
         };
-        self.out.push_back(Event::Received(shown));
+        self.out.push(Event::Received(shown));
 
         let state = std::mem::replace(&mut self.state, State::Done);
         self.state = match (state, reply) {
@@ -318,7 +305,7 @@ impl Pop3Client {
                         count: self.buf.len(),
                     });
                 }
-                self.out.push_back(Event::StartTls);
+                self.out.push(Event::StartTls);
                 State::AwaitHandshake
             }
             (State::ExpectStlsReply, Some(Reply::Err(text))) => {
@@ -332,7 +319,7 @@ impl Pop3Client {
                     // The initial response that did not fit on the AUTH line answers the
                     // empty challenge (RFC 4422 section 5).
                     Some(initial) => {
-                        self.send_payload(&initial);
+                        self.out.payload(&initial);
                         State::ExpectAuthReply {
                             pending_initial: None,
                         }
@@ -341,7 +328,7 @@ impl Pop3Client {
                         let decoded = B64
                             .decode(data.trim_ascii())
                             .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push_back(Event::Challenge(Secret::new(decoded)));
+                        self.out.push(Event::Challenge(Secret::new(decoded)));
                         State::AwaitAuthResponse
                     }
                 },
@@ -356,7 +343,7 @@ impl Pop3Client {
                 let mut bytes = b"PASS ".to_vec();
                 bytes.extend_from_slice(pass.expose());
                 bytes.extend_from_slice(b"\r\n");
-                self.send(bytes, "PASS [password]".into());
+                self.out.send(bytes, "PASS [password]".into());
                 State::ExpectPassReply
             }
             (State::ExpectPassReply, Some(Reply::Ok(_))) => {
@@ -373,7 +360,7 @@ impl Pop3Client {
     }
 
     fn rejected(&mut self, text: &[u8]) -> State {
-        self.out.push_back(Event::Rejected {
+        self.out.push(Event::Rejected {
             text: shown_text(text),
         });
         State::AwaitDecision
@@ -381,7 +368,7 @@ impl Pop3Client {
 
     fn capabilities_known(&mut self, caps: Capabilities, after_auth: bool) -> State {
         if after_auth {
-            self.out.push_back(Event::Authenticated(caps));
+            self.out.push(Event::Authenticated(caps));
             State::Done
         } else {
             let mut caps = caps;
@@ -389,13 +376,9 @@ impl Pop3Client {
                 caps.logins.push(super::APOP);
             }
             self.caps = caps.clone();
-            self.out.push_back(Event::Ready(caps));
+            self.out.push(Event::Ready(caps));
             State::AwaitDecision
         }
-    }
-
-    fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
-        self.send(payload_line(payload), "[SASL payload]".into());
     }
 }
 
@@ -406,7 +389,7 @@ impl Dialect for Pop3Client {
 
     fn poll(&mut self) -> Result<Event, ProtocolError> {
         loop {
-            if let Some(event) = self.out.pop_front() {
+            if let Some(event) = self.out.pop() {
                 return Ok(event);
             }
             match self.state {
@@ -427,7 +410,7 @@ impl Dialect for Pop3Client {
     }
 
     fn start_tls(&mut self) {
-        self.send_command("STLS");
+        self.out.command("STLS");
         self.state = State::ExpectStlsReply;
     }
 
@@ -445,13 +428,13 @@ impl Dialect for Pop3Client {
         // RFC 5034 section 4: the AUTH line stays within 255 octets.
         let (command, pending_initial) =
             sasl_command("AUTH", mechanism, initial, self.caps.sasl_ir, MAX_COMMAND);
-        self.out.push_back(Event::Send(command));
+        self.out.push(Event::Send(command));
         self.state = State::ExpectAuthReply { pending_initial };
     }
 
     fn auth_response(&mut self, response: Secret<Vec<u8>>) {
         if let State::AwaitAuthResponse = self.state {
-            self.send_payload(&response);
+            self.out.payload(&response);
             self.state = State::ExpectAuthReply {
                 pending_initial: None,
             };
@@ -460,7 +443,7 @@ impl Dialect for Pop3Client {
 
     fn cancel_auth(&mut self) {
         if let State::AwaitAuthResponse = self.state {
-            self.send(b"*\r\n".to_vec(), "* (cancel)".into());
+            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
             self.state = State::ExpectAuthReply {
                 pending_initial: None,
             };
@@ -495,6 +478,7 @@ impl Dialect for Pop3Client {
 mod tests {
     use super::*;
     use crate::protocol::testing::{Outcome, Script, Transcript, drive};
+    use std::collections::VecDeque;
 
     const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";
     /// Dovecot 2.3.19 before TLS on port 110 with `disable_plaintext_auth` (captured):

@@ -11,15 +11,12 @@
 //! RFC 4954 mentions are what servers accept for challenge responses, not for AUTH lines
 //! (Postfix refuses AUTH lines over `line_length_limit`, 2048 by default).
 
-use std::collections::VecDeque;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
-    Capabilities, Dialect, Event, Outgoing, ProtocolError, payload_line, sasl_command, shown_text,
-    unexpected,
+    Capabilities, Dialect, Event, Outbox, ProtocolError, sasl_command, shown_text, unexpected,
 };
 use crate::secret::Secret;
 
@@ -77,7 +74,7 @@ pub struct SmtpClient {
     ehlo_name: String,
     caps: Capabilities,
     partial: Partial,
-    out: VecDeque<Event>,
+    out: Outbox,
     layer_follows: bool,
 }
 
@@ -152,7 +149,7 @@ impl SmtpClient {
             ehlo_name,
             caps: Capabilities::default(),
             partial: Partial::default(),
-            out: VecDeque::new(),
+            out: Outbox::default(),
             layer_follows: false,
         }
     }
@@ -162,27 +159,16 @@ impl SmtpClient {
         self.on_tls
     }
 
-    fn send(&mut self, bytes: Vec<u8>, shown: String) {
-        self.out.push_back(Event::Send(Outgoing {
-            bytes: Secret::new(bytes),
-            shown,
-        }));
-    }
-
-    fn send_command(&mut self, command: &str) {
-        self.send(format!("{command}\r\n").into_bytes(), command.to_string());
-    }
-
     fn ehlo(&mut self, after_auth: bool) {
         if after_auth {
-            self.out.push_back(Event::AuthAccepted);
+            self.out.push(Event::AuthAccepted);
         }
         if after_auth && self.layer_follows {
-            self.out.push_back(Event::Authenticated(self.caps.clone()));
+            self.out.push(Event::Authenticated(self.caps.clone()));
             self.state = State::Done;
             return;
         }
-        self.send_command(&format!("EHLO {}", self.ehlo_name));
+        self.out.command(&format!("EHLO {}", self.ehlo_name));
         self.state = State::ExpectEhloReply { after_auth };
     }
 
@@ -193,7 +179,7 @@ impl SmtpClient {
                 return Ok(None);
             };
             let Some((code, last, text)) = parse_line(&line) else {
-                self.out.push_back(Event::Received(shown_text(&line)));
+                self.out.push(Event::Received(shown_text(&line)));
                 return Err(match self.state {
                     State::ExpectGreeting => ProtocolError::UnexpectedGreeting {
                         line: shown_text(&line),
@@ -205,7 +191,7 @@ impl SmtpClient {
                 State::ExpectAuthReply { .. } if code == 334 => "334 [SASL payload]".to_string(),
                 _ => shown_text(&line),
             };
-            self.out.push_back(Event::Received(shown));
+            self.out.push(Event::Received(shown));
             let p = &mut self.partial;
             if p.lines.is_empty() {
                 p.code = code;
@@ -262,11 +248,11 @@ impl SmtpClient {
                     .collect();
                 let caps = capabilities(extensions);
                 if after_auth {
-                    self.out.push_back(Event::Authenticated(caps));
+                    self.out.push(Event::Authenticated(caps));
                     State::Done
                 } else {
                     self.caps = caps.clone();
-                    self.out.push_back(Event::Ready(caps));
+                    self.out.push(Event::Ready(caps));
                     State::AwaitDecision
                 }
             }
@@ -284,7 +270,7 @@ impl SmtpClient {
                         count: self.buf.len(),
                     });
                 }
-                self.out.push_back(Event::StartTls);
+                self.out.push(Event::StartTls);
                 State::AwaitHandshake
             }
             (State::ExpectStartTlsReply, _) => {
@@ -299,7 +285,7 @@ impl SmtpClient {
                     // The initial response that did not fit on the AUTH line answers the
                     // empty challenge (RFC 4422 section 5).
                     Some(initial) => {
-                        self.send_payload(&initial);
+                        self.out.payload(&initial);
                         State::ExpectAuthReply {
                             pending_initial: None,
                         }
@@ -308,7 +294,7 @@ impl SmtpClient {
                         let decoded = B64
                             .decode(reply.lines[0].trim_ascii())
                             .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push_back(Event::Challenge(Secret::new(decoded)));
+                        self.out.push(Event::Challenge(Secret::new(decoded)));
                         State::AwaitAuthResponse
                     }
                 }
@@ -325,7 +311,7 @@ impl SmtpClient {
                 State::ExpectAuthReply { .. },
                 432 | 454 | 500 | 501 | 504 | 530 | 534 | 535 | 538,
             ) => {
-                self.out.push_back(Event::Rejected { text: reply.text() });
+                self.out.push(Event::Rejected { text: reply.text() });
                 State::AwaitDecision
             }
             (State::ExpectAuthReply { .. }, 400..=599) => {
@@ -339,10 +325,6 @@ impl SmtpClient {
         };
         Ok(())
     }
-
-    fn send_payload(&mut self, payload: &Secret<Vec<u8>>) {
-        self.send(payload_line(payload), "[SASL payload]".into());
-    }
 }
 
 impl Dialect for SmtpClient {
@@ -352,7 +334,7 @@ impl Dialect for SmtpClient {
 
     fn poll(&mut self) -> Result<Event, ProtocolError> {
         loop {
-            if let Some(event) = self.out.pop_front() {
+            if let Some(event) = self.out.pop() {
                 return Ok(event);
             }
             match self.state {
@@ -375,7 +357,7 @@ impl Dialect for SmtpClient {
     }
 
     fn start_tls(&mut self) {
-        self.send_command("STARTTLS");
+        self.out.command("STARTTLS");
         self.state = State::ExpectStartTlsReply;
     }
 
@@ -390,13 +372,13 @@ impl Dialect for SmtpClient {
         // RFC 4954 section 4: the AUTH line stays within 512 octets.
         let (command, pending_initial) =
             sasl_command("AUTH", mechanism, initial, true, MAX_COMMAND);
-        self.out.push_back(Event::Send(command));
+        self.out.push(Event::Send(command));
         self.state = State::ExpectAuthReply { pending_initial };
     }
 
     fn auth_response(&mut self, response: Secret<Vec<u8>>) {
         if let State::AwaitAuthResponse = self.state {
-            self.send_payload(&response);
+            self.out.payload(&response);
             self.state = State::ExpectAuthReply {
                 pending_initial: None,
             };
@@ -405,7 +387,7 @@ impl Dialect for SmtpClient {
 
     fn cancel_auth(&mut self) {
         if let State::AwaitAuthResponse = self.state {
-            self.send(b"*\r\n".to_vec(), "* (cancel)".into());
+            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
             self.state = State::ExpectAuthReply {
                 pending_initial: None,
             };
