@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use md5::Md5;
 
-use super::{Mechanism, SaslError};
+use super::{Mechanism, SaslError, require_nonempty};
 use crate::secret::Secret;
 
 const NAME: &str = "CRAM-MD5";
@@ -28,13 +28,7 @@ pub struct CramMd5 {
 
 impl CramMd5 {
     pub fn new(username: &str, password: Secret<String>) -> Result<Self, SaslError> {
-        if username.is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism: NAME,
-                what: "username",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(NAME, "username", username)?;
         Ok(CramMd5 {
             username: username.to_string(),
             password,

@@ -5,7 +5,7 @@
 //! `Password:`... The answers follow the order of the challenges. Like PLAIN, LOGIN sends
 //! the password as is, so the policy allows it only over verified TLS.
 
-use super::{Mechanism, SaslError};
+use super::{Mechanism, SaslError, require_nonempty};
 use crate::secret::Secret;
 
 const NAME: &str = "LOGIN";
@@ -28,13 +28,7 @@ pub struct Login {
 
 impl Login {
     pub fn new(username: &str, password: Secret<String>) -> Result<Self, SaslError> {
-        if username.is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism: NAME,
-                what: "username",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(NAME, "username", username)?;
         Ok(Login {
             username: username.to_string(),
             password,

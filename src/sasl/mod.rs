@@ -210,6 +210,22 @@ pub enum SaslError {
     },
 }
 
+/// Refuses an empty credential (`what`: "username", "password") for `mechanism`.
+pub(crate) fn require_nonempty(
+    mechanism: &'static str,
+    what: &'static str,
+    value: &str,
+) -> Result<(), SaslError> {
+    if value.is_empty() {
+        return Err(SaslError::UnusableCredential {
+            mechanism,
+            what,
+            reason: "it is empty",
+        });
+    }
+    Ok(())
+}
+
 /// A server-supplied string made safe for an error message: printable ASCII only, at
 /// most 200 characters.
 pub(crate) fn printable(raw: &str) -> String {

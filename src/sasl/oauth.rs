@@ -8,7 +8,7 @@
 //! Obtaining or refreshing tokens is not done here: the token is an input.
 
 use super::gs2::{self, CbFlag};
-use super::{Mechanism, SaslError, printable};
+use super::{Mechanism, SaslError, printable, require_nonempty};
 use crate::secret::Secret;
 
 /// Checks RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
@@ -181,13 +181,7 @@ impl XOAuth2 {
     pub fn new(user: &str, token: Secret<String>) -> Result<Self, SaslError> {
         check_token(XOAUTH2, token.expose())?;
         check_no_control(XOAUTH2, "username", user)?;
-        if user.is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism: XOAUTH2,
-                what: "username",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(XOAUTH2, "username", user)?;
         Ok(XOAuth2 {
             user: user.to_string(),
             token,

@@ -3,7 +3,7 @@
 //! The password crosses the wire as is: the policy allows PLAIN only over verified TLS.
 //! No SASLprep here: RFC 4616 leaves preparation to the server, which compares.
 
-use super::{Mechanism, SaslError};
+use super::{Mechanism, SaslError, require_nonempty};
 use crate::secret::Secret;
 
 const NAME: &str = "PLAIN";
@@ -35,12 +35,8 @@ impl Plain {
             what,
             reason,
         };
-        if authcid.is_empty() {
-            return Err(unusable("username", "it is empty"));
-        }
-        if password.expose().is_empty() {
-            return Err(unusable("password", "it is empty"));
-        }
+        require_nonempty(NAME, "username", authcid)?;
+        require_nonempty(NAME, "password", password.expose())?;
         if authcid.contains('\0') {
             return Err(unusable("username", "it contains a NUL character"));
         }

@@ -7,7 +7,7 @@
 //! it takes no challenge, and it is complete once the password was handed over (the
 //! server's tagged OK or `+OK` is the whole outcome; the server proves nothing).
 
-use super::{Mechanism, SaslError};
+use super::{Mechanism, SaslError, require_nonempty};
 use crate::secret::Secret;
 
 /// A protocol-level password login. See the [module documentation](self).
@@ -19,13 +19,7 @@ pub struct ProtocolLogin {
 impl ProtocolLogin {
     /// `name` is the policy's name (`IMAP-LOGIN`, `USER-PASS`, `APOP`).
     pub fn new(name: &'static str, password: Secret<String>) -> Result<Self, SaslError> {
-        if password.expose().is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism: name,
-                what: "password",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(name, "password", password.expose())?;
         if password
             .expose()
             .bytes()

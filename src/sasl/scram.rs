@@ -14,7 +14,7 @@ use hmac::digest::core_api::BlockSizeUser;
 use hmac::{Mac, SimpleHmac};
 
 use super::gs2::{self, CbFlag};
-use super::{Mechanism, SaslError, printable};
+use super::{Mechanism, SaslError, printable, require_nonempty};
 use crate::secret::Secret;
 
 /// Accepted SCRAM iteration counts, inclusive.
@@ -197,21 +197,9 @@ impl Scram {
     ) -> Result<Self, SaslError> {
         let mechanism = mechanism_name(hash, &binding);
         let username = saslprep("username", username)?;
-        if username.expose().is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism,
-                what: "username",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(mechanism, "username", username.expose())?;
         let password = saslprep("password", password.expose())?;
-        if password.expose().is_empty() {
-            return Err(SaslError::UnusableCredential {
-                mechanism,
-                what: "password",
-                reason: "it is empty",
-            });
-        }
+        require_nonempty(mechanism, "password", password.expose())?;
         let authzid = match authzid {
             Some(a) => Some(saslprep("authorization identity", a)?),
             None => None,
