@@ -411,6 +411,7 @@ impl LocalSide for LocalSmtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testing::dovecot_pop3_caps;
     use crate::protocol::{pop3, smtp};
 
     /// What crossed the local machine: bytes to the client, bytes to the server, traces,
@@ -447,28 +448,12 @@ mod tests {
         }
     }
 
-    /// Dovecot 2.3's POP3 capabilities after login.
-    fn pop3_caps() -> Capabilities {
-        pop3::capabilities(
-            [
-                "CAPA",
-                "TOP",
-                "UIDL",
-                "RESP-CODES",
-                "PIPELINING",
-                "AUTH-RESP-CODE",
-            ]
-            .map(String::from)
-            .to_vec(),
-        )
-    }
-
     const POP3_GREETING: &str = "+OK mailtun: alice@EXAMPLE.ORG authenticated\r\n";
     const POP3_CAPA: &str = "+OK mailtun: capability list follows\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\n.\r\n";
     const POP3_OK: &str = "+OK mailtun: already authenticated\r\n";
 
     fn check_pop3(client: &[&[u8]], to_client: &str, to_server: &str) -> Transcript {
-        let mut side = LocalPop3::new("alice@EXAMPLE.ORG authenticated", &pop3_caps());
+        let mut side = LocalPop3::new("alice@EXAMPLE.ORG authenticated", &dovecot_pop3_caps());
         let t = drive(&mut side, client).unwrap();
         assert_eq!(t.to_client, to_client);
         assert_eq!(t.to_server, to_server);
@@ -617,7 +602,7 @@ mod tests {
 
     #[test]
     fn client_overlong_line_refused() {
-        let mut side = LocalPop3::new("hi", &pop3_caps());
+        let mut side = LocalPop3::new("hi", &dovecot_pop3_caps());
         let long = vec![b'A'; MAX_LINE + 1];
         assert_eq!(
             drive(&mut side, &[&long]).unwrap_err(),
@@ -636,7 +621,7 @@ mod tests {
 
     #[test]
     fn greeting_text_cannot_break_the_line() {
-        let mut side = LocalPop3::new("a\r\n+OK fake", &pop3_caps());
+        let mut side = LocalPop3::new("a\r\n+OK fake", &dovecot_pop3_caps());
         let t = drive(&mut side, &[]).unwrap();
         assert_eq!(t.to_client, "+OK mailtun: a  +OK fake\r\n");
     }

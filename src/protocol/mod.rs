@@ -340,6 +340,22 @@ pub(crate) mod testing {
     use super::{Capabilities, Dialect, Event, ProtocolError};
     use crate::secret::Secret;
 
+    /// Dovecot 2.3's POP3 capabilities after login.
+    pub fn dovecot_pop3_caps() -> Capabilities {
+        super::pop3::capabilities(
+            [
+                "CAPA",
+                "TOP",
+                "UIDL",
+                "RESP-CODES",
+                "PIPELINING",
+                "AUTH-RESP-CODE",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    }
+
     /// Where a scripted session ended.
     #[derive(Debug, PartialEq, Eq)]
     pub enum Outcome {

@@ -477,7 +477,7 @@ impl Dialect for Pop3Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::testing::{Outcome, Script, Transcript, drive};
+    use crate::protocol::testing::{Outcome, Script, Transcript, dovecot_pop3_caps, drive};
     use std::collections::VecDeque;
 
     const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";
@@ -508,21 +508,6 @@ mod tests {
         let t = drive(&mut d, on_tls, script, server);
         assert_eq!(t.client, expected_client, "outcome: {:?}", t.outcome);
         t
-    }
-
-    fn authed_caps() -> Capabilities {
-        capabilities(
-            [
-                "CAPA",
-                "TOP",
-                "UIDL",
-                "RESP-CODES",
-                "PIPELINING",
-                "AUTH-RESP-CODE",
-            ]
-            .map(String::from)
-            .to_vec(),
-        )
     }
 
     #[test]
@@ -631,7 +616,7 @@ mod tests {
             ],
             &format!("{TO_TLS}AUTH GSSAPI dG9rZW4tMQ==\r\nCAPA\r\n"),
         );
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
     }
 
     #[test]
@@ -659,7 +644,7 @@ mod tests {
             &format!("{TO_TLS}AUTH GSSAPI dG9rZW4tMQ==\r\ndG9rZW4tMg==\r\nCAPA\r\n"),
         );
         assert_eq!(t.challenges, [b"challenge".to_vec()]);
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
         // No SASL payload in any trace.
         assert!(t.traces.contains(&"+ [SASL payload]".to_string()));
         assert!(!t.traces.iter().any(|l| l.contains("Y2hh")));
@@ -684,7 +669,7 @@ mod tests {
             "CAPA\r\nAUTH GSSAPI\r\ndG9rZW4tMQ==\r\nCAPA\r\n",
         );
         assert_eq!(t.challenges, [Vec::<u8>::new()]);
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
     }
 
     #[test]
@@ -724,7 +709,7 @@ mod tests {
         );
         // The driver's mechanism never saw the empty challenge.
         assert!(t.challenges.is_empty());
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
     }
 
     #[test]
@@ -762,7 +747,7 @@ mod tests {
             "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\nAUTH PLAIN AHUAcA==\r\nCAPA\r\n",
         );
         assert_eq!(t.rejections, ["[AUTH] Authentication failed."]);
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
     }
 
     #[test]
@@ -911,7 +896,7 @@ mod tests {
             Script::default(),
             &[GREETING, CAPA_TLS, b"+OK Logged in.\r\n", &capa],
         );
-        assert_eq!(t.outcome, Outcome::Authenticated(authed_caps()));
+        assert_eq!(t.outcome, Outcome::Authenticated(dovecot_pop3_caps()));
         assert_eq!(d.take_leftover(), b"+OK 2 320\r\n");
     }
 
@@ -940,7 +925,7 @@ mod tests {
         };
         assert_eq!(sent, "CAPA\r\nUSER alice\r\nPASS s3cret\r\nCAPA\r\n");
         assert!(!shown.iter().any(|s| s.contains("s3cret")));
-        assert_eq!(caps, authed_caps());
+        assert_eq!(caps, dovecot_pop3_caps());
     }
 
     #[test]
@@ -1017,7 +1002,7 @@ mod tests {
             ],
             crate::protocol::APOP,
         );
-        assert_eq!(outcome, Ok(Some(authed_caps())));
+        assert_eq!(outcome, Ok(Some(dovecot_pop3_caps())));
         assert_eq!(
             sent,
             format!("{TO_TLS}APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\nCAPA\r\n")
@@ -1055,7 +1040,7 @@ mod tests {
             ],
             crate::protocol::USER_PASS,
         );
-        assert_eq!(outcome, Ok(Some(authed_caps())));
+        assert_eq!(outcome, Ok(Some(dovecot_pop3_caps())));
         assert_eq!(sent, "CAPA\r\nUSER mrose\r\nPASS tanstaaf\r\nCAPA\r\n");
         assert!(!shown.iter().any(|s| s.contains("tanstaaf")));
         // Without USER in CAPA, USER/PASS is not offered.
