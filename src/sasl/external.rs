@@ -5,20 +5,15 @@
 //! This file does not check that a client certificate was presented: the transport owns
 //! TLS, and the server refuses EXTERNAL without one.
 
-use super::{Mechanism, SaslError};
+use super::{InitialOnly, Mechanism, SaslError};
 use crate::secret::Secret;
 
 const NAME: &str = "EXTERNAL";
 
-enum State {
-    Start,
-    Sent,
-}
-
 /// The EXTERNAL mechanism.
 pub struct External {
     authzid: Option<String>,
-    state: State,
+    state: InitialOnly,
 }
 
 impl External {
@@ -26,7 +21,7 @@ impl External {
     pub fn new(authzid: Option<&str>) -> Self {
         External {
             authzid: authzid.map(str::to_string),
-            state: State::Start,
+            state: InitialOnly::default(),
         }
     }
 }
@@ -37,20 +32,17 @@ impl Mechanism for External {
     }
 
     fn initial_response(&mut self) -> Result<Option<Secret<Vec<u8>>>, SaslError> {
-        self.state = State::Sent;
+        self.state = InitialOnly::ExpectVerdict;
         let authzid = self.authzid.as_deref().unwrap_or_default();
         Ok(Some(Secret::new(authzid.as_bytes().to_vec())))
     }
 
     fn step(&mut self, _challenge: &[u8]) -> Result<Secret<Vec<u8>>, SaslError> {
-        Err(match self.state {
-            State::Start => SaslError::UnexpectedChallenge { mechanism: NAME },
-            State::Sent => SaslError::ChallengeAfterCompletion { mechanism: NAME },
-        })
+        Err(self.state.challenge_error(NAME))
     }
 
     fn is_complete(&self) -> bool {
-        matches!(self.state, State::Sent)
+        self.state == InitialOnly::ExpectVerdict
     }
 }
 

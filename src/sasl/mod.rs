@@ -210,6 +210,27 @@ pub enum SaslError {
     },
 }
 
+/// Where a mechanism whose whole exchange is its initial response (PLAIN, EXTERNAL)
+/// stands: any challenge from the server is a protocol error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum InitialOnly {
+    /// The response has not been asked for yet.
+    #[default]
+    ExpectResponseRequest,
+    /// The response was sent; only the server's verdict may follow.
+    ExpectVerdict,
+}
+
+impl InitialOnly {
+    /// The error for a challenge in this state.
+    pub(crate) fn challenge_error(self, mechanism: &'static str) -> SaslError {
+        match self {
+            InitialOnly::ExpectResponseRequest => SaslError::UnexpectedChallenge { mechanism },
+            InitialOnly::ExpectVerdict => SaslError::ChallengeAfterCompletion { mechanism },
+        }
+    }
+}
+
 /// Refuses an empty credential (`what`: "username", "password") for `mechanism`.
 pub(crate) fn require_nonempty(
     mechanism: &'static str,

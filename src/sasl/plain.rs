@@ -3,24 +3,17 @@
 //! The password crosses the wire as is: the policy allows PLAIN only over verified TLS.
 //! No SASLprep here: RFC 4616 leaves preparation to the server, which compares.
 
-use super::{Mechanism, SaslError, require_nonempty};
+use super::{InitialOnly, Mechanism, SaslError, require_nonempty};
 use crate::secret::Secret;
 
 const NAME: &str = "PLAIN";
-
-enum State {
-    /// The response has not been asked for yet.
-    Start,
-    /// The response was sent; nothing else is expected from the server but its verdict.
-    Sent,
-}
 
 /// The PLAIN mechanism.
 pub struct Plain {
     authzid: Option<String>,
     authcid: String,
     password: Secret<String>,
-    state: State,
+    state: InitialOnly,
 }
 
 impl Plain {
@@ -53,7 +46,7 @@ impl Plain {
             authzid: authzid.map(str::to_string),
             authcid: authcid.to_string(),
             password,
-            state: State::Start,
+            state: InitialOnly::default(),
         })
     }
 }
@@ -72,19 +65,16 @@ impl Mechanism for Plain {
         msg.extend_from_slice(self.authcid.as_bytes());
         msg.push(0);
         msg.extend_from_slice(password.as_bytes());
-        self.state = State::Sent;
+        self.state = InitialOnly::ExpectVerdict;
         Ok(Some(Secret::new(msg)))
     }
 
     fn step(&mut self, _challenge: &[u8]) -> Result<Secret<Vec<u8>>, SaslError> {
-        Err(match self.state {
-            State::Start => SaslError::UnexpectedChallenge { mechanism: NAME },
-            State::Sent => SaslError::ChallengeAfterCompletion { mechanism: NAME },
-        })
+        Err(self.state.challenge_error(NAME))
     }
 
     fn is_complete(&self) -> bool {
-        matches!(self.state, State::Sent)
+        self.state == InitialOnly::ExpectVerdict
     }
 }
 
