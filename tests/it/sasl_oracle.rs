@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::fake_server::{Cert, HOST, ca_with_key, leaf_params, pki, server_config};
-use crate::harness::{Output, run_mailtun};
+use crate::harness::{Output, run_tunnel};
 
 const PASSWORD: &str = "oracle-Pass.789";
 const TOKEN: &str = "ya29.oracle-token-0123456789";
@@ -435,16 +435,7 @@ fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str, ca_file: &std::path::
         ),
     )
     .unwrap();
-    run_mailtun(
-        &[
-            "-vv",
-            "--config",
-            config.to_str().unwrap(),
-            "tunnel",
-            "test",
-        ],
-        b"a LOGOUT\r\n",
-    )
+    run_tunnel(&config, &["-vv"], b"a LOGOUT\r\n")
 }
 
 /// Neither the password, the token, nor their base64 forms are in the trace.
