@@ -89,18 +89,9 @@ fn offlineimap_syncs_the_mailbox_through_preauthtunnel() {
         .env("HOME", dir.path())
         .output()
         .expect("run offlineimap (offlineimap3)");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = log_of(&out);
     assert!(out.status.success(), "offlineimap failed: {log}");
-    let files: Vec<_> = ["cur", "new"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
-        .flatten()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = inbox_files(&local);
     let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected, "{files:?}\n{log}");
     let big = std::fs::metadata(h.path("BIG_MESSAGE")).unwrap().len();
@@ -135,20 +126,8 @@ fn mbsync_syncs_the_mailbox_through_the_tunnel_with_the_big_message_intact() {
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .output()
         .expect("run mbsync");
-    assert!(
-        out.status.success(),
-        "mbsync failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cur = local.join("INBOX/cur");
-    let new = local.join("INBOX/new");
-    let files: Vec<_> = [cur, new]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .map(|e| e.unwrap().path())
-        .collect();
+    assert!(out.status.success(), "mbsync failed:\n{}", log_of(&out));
+    let files = inbox_files(&local);
     let expected_count: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected_count, "{files:?}");
     // mbsync stores messages with LF line ends and adds an X-TUID header of its own;
@@ -159,6 +138,25 @@ fn mbsync_syncs_the_mailbox_through_the_tunnel_with_the_big_message_intact() {
         .iter()
         .any(|f| without_tuid(&strip_cr(&std::fs::read(f).unwrap())) == big_lf);
     assert!(found, "no synced message equals the 20 MB message");
+}
+
+/// A client's stdout, then its stderr.
+fn log_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The message files of the INBOX in the Maildir tree at `local` (`INBOX/cur`, `INBOX/new`).
+fn inbox_files(local: &Path) -> Vec<std::path::PathBuf> {
+    ["cur", "new"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .collect()
 }
 
 fn strip_cr(data: &[u8]) -> Vec<u8> {
@@ -220,11 +218,7 @@ fn fetchmail_fetches_hello_alice(dir: &Path, rc: impl FnOnce(&Path) -> String) {
         .output()
         .expect("run fetchmail");
     // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = log_of(&out);
     assert!(
         matches!(out.status.code(), Some(0 | 13)),
         "fetchmail failed: {log}"
@@ -554,12 +548,7 @@ fn mutt_sends_through_the_smtp_tunnel_with_the_pasted_snippet() {
         stdin.write_all(b"Sent by mutt through mailtun.\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mutt failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "mutt failed:\n{}", log_of(&out));
     wait_for_sink_message("mutt's message", |m| {
         m.contains(&format!("Subject: {subject}")) && m.contains("Sent by mutt through mailtun.")
     });
