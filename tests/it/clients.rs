@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{harness, mailtun_bin, run_mailtun};
+use crate::harness::{
+    harness, mailtun_bin, mailtun_command, run_command, run_mailtun, run_tunnel,
+    wait_for_sink_message,
+};
 
 /// A shell-quoted tunnel command for `config`.
 fn tunnel_command(config: &Path) -> String {
@@ -41,42 +44,19 @@ fn opens_the_inbox(client: &str) {
         ),
     )
     .unwrap();
-    let session = format!("mailtun-test-{client}-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux");
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "40",
+    let tmux = Tmux::start(
+        &format!("test-{client}"),
         &format!(
-            "env KRB5_CONFIG={} HOME={} TERM=xterm {client} -n -F {} ; sleep 30",
+            "env KRB5_CONFIG={} HOME={} TERM=xterm {client} -n -F {}",
             h.get("KRB5_CONFIG"),
             dir.path().display(),
             muttrc.display()
         ),
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut screen = String::new();
-    while Instant::now() < deadline {
-        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
-            .into_owned();
-        if screen.contains("msgs=") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = tmux(&["send-keys", "-t", &session, "q", ""]);
+    let screen = tmux.wait(20, |s| s.contains("msgs="), |_, _| {});
+    tmux.keys("q");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = tmux(&["kill-session", "-t", &session]);
+    drop(tmux);
     let count = h.get("INBOX_MESSAGES");
     assert!(
         screen.contains(&format!("msgs={count}")),
@@ -109,18 +89,9 @@ fn offlineimap_syncs_the_mailbox_through_preauthtunnel() {
         .env("HOME", dir.path())
         .output()
         .expect("run offlineimap (offlineimap3)");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = log_of(&out);
     assert!(out.status.success(), "offlineimap failed: {log}");
-    let files: Vec<_> = ["cur", "new"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
-        .flatten()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = inbox_files(&local);
     let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected, "{files:?}\n{log}");
     let big = std::fs::metadata(h.path("BIG_MESSAGE")).unwrap().len();
@@ -155,20 +126,8 @@ fn mbsync_syncs_the_mailbox_through_the_tunnel_with_the_big_message_intact() {
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .output()
         .expect("run mbsync");
-    assert!(
-        out.status.success(),
-        "mbsync failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cur = local.join("INBOX/cur");
-    let new = local.join("INBOX/new");
-    let files: Vec<_> = [cur, new]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .map(|e| e.unwrap().path())
-        .collect();
+    assert!(out.status.success(), "mbsync failed:\n{}", log_of(&out));
+    let files = inbox_files(&local);
     let expected_count: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected_count, "{files:?}");
     // mbsync stores messages with LF line ends and adds an X-TUID header of its own;
@@ -179,6 +138,25 @@ fn mbsync_syncs_the_mailbox_through_the_tunnel_with_the_big_message_intact() {
         .iter()
         .any(|f| without_tuid(&strip_cr(&std::fs::read(f).unwrap())) == big_lf);
     assert!(found, "no synced message equals the 20 MB message");
+}
+
+/// A client's stdout, then its stderr.
+fn log_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The message files of the INBOX in the Maildir tree at `local` (`INBOX/cur`, `INBOX/new`).
+fn inbox_files(local: &Path) -> Vec<std::path::PathBuf> {
+    ["cur", "new"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .collect()
 }
 
 fn strip_cr(data: &[u8]) -> Vec<u8> {
@@ -210,36 +188,37 @@ fn fetchmail_retrieves_a_message_through_the_plugin() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let config = h.config(dir.path(), "", "");
-    let out_file = dir.path().join("fetched.eml");
-    let rc = dir.path().join("fetchmailrc");
-    std::fs::write(
-        &rc,
+    fetchmail_fetches_hello_alice(dir.path(), |out_file| {
         format!(
             "poll {host} via localhost no dns with proto IMAP plugin \"{tunnel}\" auth ssh\n  user alice is root here keep fetchall sslproto \"\" fetchlimit 1 mda \"cat > {out}\"\n",
             host = h.get("MAIL_HOST"),
             tunnel = tunnel_command(&config),
             out = out_file.display()
-        ),
-    )
-    .unwrap();
+        )
+    });
+}
+
+/// Runs fetchmail in `dir` with the fetchmailrc `rc` makes for its delivery file, and
+/// checks that it fetched alice's "Hello Alice" message into that file.
+fn fetchmail_fetches_hello_alice(dir: &Path, rc: impl FnOnce(&Path) -> String) {
+    let h = harness();
+    let out_file = dir.join("fetched.eml");
+    let rc_file = dir.join("fetchmailrc");
+    std::fs::write(&rc_file, rc(&out_file)).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&rc_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new("fetchmail")
-        .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
+        .args(["-f", rc_file.to_str().unwrap(), "--nosyslog"])
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("HOME", dir.path())
+        .env("HOME", dir)
         // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
         // and two fetchmail tests running at once would refuse each other.
         .arg("--pidfile")
-        .arg(dir.path().join("fetchmail.pid"))
+        .arg(dir.join("fetchmail.pid"))
         .output()
         .expect("run fetchmail");
     // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = log_of(&out);
     assert!(
         matches!(out.status.code(), Some(0 | 13)),
         "fetchmail failed: {log}"
@@ -261,13 +240,7 @@ fn three_accounts(dir: &Path, extra: &str) -> std::path::PathBuf {
     let h = harness();
     let mut text = String::new();
     for (name, protocol) in [("test", "imap"), ("pop", "pop3"), ("out", "smtp")] {
-        text.push_str(&format!(
-            "[accounts.{name}]\nprotocol = \"{protocol}\"\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 10\n{extra}\n[accounts.{name}.gssapi]\nccache = \"{cc}\"\n\n",
-            host = h.get("MAIL_HOST"),
-            addr = h.get("MAIL_ADDR"),
-            ca = h.get("CA_FILE"),
-            cc = h.get("ALICE_CCACHE"),
-        ));
+        text.push_str(&h.account_tables(name, &format!("protocol = \"{protocol}\"\n{extra}"), ""));
     }
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
@@ -366,26 +339,10 @@ impl Drop for Tmux {
 /// Runs the mailtun binary with exactly `args` after argv[0], as alpine's c-client does
 /// (no other options), with the configuration found through MAILTUN_CONFIG.
 fn run_as_alpine(config: &Path, args: &[&str], stdin: &[u8]) -> (String, String, Option<i32>) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let h = harness();
-    let mut child = Command::new(mailtun_bin())
-        .args(args)
-        .env("MAILTUN_CONFIG", config)
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailtun");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code(),
-    )
+    let mut command = mailtun_command(args);
+    command.env("MAILTUN_CONFIG", config);
+    let out = run_command(command, stdin);
+    (out.stdout_text(), out.stderr, out.code)
 }
 
 #[test]
@@ -509,9 +466,9 @@ fn alpine_opens_the_inbox_through_ssh_path() {
     tmux.keys("y");
     drop(tmux);
     // Leave the message unread, as the harness seeded it.
-    let c = config.to_str().unwrap();
-    let out = run_mailtun(
-        &["--config", c, "tunnel", "test"],
+    let out = run_tunnel(
+        &config,
+        &[],
         b"a SELECT INBOX\r\nb STORE 1 -FLAGS.SILENT (\\Seen)\r\nc LOGOUT\r\n",
     );
     assert!(out.stdout_text().contains("b OK"), "{}", out.stdout_text());
@@ -591,76 +548,23 @@ fn mutt_sends_through_the_smtp_tunnel_with_the_pasted_snippet() {
         stdin.write_all(b"Sent by mutt through mailtun.\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mutt failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = std::fs::read_dir(h.path("SINK_DIR"))
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
-            .any(|m| {
-                let m = String::from_utf8_lossy(&m);
-                m.contains(&format!("Subject: {subject}"))
-                    && m.contains("Sent by mutt through mailtun.")
-            });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mutt's message did not reach the sink"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(out.status.success(), "mutt failed:\n{}", log_of(&out));
+    wait_for_sink_message("mutt's message", |m| {
+        m.contains(&format!("Subject: {subject}")) && m.contains("Sent by mutt through mailtun.")
+    });
 }
 
 #[test]
 fn fetchmail_retrieves_over_pop3_through_the_pasted_snippet() {
-    let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let config = three_accounts(dir.path(), "");
-    let out_file = dir.path().join("fetched.eml");
-    let rc = dir.path().join("fetchmailrc");
-    std::fs::write(
-        &rc,
+    fetchmail_fetches_hello_alice(dir.path(), |out_file| {
         format!(
             "{}  keep fetchall fetchlimit 1 mda \"cat > {}\"\n",
             snippet(&config, "fetchmail", "pop"),
             out_file.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new("fetchmail")
-        .args(["-f", rc.to_str().unwrap(), "--nosyslog"])
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("HOME", dir.path())
-        // Its own lock file: as root, fetchmail locks /var/run/fetchmail.pid otherwise,
-        // and two fetchmail tests running at once would refuse each other.
-        .arg("--pidfile")
-        .arg(dir.path().join("fetchmail.pid"))
-        .output()
-        .expect("run fetchmail");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Exit 13 is "fetchlimit reached": one message fetched, others left on the server.
-    assert!(
-        matches!(out.status.code(), Some(0 | 13)),
-        "fetchmail failed: {log}"
-    );
-    let fetched = std::fs::read_to_string(&out_file).unwrap_or_default();
-    assert!(
-        fetched.contains("Subject: Hello Alice"),
-        "fetched: {fetched}\nlog: {log}"
-    );
+        )
+    });
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
-use crate::harness::{harness, mailtun_bin};
+use crate::harness::{harness, mailtun_bin, replace_in_file};
 
 const EXIT_NETWORK: i32 = 4;
 const EXIT_AUTH: i32 = 6;
@@ -67,16 +67,8 @@ fn assert_has(out: &Out, needles: &[&str]) {
 /// A harness account with a password file, for `gssapi.kinit` and the password mechanisms.
 fn account(dir: &Path, extra: &str, gssapi: &str) -> PathBuf {
     let h = harness();
-    let pw = dir.join("pw");
-    std::fs::write(&pw, format!("{}\n", h.get("PASSWORD"))).unwrap();
-    h.config(
-        dir,
-        &format!(
-            "password = {{ command = \"cat {}\" }}\n{extra}",
-            pw.display()
-        ),
-        gssapi,
-    )
+    let password = h.password_command(dir);
+    h.config(dir, &format!("{password}\n{extra}"), gssapi)
 }
 
 #[test]
@@ -93,12 +85,10 @@ fn kerberos_unknown_service_principal_is_named_with_a_hint_at_gssapi_service() {
 #[test]
 fn kerberos_without_a_ticket_suggests_kinit_and_gssapi_kinit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = harness().config(dir.path(), "", "").to_owned();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        harness().get("ALICE_CCACHE"),
+    let config = account_with_ccache(
+        dir.path(),
         &format!("FILE:{}/no-such-cache", dir.path().display()),
     );
-    std::fs::write(&config, text).unwrap();
     let out = check(&config, None);
     assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
     assert!(hint(&out).contains("kinit PRINCIPAL"), "{}", out.stderr);
@@ -125,10 +115,7 @@ fn kinit(cache: &str, args: &[&str]) {
 fn account_with_ccache(dir: &Path, cache: &str) -> PathBuf {
     let h = harness();
     let config = h.config(dir, "", "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(h.get("ALICE_CCACHE"), cache);
-    std::fs::write(&config, text).unwrap();
+    replace_in_file(&config, h.get("ALICE_CCACHE"), cache);
     config
 }
 
@@ -244,7 +231,7 @@ fn kerberos_clock_skew_at_the_kdc_and_at_the_server_says_to_synchronise_the_cloc
 fn kerberos_kinit_under_clock_skew_is_corrected_unless_kdc_timesync_is_off() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = kinit_account(dir.path());
+    let config = kinit_account(dir.path(), "alice@EXAMPLE.TEST");
 
     // krb5.conf as shipped (`kdc_timesync` on): the library takes the KDC's time from the
     // AS reply and uses it for the TGS request and the AP-REQ to Dovecot.
@@ -274,15 +261,19 @@ fn kerberos_kinit_under_clock_skew_is_corrected_unless_kdc_timesync_is_off() {
     assert!(!out.stderr.contains(h.get("PASSWORD")));
 }
 
-/// An account with `gssapi.kinit` and a credential cache that does not exist yet, so
-/// the ticket must come from the password.
-fn kinit_account(dir: &Path) -> PathBuf {
-    let config = account(dir, "", "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+/// An account with `gssapi.kinit` for `principal` and a credential cache that does not
+/// exist yet, so the ticket must come from the password.
+fn kinit_account(dir: &Path, principal: &str) -> PathBuf {
+    let config = account(
+        dir,
+        "",
+        &format!("kinit = true\nprincipal = \"{principal}\""),
+    );
+    replace_in_file(
+        &config,
         harness().get("ALICE_CCACHE"),
         &format!("FILE:{}/no-such-cache", dir.display()),
     );
-    std::fs::write(&config, text).unwrap();
     config
 }
 
@@ -304,7 +295,7 @@ fn krb5_conf_with_closed_kdc(dir: &Path) -> PathBuf {
 #[test]
 fn kerberos_kdc_unreachable_says_to_check_the_kdc() {
     let dir = tempfile::tempdir().unwrap();
-    let config = kinit_account(dir.path());
+    let config = kinit_account(dir.path(), "alice@EXAMPLE.TEST");
     let krb5 = krb5_conf_with_closed_kdc(dir.path());
     let out = check(&config, Some(&krb5));
     assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
@@ -315,16 +306,7 @@ fn kerberos_kdc_unreachable_says_to_check_the_kdc() {
 #[test]
 fn kerberos_wrong_realm_says_to_check_the_realm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = account(
-        dir.path(),
-        "",
-        "kinit = true\nprincipal = \"alice@NO-SUCH.REALM\"",
-    );
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        harness().get("ALICE_CCACHE"),
-        &format!("FILE:{}/no-such-cache", dir.path().display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = kinit_account(dir.path(), "alice@NO-SUCH.REALM");
     let out = check(&config, None);
     assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
     assert_has(&out, &["NO-SUCH.REALM"]);
@@ -400,10 +382,11 @@ fn network_refused_dns_and_timeout_name_host_and_port() {
 
     // DNS: a name that cannot exist (RFC 2606).
     let path = fake_account(dir.path(), 993, "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("connect = \"127.0.0.1\"", "connect = \"nosuch.invalid\"");
-    std::fs::write(&path, text).unwrap();
+    replace_in_file(
+        &path,
+        "connect = \"127.0.0.1\"",
+        "connect = \"nosuch.invalid\"",
+    );
     let out = check(&path, None);
     assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
     assert_has(&out, &["cannot resolve nosuch.invalid", "port 993"]);

@@ -11,7 +11,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::harness::run_mailtun;
+use crate::harness::run_tunnel;
 
 struct Files {
     _dir: tempfile::TempDir,
@@ -144,10 +144,7 @@ fn external_authenticates_with_the_client_certificate_over_tls() {
         ),
     )
     .unwrap();
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a LOGOUT\r\n",
-    );
+    let out = run_tunnel(&config, &[], b"a LOGOUT\r\n");
     let (peer, seen) = handle.join().unwrap();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let first = out.first_line();

@@ -18,7 +18,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{harness, mailtun_bin};
+use crate::harness::mailtun_command;
 
 /// The name every test certificate is (or is not) valid for.
 pub const HOST: &str = "mail.example.test";
@@ -579,16 +579,9 @@ impl Run {
 /// Runs `mailtun --config CONFIG tunnel test` with an empty stdin, the harness's
 /// Kerberos configuration, and kills it after `deadline`.
 pub fn run_mailtun_within(config: &std::path::Path, deadline: Duration) -> Run {
-    let h = harness();
     let start = Instant::now();
-    let mut child = Command::new(mailtun_bin())
-        .args(["--config", config.to_str().unwrap(), "tunnel", "test"])
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
-        .env_remove("MAILTUN_CONFIG")
+    let mut child = mailtun_command(&["--config", config.to_str().unwrap(), "tunnel", "test"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mailtun");
     let mut out = child.stdout.take().unwrap();

@@ -14,7 +14,7 @@ use libgssapi::context::{SecurityContext, ServerCtx};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::oid::{GSS_MECH_KRB5, OidSet};
 
-use crate::harness::{harness, run_mailtun};
+use crate::harness::{harness, run_tunnel};
 
 const PAYLOAD_LEN: usize = 20 * 1024 * 1024;
 
@@ -210,10 +210,7 @@ fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
     let server = std::thread::spawn(move || serve(listener, offer));
     let dir = tempfile::tempdir().unwrap();
     let config = layer_config(dir.path(), port, layer);
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a FETCH 1 BODY[]\r\nb LOGOUT\r\n",
-    );
+    let out = run_tunnel(&config, &[], b"a FETCH 1 BODY[]\r\nb LOGOUT\r\n");
     let (chosen, raw) = server.join().unwrap();
     (out, chosen, raw)
 }

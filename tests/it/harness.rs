@@ -28,16 +28,63 @@ impl Harness {
     /// A config file for one IMAP account named `test`, with `extra` TOML lines added to
     /// the account table and `gssapi` lines to its gssapi table.
     pub fn config(&self, dir: &Path, extra: &str, gssapi: &str) -> PathBuf {
-        let text = format!(
-            "[accounts.test]\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 10\n{extra}\n[accounts.test.gssapi]\nccache = \"{cc}\"\n{gssapi}\n",
+        let path = dir.join("config.toml");
+        std::fs::write(&path, self.account_tables("test", extra, gssapi)).unwrap();
+        path
+    }
+
+    /// The TOML of one account `name` on the harness's server as alice, with her ticket
+    /// cache: `extra` lines in the account table, `gssapi` lines in its gssapi table.
+    pub fn account_tables(&self, name: &str, extra: &str, gssapi: &str) -> String {
+        format!(
+            "[accounts.{name}]\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 10\n{extra}\n[accounts.{name}.gssapi]\nccache = \"{cc}\"\n{gssapi}\n",
             host = self.get("MAIL_HOST"),
             addr = self.get("MAIL_ADDR"),
             ca = self.get("CA_FILE"),
             cc = self.get("ALICE_CCACHE"),
+        )
+    }
+
+    /// Writes alice's password to `dir/pw` and returns the account line that reads it
+    /// (`password = { command = "cat DIR/pw" }`).
+    pub fn password_command(&self, dir: &Path) -> String {
+        let file = dir.join("pw");
+        std::fs::write(&file, format!("{}\n", self.get("PASSWORD"))).unwrap();
+        format!("password = {{ command = \"cat {}\" }}", file.display())
+    }
+}
+
+/// Replaces `from` (which must occur) by `to` in the file at `path`: a change to one
+/// setting of a config file written by a helper.
+pub fn replace_in_file(path: &Path, from: &str, to: &str) {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        text.contains(from),
+        "{} has no {from:?}: {text}",
+        path.display()
+    );
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Waits up to 10 s for a message in the harness's sink (`SINK_DIR`, where the SMTP relay
+/// writes each message it accepts) of which `found` holds; fails with `what` otherwise.
+pub fn wait_for_sink_message(what: &str, found: impl Fn(&str) -> bool) {
+    let sink = harness().path("SINK_DIR");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let any = std::fs::read_dir(&sink)
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+            .any(|m| found(&String::from_utf8_lossy(&m)));
+        if any {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not reach the sink"
         );
-        let path = dir.join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -118,7 +165,24 @@ pub fn mailtun_command(args: &[&str]) -> Command {
 
 /// Runs `mailtun ARGS` with `stdin` (see [`mailtun_command`]).
 pub fn run_mailtun(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = mailtun_command(args).spawn().expect("spawn mailtun");
+    run_command(mailtun_command(args), stdin)
+}
+
+/// Runs `mailtun FLAGS --config CONFIG tunnel test` with `stdin` (see [`run_mailtun`]).
+pub fn run_tunnel(config: impl AsRef<Path>, flags: &[&str], stdin: &[u8]) -> Output {
+    let config = config.as_ref().to_str().unwrap();
+    let args: Vec<&str> = flags
+        .iter()
+        .copied()
+        .chain(["--config", config, "tunnel", "test"])
+        .collect();
+    run_mailtun(&args, stdin)
+}
+
+/// Runs `command` (made by [`mailtun_command`], maybe changed) with `stdin`, and
+/// collects what it wrote and its exit code.
+pub fn run_command(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command.spawn().expect("spawn mailtun");
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {

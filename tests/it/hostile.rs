@@ -495,6 +495,48 @@ fn up_to_tls(lang: &Lang, hello: Script, pre_caps: &str, cert: Cert) -> Vec<Act>
     s
 }
 
+/// Script: the first hello offering STARTTLS and GSSAPI, then read the STARTTLS command.
+fn up_to_starttls(lang: &Lang) -> Vec<Act> {
+    let mut s = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
+    s.push(Act::ReadLine);
+    s
+}
+
+/// Script: [`up_to_tls`] with the first hello, offering STARTTLS and GSSAPI.
+fn starttls_with_gssapi(lang: &Lang, cert: Cert) -> Vec<Act> {
+    up_to_tls(
+        lang,
+        lang.hellos[0].1,
+        &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
+        cert,
+    )
+}
+
+/// Script: TLS up with the good certificate, then GSSAPI offered inside it (with SASL-IR
+/// if `sasl_ir`), up to the client's decision.
+fn gssapi_inside_tls(lang: &Lang, sasl_ir: bool) -> Vec<Act> {
+    let mut after = vec![lang.gssapi_cap];
+    if sasl_ir {
+        after.push(lang.sasl_ir_cap);
+    }
+    let mut script = starttls_with_gssapi(lang, Cert::Good);
+    script.extend((lang.caps_after_tls)(&caps(lang, &after)));
+    script
+}
+
+/// Plays `script` to a STARTTLS account of `lang` (see [`Account::starttls`]); returns
+/// the run and what the server saw.
+fn run_starttls(lang: &Lang, script: Vec<Act>) -> (Run, Record) {
+    let server = FakeServer::start(script);
+    let run = Account::starttls(lang, server.port).run();
+    (run, server.finish())
+}
+
+/// A SHA-256 fingerprint as `pin_sha256` takes it.
+fn pin_hex(sha256: &[u8; 32]) -> String {
+    sha256.iter().map(|b| format!("{b:02X}")).collect()
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -506,9 +548,8 @@ fn starttls_not_advertised_is_refused_before_any_other_command() {
     for lang in LANGS {
         for (how, hello) in lang.hellos {
             let case = format!("{}: no STARTTLS {how}", lang.protocol);
-            let server = FakeServer::start(hello(&caps(lang, &[lang.gssapi_cap, lang.plain_cap])));
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) =
+                run_starttls(lang, hello(&caps(lang, &[lang.gssapi_cap, lang.plain_cap])));
             assert_refused(lang, &run, EXIT_POLICY, &case);
             assert!(run.stderr.contains("STARTTLS"), "{case}: {}", run.stderr);
             let lines = rec.plain_lines();
@@ -529,15 +570,12 @@ fn starttls_refused_ends_the_session_without_authenticating() {
     for lang in LANGS {
         for &(how, reply, code) in lang.starttls_refusals {
             let case = format!("{}: STARTTLS answered with {how}", lang.protocol);
-            let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
-            script.push(Act::ReadLine);
+            let mut script = up_to_starttls(lang);
             match reply {
                 Some(r) => script.push(send(r)),
                 None => script.push(Act::Close),
             }
-            let server = FakeServer::start(script);
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) = run_starttls(lang, script);
             assert_refused(lang, &run, code, &case);
             assert!(
                 rec.plain_text()
@@ -558,13 +596,10 @@ fn rfc3501_6_2_1_bytes_injected_after_starttls_ok_are_refused_before_tls() {
     for lang in LANGS {
         for &(how, injected) in lang.injections {
             let case = format!("{}: {how} after the STARTTLS OK", lang.protocol);
-            let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
-            script.push(Act::ReadLine);
+            let mut script = up_to_starttls(lang);
             script.push(send(format!("{}{injected}", lang.starttls_ok)));
             script.push(Act::Tls(Cert::Good));
-            let server = FakeServer::start(script);
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) = run_starttls(lang, script);
             assert_refused(lang, &run, EXIT_PROTOCOL, &case);
             assert!(run.stderr.contains("injection"), "{case}: {}", run.stderr);
             assert!(
@@ -595,9 +630,7 @@ fn rfc3501_6_2_1_data_before_tls_is_discarded_and_capabilities_asked_again() {
         script.push(send(format!("{}{}", lang.pre_tls_noise, lang.starttls_ok)));
         script.push(Act::Tls(Cert::Good));
         script.extend((lang.caps_after_tls)(&caps(lang, &[lang.plain_cap])));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_POLICY, &case);
         assert!(rec.tls_established, "{case}");
         let lines = rec.decrypted_lines();
@@ -625,9 +658,7 @@ fn rfc3501_6_2_1_plaintext_preauth_greeting_is_refused_and_not_passed_on() {
             continue;
         };
         let case = format!("{}: PREAUTH before TLS", lang.protocol);
-        let server = FakeServer::start(vec![send(preauth)]);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, vec![send(preauth)]);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("PREAUTH"), "{case}: {}", run.stderr);
         assert_eq!(rec.plain, b"", "{case}: nothing may be sent");
@@ -648,9 +679,7 @@ fn mechanism_downgrade_inside_tls_is_refused_without_authenticating() {
                 Cert::Good,
             );
             script.extend((lang.caps_after_tls)(&caps(lang, &[lang.plain_cap])));
-            let server = FakeServer::start(script);
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) = run_starttls(lang, script);
             assert_refused(lang, &run, EXIT_POLICY, &case);
             assert!(run.stderr.contains("PLAIN"), "{case}: {}", run.stderr);
             assert!(rec.tls_established, "{case}");
@@ -665,21 +694,10 @@ fn mechanism_downgrade_inside_tls_is_refused_without_authenticating() {
 fn nothing_is_pipelined_after_starttls_and_authentication_happens_only_inside_tls() {
     for lang in LANGS {
         let case = format!("{}: STARTTLS then a refused GSSAPI", lang.protocol);
-        let mut script = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
-        script.extend((lang.caps_after_tls)(&caps(
-            lang,
-            &[lang.gssapi_cap, lang.sasl_ir_cap],
-        )));
+        let mut script = gssapi_inside_tls(lang, true);
         script.push(Act::ReadLine);
         script.push(send(lang.auth_no));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_AUTH, &case);
         let plain = rec.plain_text();
         assert!(
@@ -723,12 +741,7 @@ fn certificate_refused(cert: Cert, pin: Option<&str>, message: &str) {
             let mut script = if implicit {
                 vec![Act::Tls(cert)]
             } else {
-                up_to_tls(
-                    lang,
-                    lang.hellos[0].1,
-                    &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-                    cert,
-                )
+                starttls_with_gssapi(lang, cert)
             };
             script.extend((lang.caps_after_tls)(&caps(lang, &[lang.gssapi_cap])));
             let server = FakeServer::start(script);
@@ -795,8 +808,11 @@ fn certificate_naming_the_host_only_in_its_cn_is_refused_on_starttls_and_ssl_por
 fn certificate_not_matching_the_pin_is_refused_on_starttls_and_ssl_port() {
     let mut wrong = pki().good_sha256;
     wrong[0] ^= 0xff;
-    let pin: String = wrong.iter().map(|b| format!("{b:02X}")).collect();
-    certificate_refused(Cert::Good, Some(&pin), "does not match `pin_sha256`");
+    certificate_refused(
+        Cert::Good,
+        Some(&pin_hex(&wrong)),
+        "does not match `pin_sha256`",
+    );
 }
 
 #[test]
@@ -811,12 +827,7 @@ fn certificate_matching_the_pin_is_accepted_on_the_ssl_port() {
         script.push(send(lang.auth_no));
         let server = FakeServer::start(script);
         let mut account = Account::implicit(lang, server.port);
-        let pin: String = pki()
-            .good_sha256
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        account.extra = format!("pin_sha256 = \"{pin}\"");
+        account.extra = format!("pin_sha256 = \"{}\"", pin_hex(&pki().good_sha256));
         let run = account.run();
         let rec = server.finish();
         assert_refused(lang, &run, EXIT_AUTH, &case);
@@ -835,8 +846,7 @@ fn certificate_matching_the_pin_is_accepted_on_the_ssl_port() {
 fn a_failed_handshake_after_starttls_ok_is_never_followed_by_plaintext_or_a_retry() {
     for lang in LANGS {
         let case = format!("{}: garbage instead of ServerHello", lang.protocol);
-        let mut script = (lang.hellos[0].1)(&caps(lang, &[lang.starttls_cap, lang.gssapi_cap]));
-        script.push(Act::ReadLine);
+        let mut script = up_to_starttls(lang);
         script.push(send(lang.starttls_ok));
         // Wait for the ClientHello, then answer in plaintext.
         script.push(Act::ReadSome);
@@ -892,22 +902,10 @@ fn rfc4752_tagged_ok_before_the_gssapi_exchange_completed_is_refused() {
                 "{}: OK right after the first token (SASL-IR {sasl_ir})",
                 lang.protocol
             );
-            let mut after = vec![lang.gssapi_cap];
-            if sasl_ir {
-                after.push(lang.sasl_ir_cap);
-            }
-            let mut script = up_to_tls(
-                lang,
-                lang.hellos[0].1,
-                &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-                Cert::Good,
-            );
-            script.extend((lang.caps_after_tls)(&caps(lang, &after)));
+            let mut script = gssapi_inside_tls(lang, sasl_ir);
             script.extend(first_token(lang, sasl_ir));
             script.push(send(lang.auth_ok));
-            let server = FakeServer::start(script);
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) = run_starttls(lang, script);
             assert_refused(lang, &run, EXIT_AUTH, &case);
             assert!(
                 run.stderr
@@ -935,21 +933,10 @@ fn rfc4752_tagged_ok_before_the_gssapi_exchange_completed_is_refused() {
 fn a_challenge_that_is_not_base64_is_refused() {
     for lang in LANGS {
         let case = format!("{}: challenge not base64", lang.protocol);
-        let mut script = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
-        script.extend((lang.caps_after_tls)(&caps(
-            lang,
-            &[lang.gssapi_cap, lang.sasl_ir_cap],
-        )));
+        let mut script = gssapi_inside_tls(lang, true);
         script.extend(first_token(lang, true));
         script.push(send(format!("{}!!not*base64!!\r\n", lang.challenge_prefix)));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        server.finish();
+        let (run, _) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("base64"), "{case}: {}", run.stderr);
     }
@@ -959,25 +946,14 @@ fn a_challenge_that_is_not_base64_is_refused() {
 fn a_gssapi_challenge_that_is_not_a_kerberos_token_is_an_authentication_failure() {
     for lang in LANGS {
         let case = format!("{}: garbage GSSAPI token", lang.protocol);
-        let mut script = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
-        script.extend((lang.caps_after_tls)(&caps(
-            lang,
-            &[lang.gssapi_cap, lang.sasl_ir_cap],
-        )));
+        let mut script = gssapi_inside_tls(lang, true);
         script.extend(first_token(lang, true));
         // "garbage token" in base64.
         script.push(send(format!(
             "{}Z2FyYmFnZSB0b2tlbg==\r\n",
             lang.challenge_prefix
         )));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        server.finish();
+        let (run, _) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_AUTH, &case);
     }
 }
@@ -1156,9 +1132,7 @@ fn a_10mb_line_without_crlf_is_refused_with_bounded_reading() {
         let case = format!("{}: 10 MB line", lang.protocol);
         let mut line = lang.greeting_prefix.as_bytes().to_vec();
         line.resize(10 * 1024 * 1024, b'a');
-        let server = FakeServer::start(vec![Act::Send(line)]);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, vec![Act::Send(line)]);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
         assert_eq!(rec.plain, b"", "{case}");
@@ -1169,19 +1143,12 @@ fn a_10mb_line_without_crlf_is_refused_with_bounded_reading() {
 fn a_10mb_line_inside_tls_is_refused() {
     for lang in LANGS {
         let case = format!("{}: 10 MB line after TLS", lang.protocol);
-        let mut script = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
+        let mut script = starttls_with_gssapi(lang, Cert::Good);
         script.push(Act::ReadLine);
         let mut line = b"* CAPABILITY ".to_vec();
         line.resize(10 * 1024 * 1024, b'A');
         script.push(Act::Send(line));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
         assert_no_auth(lang, &rec, &case);
@@ -1201,18 +1168,11 @@ fn a_4gb_literal_announced_is_refused_without_waiting_for_it() {
             Act::ReadLine,
             send(huge),
         ];
-        let mut inside = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
+        let mut inside = starttls_with_gssapi(lang, Cert::Good);
         inside.push(Act::ReadLine);
         inside.push(send(huge));
         for script in [before, inside] {
-            let server = FakeServer::start(script);
-            let run = Account::starttls(lang, server.port).run();
-            let rec = server.finish();
+            let (run, rec) = run_starttls(lang, script);
             assert_refused(lang, &run, EXIT_PROTOCOL, &case);
             assert!(run.stderr.contains("4294967296"), "{case}: {}", run.stderr);
             assert!(
@@ -1239,9 +1199,7 @@ fn an_endless_response_made_of_literals_is_refused_with_bounded_reading() {
             greeting.extend_from_slice(b"{60000}\r\n");
             greeting.resize(greeting.len() + 60000, b'a');
         }
-        let server = FakeServer::start(vec![Act::Send(greeting)]);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, vec![Act::Send(greeting)]);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("longer than"), "{case}: {}", run.stderr);
         assert!(
@@ -1257,12 +1215,13 @@ fn an_endless_response_made_of_literals_is_refused_with_bounded_reading() {
 fn nul_bytes_from_the_server_are_refused() {
     for lang in LANGS {
         let case = format!("{}: NUL in the greeting", lang.protocol);
-        let server = FakeServer::start(vec![send(format!(
-            "{}[CAPABILITY IMAP4rev1 STARTTLS AUTH=GSSAPI] hi\0there\r\n",
-            lang.greeting_prefix
-        ))]);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(
+            lang,
+            vec![send(format!(
+                "{}[CAPABILITY IMAP4rev1 STARTTLS AUTH=GSSAPI] hi\0there\r\n",
+                lang.greeting_prefix
+            ))],
+        );
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("NUL"), "{case}: {}", run.stderr);
         assert_eq!(rec.plain, b"", "{case}");
@@ -1274,9 +1233,7 @@ fn invalid_utf8_from_the_server_gives_a_clean_refusal() {
     for lang in LANGS {
         // Not a greeting at all: refused as such, with the bytes escaped.
         let case = format!("{}: invalid UTF-8 greeting", lang.protocol);
-        let server = FakeServer::start(vec![send(b"\xff\xfe\xc3( \x80garbage\r\n")]);
-        let run = Account::starttls(lang, server.port).run();
-        server.finish();
+        let (run, _) = run_starttls(lang, vec![send(b"\xff\xfe\xc3( \x80garbage\r\n")]);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
 
         // A valid greeting whose text is not UTF-8: read like any other (here: no
@@ -1286,9 +1243,7 @@ fn invalid_utf8_from_the_server_gives_a_clean_refusal() {
         g.extend_from_slice(b"caf\xe9 \xff\xfe\r\n");
         let mut script = vec![Act::Send(g)];
         script.extend((lang.caps_after_tls)(&caps(lang, &[lang.gssapi_cap])));
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        let rec = server.finish();
+        let (run, rec) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_POLICY, &case);
         let lines = rec.plain_lines();
         assert!(
@@ -1302,21 +1257,10 @@ fn invalid_utf8_from_the_server_gives_a_clean_refusal() {
 fn a_connection_closed_mid_authentication_is_refused() {
     for lang in LANGS {
         let case = format!("{}: closed after the first token", lang.protocol);
-        let mut script = up_to_tls(
-            lang,
-            lang.hellos[0].1,
-            &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-            Cert::Good,
-        );
-        script.extend((lang.caps_after_tls)(&caps(
-            lang,
-            &[lang.gssapi_cap, lang.sasl_ir_cap],
-        )));
+        let mut script = gssapi_inside_tls(lang, true);
         script.push(Act::ReadLine);
         script.push(Act::Close);
-        let server = FakeServer::start(script);
-        let run = Account::starttls(lang, server.port).run();
-        server.finish();
+        let (run, _) = run_starttls(lang, script);
         assert_refused(lang, &run, EXIT_PROTOCOL, &case);
         assert!(run.stderr.contains("closed"), "{case}: {}", run.stderr);
     }
@@ -1340,16 +1284,7 @@ fn never_answers(lang: &'static Lang) {
     stall_handshake.push(Act::ReadLine);
     stall_handshake.push(send(lang.starttls_ok));
     // Never answers the first authentication step.
-    let mut stall_auth = up_to_tls(
-        lang,
-        lang.hellos[0].1,
-        &caps(lang, &[lang.starttls_cap, lang.gssapi_cap]),
-        Cert::Good,
-    );
-    stall_auth.extend((lang.caps_after_tls)(&caps(
-        lang,
-        &[lang.gssapi_cap, lang.sasl_ir_cap],
-    )));
+    let stall_auth = gssapi_inside_tls(lang, true);
     std::thread::scope(|scope| {
         for (how, script) in [
             ("no greeting", stall_greeting),

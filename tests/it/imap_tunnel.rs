@@ -1,10 +1,19 @@
 //! The IMAP tunnel against the real KDC and Dovecot: both TLS methods, the large message,
 //! and the failures a user meets first.
 
-use crate::harness::{harness, literal_after, run_mailtun, run_mailtun_steps};
+use crate::harness::{
+    Output, harness, literal_after, replace_in_file, run_mailtun_steps, run_tunnel,
+};
 
 const EXIT_NETWORK: i32 = 4;
 const EXIT_AUTH: i32 = 6;
+
+/// Runs the tunnel of the harness account with `extra` settings, with `stdin`.
+fn tunnel_with(extra: &str, stdin: &[u8]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness().config(dir.path(), extra, "");
+    run_tunnel(&config, &[], stdin)
+}
 
 fn fetch_big_message_through(tls: &str) {
     let h = harness();
@@ -60,20 +69,8 @@ fn without_a_kerberos_ticket_the_client_gets_bye_and_nothing_is_sent_to_authenti
     let dir = tempfile::tempdir().unwrap();
     let empty = format!("FILE:{}/empty-ccache", dir.path().display());
     let config = h.config(dir.path(), "", "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(h.get("ALICE_CCACHE"), &empty);
-    std::fs::write(&config, text).unwrap();
-    let out = run_mailtun(
-        &[
-            "-vv",
-            "--config",
-            config.to_str().unwrap(),
-            "tunnel",
-            "test",
-        ],
-        b"",
-    );
+    replace_in_file(&config, h.get("ALICE_CCACHE"), &empty);
+    let out = run_tunnel(&config, &["-vv"], b"");
     assert_eq!(out.code, Some(EXIT_AUTH), "stderr: {}", out.stderr);
     let first = out.first_line();
     assert!(
@@ -105,20 +102,8 @@ fn a_server_certificate_from_an_unknown_ca_is_refused_before_anything_is_sent() 
     for tls in ["starttls", "implicit"] {
         let config = h.config(dir.path(), &format!("tls = [\"{tls}\"]"), "");
         // Trust only a CA that did not issue Dovecot's certificate.
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
-        std::fs::write(&config, text).unwrap();
-        let out = run_mailtun(
-            &[
-                "-vv",
-                "--config",
-                config.to_str().unwrap(),
-                "tunnel",
-                "test",
-            ],
-            b"",
-        );
+        replace_in_file(&config, h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
+        let out = run_tunnel(&config, &["-vv"], b"");
         assert_eq!(out.code, Some(EXIT_NETWORK), "{tls}: {}", out.stderr);
         assert!(
             out.first_line().starts_with("* BYE [UNAVAILABLE] mailtun:"),
@@ -134,16 +119,9 @@ fn a_server_certificate_from_an_unknown_ca_is_refused_before_anything_is_sent() 
 
 #[test]
 fn an_unreachable_server_gives_bye_with_host_and_port() {
-    let h = harness();
-    let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 1 of the harness address.
-    let config = h.config(
-        dir.path(),
+    let out = tunnel_with(
         "tls = [\"starttls\", \"implicit\"]\nplain_port = 1\ntls_port = 2",
-        "",
-    );
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
         b"",
     );
     assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
@@ -164,15 +142,8 @@ fn an_unreachable_server_gives_bye_with_host_and_port() {
 
 #[test]
 fn an_unreachable_plain_port_falls_back_to_the_tls_port() {
-    let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let config = h.config(
-        dir.path(),
+    let out = tunnel_with(
         "tls = [\"starttls\", \"implicit\"]\nplain_port = 1",
-        "",
-    );
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
         b"a LOGOUT\r\n",
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -192,10 +163,7 @@ fn a_configuration_error_names_file_line_and_account() {
         "[accounts.test]\nhost = \"h\"\ntsl = [\"starttls\"]\n",
     )
     .unwrap();
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"",
-    );
+    let out = run_tunnel(&config, &[], b"");
     assert_eq!(out.code, Some(3));
     assert!(
         out.first_line().starts_with("* BYE [UNAVAILABLE] mailtun:"),
@@ -231,29 +199,16 @@ fn pem_sha256_hex(path: &std::path::Path) -> String {
 
 #[test]
 fn a_matching_pin_is_accepted_and_a_wrong_one_refused_with_both_fingerprints() {
-    let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let pin = pem_sha256_hex(&h.path("SERVER_CERT_FILE"));
-    let config = h.config(
-        dir.path(),
-        &format!("tls = [\"implicit\"]\npin_sha256 = \"{pin}\""),
-        "",
-    );
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a LOGOUT\r\n",
-    );
+    let with_pin = |pin: &str| {
+        tunnel_with(
+            &format!("tls = [\"implicit\"]\npin_sha256 = \"{pin}\""),
+            b"a LOGOUT\r\n",
+        )
+    };
+    let pin = pem_sha256_hex(&harness().path("SERVER_CERT_FILE"));
+    let out = with_pin(&pin);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let wrong = "00".repeat(32);
-    let config = h.config(
-        dir.path(),
-        &format!("tls = [\"implicit\"]\npin_sha256 = \"{wrong}\""),
-        "",
-    );
-    let out = run_mailtun(
-        &["--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a LOGOUT\r\n",
-    );
+    let out = with_pin(&"00".repeat(32));
     assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
     assert!(
         out.stderr.contains("does not match `pin_sha256`"),
@@ -278,15 +233,9 @@ fn dangerous_accept_invalid_certs_works_but_warns_on_every_use() {
         "",
     );
     // Trust nothing that issued the server's certificate; only the dangerous key lets it through.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
-    std::fs::write(&config, text).unwrap();
+    replace_in_file(&config, h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
     for _ in 0..2 {
-        let out = run_mailtun(
-            &["--config", config.to_str().unwrap(), "tunnel", "test"],
-            b"a LOGOUT\r\n",
-        );
+        let out = run_tunnel(&config, &[], b"a LOGOUT\r\n");
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         assert!(
             out.stderr.contains("accept_invalid_certs is set"),

@@ -4,24 +4,25 @@
 //! `apop` in `auth_mechanisms` (its passdb is `{PLAIN}`), so it greets POP3 clients with
 //! an APOP timestamp.
 
-use crate::harness::{harness, run_mailtun};
+use crate::harness::{harness, replace_in_file, run_tunnel};
 use crate::sasl::assert_no_secret;
 
-fn account(dir: &std::path::Path, protocol: &str, tls: &str, auth: &str, extra: &str) -> String {
+fn account(
+    dir: &std::path::Path,
+    protocol: &str,
+    tls: &str,
+    auth: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let h = harness();
-    let pw_file = dir.join("pw");
-    std::fs::write(&pw_file, format!("{}\n", h.get("PASSWORD"))).unwrap();
+    let password = h.password_command(dir);
     h.config(
         dir,
         &format!(
-            "protocol = \"{protocol}\"\ntls = [\"{tls}\"]\nauth = {auth}\npassword = {{ command = \"cat {}\" }}\n{extra}",
-            pw_file.display()
+            "protocol = \"{protocol}\"\ntls = [\"{tls}\"]\nauth = {auth}\n{password}\n{extra}"
         ),
         "",
     )
-    .to_str()
-    .unwrap()
-    .to_string()
 }
 
 /// Dovecot's log lines since `from` (byte offset).
@@ -42,7 +43,7 @@ fn imap_login_command_over_both_tls_methods() {
     for tls in ["starttls", "implicit"] {
         let dir = tempfile::tempdir().unwrap();
         let c = account(dir.path(), "imap", tls, "[\"imap-login\"]", "");
-        let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], b"a LOGOUT\r\n");
+        let out = run_tunnel(&c, &["-vv"], b"a LOGOUT\r\n");
         assert_eq!(out.code, Some(0), "{tls}: {}", out.stderr);
         let first = out.first_line();
         assert!(
@@ -74,7 +75,7 @@ fn imap_login_is_never_sent_without_tls() {
         "min_protection = \"strong\"",
     );
     let log_from = dovecot_log_len();
-    let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], b"a LOGOUT\r\n");
+    let out = run_tunnel(&c, &["-vv"], b"a LOGOUT\r\n");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let first = out.first_line();
     assert!(first.contains("with SCRAM-SHA-256 over no TLS"), "{first}");
@@ -103,7 +104,7 @@ fn imap_login_is_never_sent_without_tls() {
         "[\"imap-login\"]",
         "min_protection = \"strong\"",
     );
-    let out = run_mailtun(&["--config", &c, "tunnel", "test"], b"");
+    let out = run_tunnel(&c, &[], b"");
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(out.stderr.contains("strong mechanism"), "{}", out.stderr);
 }
@@ -122,7 +123,7 @@ fn pop3_user_pass_over_stls_and_apop_over_both_tls_methods() {
         let c = account(dir.path(), "pop3", tls, &format!("[\"{name}\"]"), "");
         let log_from = dovecot_log_len();
         let script = b"USER alice\r\nPASS placeholder\r\nSTAT\r\nQUIT\r\n";
-        let out = run_mailtun(&["-vv", "--config", &c, "tunnel", "test"], script);
+        let out = run_tunnel(&c, &["-vv"], script);
         assert_eq!(out.code, Some(0), "{name} over {tls}: {}", out.stderr);
         let first = out.first_line();
         assert!(
@@ -148,14 +149,13 @@ fn pop3_user_pass_over_stls_and_apop_over_both_tls_methods() {
 fn auto_never_picks_a_login_command() {
     // A POP3 account on "auto" with only a password: SCRAM, never USER/PASS or APOP.
     let dir = tempfile::tempdir().unwrap();
-    let mut c = account(dir.path(), "pop3", "implicit", "\"auto\"", "");
-    let text = std::fs::read_to_string(&c).unwrap().replace(
+    let c = account(dir.path(), "pop3", "implicit", "\"auto\"", "");
+    replace_in_file(
+        &c,
         harness().get("ALICE_CCACHE"),
         &format!("FILE:{}/none", dir.path().display()),
     );
-    c = dir.path().join("auto.toml").to_str().unwrap().to_string();
-    std::fs::write(&c, text).unwrap();
-    let out = run_mailtun(&["-v", "--config", &c, "tunnel", "test"], b"QUIT\r\n");
+    let out = run_tunnel(&c, &["-v"], b"QUIT\r\n");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.first_line().contains("with SCRAM-SHA-256"),

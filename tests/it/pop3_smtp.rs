@@ -1,9 +1,9 @@
 //! POP3 and SMTP submission tunnels against the real Dovecot: the client's own login
 //! commands are answered locally, mail flows both ways.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::harness::{harness, run_mailtun, run_mailtun_steps};
+use crate::harness::{harness, run_mailtun_steps, run_tunnel, wait_for_sink_message};
 
 fn config(dir: &std::path::Path, protocol: &str, tls: &str) -> String {
     let h = harness();
@@ -83,14 +83,13 @@ fn pop3_tunnel_answers_login_locally_and_retrieves_the_20mb_message_byte_identic
 
 #[test]
 fn smtp_tunnel_answers_ehlo_locally_and_the_message_reaches_the_relay() {
-    let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path(), "smtp", "starttls");
     let marker = format!("mailtun-test-{}-{:?}", std::process::id(), Instant::now());
     let script = format!(
         "EHLO client.example\r\nAUTH PLAIN AGFsaWNlAHg=\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: {marker}\r\n\r\n..leading dot\r\nbody\r\n.\r\nQUIT\r\n"
     );
-    let out = run_mailtun(&["--config", &c, "tunnel", "test"], script.as_bytes());
+    let out = run_tunnel(&c, &[], script.as_bytes());
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.stdout_text();
     assert!(
@@ -106,23 +105,7 @@ fn smtp_tunnel_answers_ehlo_locally_and_the_message_reaches_the_relay() {
         "the client's AUTH is answered locally: {text}"
     );
     assert!(text.contains("250 2.0.0 OK"), "{text}");
-    // The sink writes each relayed message to SINK_DIR.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = std::fs::read_dir(h.path("SINK_DIR"))
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
-            .any(|m| {
-                let m = String::from_utf8_lossy(&m);
-                m.contains(&marker) && m.contains("\r\n.leading dot\r\nbody\r\n")
-            });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the message did not reach the sink"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_sink_message("the message", |m| {
+        m.contains(&marker) && m.contains("\r\n.leading dot\r\nbody\r\n")
+    });
 }

@@ -182,18 +182,40 @@ async fn the_relay_loses_nothing_with_1_gib_each_way_at_once() {
     );
 }
 
-/// Writes 4 KiB chunks until a write makes no progress for a while; returns the count.
-async fn write_until_blocked<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, limit: usize) -> usize {
+/// The `writer` peer writes 4 KiB chunks into `w` (up to 64 MiB) while the `reader` peer
+/// reads nothing, until a write makes no progress for a while; checks that this happened
+/// after at most the two pipes' buffers and the relay's chunk, and returns the count.
+async fn write_until_blocked<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    writer: &str,
+    reader: &str,
+) -> usize {
     let chunk = vec![b'x'; 4096];
     let mut written = 0;
-    while written < limit {
+    while written < 64 << 20 {
         match tokio::time::timeout(Duration::from_millis(300), w.write(&chunk)).await {
             Ok(Ok(n)) => written += n,
             Ok(Err(e)) => panic!("write failed: {e}"),
             Err(_) => break,
         }
     }
+    let bound = 2 * PIPE + RELAY_ALLOWANCE;
+    assert!(written > 0);
+    assert!(
+        written <= bound,
+        "the {writer} could write {written} bytes to a {reader} that reads nothing (bound {bound})"
+    );
     written
+}
+
+/// Runs `test` alongside the relay; the relay must end without an error.
+async fn with_relay<T>(
+    relay: impl std::future::Future<Output = io::Result<()>>,
+    test: impl std::future::Future<Output = T>,
+) -> T {
+    let (r, t) = tokio::join!(relay, test);
+    r.unwrap();
+    t
 }
 
 async fn drain(r: &mut DuplexStream) -> usize {
@@ -215,15 +237,9 @@ async fn a_client_that_stops_reading_stops_the_relay_reading_from_the_server() {
         client_in,
         mut client_out,
     } = ends;
-    let bound = 2 * PIPE + RELAY_ALLOWANCE;
     let test = async {
         // The client reads nothing: the server's writes must block after a bounded amount.
-        let written = write_until_blocked(&mut server, 64 << 20).await;
-        assert!(written > 0);
-        assert!(
-            written <= bound,
-            "the server could write {written} bytes to a client that reads nothing (bound {bound})"
-        );
+        let written = write_until_blocked(&mut server, "server", "client").await;
         // Once the client reads again, everything arrives, and the session ends cleanly.
         let reader = async { drain(&mut client_out).await };
         let closer = async {
@@ -233,8 +249,7 @@ async fn a_client_that_stops_reading_stops_the_relay_reading_from_the_server() {
         assert_eq!(got, written, "bytes were lost under backpressure");
         drop(client_in);
     };
-    let (r, ()) = tokio::join!(relay, test);
-    r.unwrap();
+    with_relay(relay, test).await;
 }
 
 #[tokio::test]
@@ -245,14 +260,8 @@ async fn a_server_that_stops_reading_stops_the_relay_reading_from_the_client() {
         mut client_in,
         client_out,
     } = ends;
-    let bound = 2 * PIPE + RELAY_ALLOWANCE;
     let test = async {
-        let written = write_until_blocked(&mut client_in, 64 << 20).await;
-        assert!(written > 0);
-        assert!(
-            written <= bound,
-            "the client could write {written} bytes to a server that reads nothing (bound {bound})"
-        );
+        let written = write_until_blocked(&mut client_in, "client", "server").await;
         client_in.shutdown().await.unwrap();
         let (mut server_r, mut server_w) = tokio::io::split(&mut server);
         let mut got = 0;
@@ -265,8 +274,7 @@ async fn a_server_that_stops_reading_stops_the_relay_reading_from_the_client() {
         server_w.shutdown().await.unwrap();
         drop(client_out);
     };
-    let (r, ()) = tokio::join!(relay, test);
-    r.unwrap();
+    with_relay(relay, test).await;
 }
 
 #[tokio::test]
@@ -292,8 +300,7 @@ async fn the_server_closing_first_gives_the_client_its_last_bytes_then_eof() {
         );
         client_in
     };
-    let (r, _client_in) = tokio::join!(relay, test);
-    r.unwrap();
+    let _client_in = with_relay(relay, test).await;
 }
 
 #[tokio::test]
@@ -367,8 +374,7 @@ async fn the_client_closing_first_still_gets_the_servers_last_reply() {
         server.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "nothing after the client's close");
     };
-    let (r, ()) = tokio::join!(relay, test);
-    r.unwrap();
+    with_relay(relay, test).await;
 }
 
 #[tokio::test]
@@ -393,8 +399,7 @@ async fn after_the_client_closed_a_silent_server_ends_the_session_after_the_grac
         server.read_to_end(&mut from_client).await.unwrap();
         assert_eq!(from_client, b"z LOGOUT\r\n");
     };
-    let (r, ()) = tokio::join!(relay, test);
-    r.unwrap();
+    with_relay(relay, test).await;
     let took = started.elapsed();
     assert!(
         took >= CLOSE_GRACE && took < CLOSE_GRACE + Duration::from_secs(2),

@@ -1,7 +1,7 @@
 //! Every password mechanism Dovecot offers, through the tunnel, over both TLS methods;
 //! and the refusals of the policy. The password comes from a password command.
 
-use crate::harness::{harness, run_mailtun};
+use crate::harness::{harness, mailtun_bin, replace_in_file, run_mailtun, run_tunnel};
 
 use base64::Engine;
 
@@ -9,14 +9,10 @@ const EXIT_POLICY: i32 = 5;
 
 fn account(dir: &std::path::Path, tls: &str, auth: &str, extra: &str) -> std::path::PathBuf {
     let h = harness();
-    let pw_file = dir.join("pw");
-    std::fs::write(&pw_file, format!("{}\n", h.get("PASSWORD"))).unwrap();
+    let password = h.password_command(dir);
     h.config(
         dir,
-        &format!(
-            "tls = [\"{tls}\"]\nauth = {auth}\npassword = {{ command = \"cat {}\" }}\n{extra}",
-            pw_file.display()
-        ),
+        &format!("tls = [\"{tls}\"]\nauth = {auth}\n{password}\n{extra}"),
         "",
     )
 }
@@ -62,16 +58,7 @@ fn every_password_mechanism_works_over_both_tls_methods_without_leaking_the_pass
         for tls in ["starttls", "implicit"] {
             let dir = tempfile::tempdir().unwrap();
             let config = account(dir.path(), tls, &format!("[\"{mech}\"]"), "");
-            let out = run_mailtun(
-                &[
-                    "-vv",
-                    "--config",
-                    config.to_str().unwrap(),
-                    "tunnel",
-                    "test",
-                ],
-                b"a LOGOUT\r\n",
-            );
+            let out = run_tunnel(&config, &["-vv"], b"a LOGOUT\r\n");
             assert_eq!(out.code, Some(0), "{mech} over {tls}: {}", out.stderr);
             let first = out.first_line();
             assert!(
@@ -129,10 +116,13 @@ fn gssapi_and_the_pop3_and_smtp_exchanges_at_vv_show_markers_only() {
         );
         if how == "kinit" {
             // No ticket in the cache: the password goes to the KDC for one.
-            let text = std::fs::read_to_string(&config).unwrap().replace(
+            replace_in_file(
+                &config,
                 h.get("ALICE_CCACHE"),
                 &format!("FILE:{}/none", dir.path().display()),
-            ) + "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"\n";
+            );
+            let text = std::fs::read_to_string(&config).unwrap()
+                + "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"\n";
             std::fs::write(&config, text).unwrap();
         }
         let out = run_mailtun(
@@ -156,10 +146,7 @@ fn auto_prefers_gssapi_then_falls_back_to_scram_without_a_ticket() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let config = account(dir.path(), "starttls", "\"auto\"", "");
-    let out = run_mailtun(
-        &["-v", "--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a LOGOUT\r\n",
-    );
+    let out = run_tunnel(&config, &["-v"], b"a LOGOUT\r\n");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.first_line().contains("with GSSAPI"),
@@ -167,15 +154,12 @@ fn auto_prefers_gssapi_then_falls_back_to_scram_without_a_ticket() {
         out.first_line()
     );
     // Without a ticket, GSSAPI cannot start; SCRAM-SHA-256 is next and is reported.
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    replace_in_file(
+        &config,
         h.get("ALICE_CCACHE"),
         &format!("FILE:{}/none", dir.path().display()),
     );
-    std::fs::write(&config, text).unwrap();
-    let out = run_mailtun(
-        &["-v", "--config", config.to_str().unwrap(), "tunnel", "test"],
-        b"a LOGOUT\r\n",
-    );
+    let out = run_tunnel(&config, &["-v"], b"a LOGOUT\r\n");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.first_line().contains("with SCRAM-SHA-256"),
@@ -196,21 +180,12 @@ fn only_plain_offered_is_refused_when_the_account_wants_tls_and_strong() {
     );
     // Dovecot offers SCRAM too; restrict what it can pick to PLAIN by listing PLAIN first
     // and asking for a SCRAM variant the server lacks.
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    replace_in_file(
+        &config,
         "[\"plain\", \"scram-sha-256\"]",
         "[\"plain\", \"scram-sha-256-plus\"]",
     );
-    std::fs::write(&config, text).unwrap();
-    let out = run_mailtun(
-        &[
-            "-vv",
-            "--config",
-            config.to_str().unwrap(),
-            "tunnel",
-            "test",
-        ],
-        b"a LOGOUT\r\n",
-    );
+    let out = run_tunnel(&config, &["-vv"], b"a LOGOUT\r\n");
     assert_eq!(out.code, Some(EXIT_POLICY), "{}", out.stderr);
     assert!(
         out.first_line().starts_with("* BYE [PRIVACYREQUIRED]"),
@@ -231,16 +206,21 @@ fn only_plain_offered_is_refused_when_the_account_wants_tls_and_strong() {
     assert_no_secret(&out.stderr);
 }
 
+/// A harness account on the SSL port whose SCRAM password is in the keyring `store`.
+fn keyring_account(dir: &std::path::Path, store: &str) -> std::path::PathBuf {
+    harness().config(
+        dir,
+        &format!("tls = [\"implicit\"]\nauth = [\"scram-sha-256\"]\npassword = {{ keyring = true }}\nkeyring_store = \"{store}\""),
+        "",
+    )
+}
+
 #[test]
 fn a_password_from_the_kernel_keyring_set_with_mailtun_password_set() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = h.config(
-        dir.path(),
-        "tls = [\"implicit\"]\nauth = [\"scram-sha-256\"]\npassword = { keyring = true }\nkeyring_store = \"keyutils\"",
-        "",
-    );
-    let bin = crate::harness::mailtun_bin();
+    let config = keyring_account(dir.path(), "keyutils");
+    let bin = mailtun_bin();
     // A fresh session keyring, as the field notes require for keyutils.
     let script = format!(
         "printf '%s\\n' \"$PW\" | {bin} --config {c} password set test && unset PW && printf 'a LOGOUT\\r\\n' | {bin} --config {c} tunnel test && {bin} --config {c} password delete test",
@@ -267,12 +247,8 @@ fn a_password_from_the_secret_service_set_with_mailtun_password_set() {
     // unlocked from stdin, in a throw-away HOME: the real Secret Service store, headless.
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = h.config(
-        dir.path(),
-        "tls = [\"implicit\"]\nauth = [\"scram-sha-256\"]\npassword = { keyring = true }\nkeyring_store = \"secret-service\"",
-        "",
-    );
-    let bin = crate::harness::mailtun_bin();
+    let config = keyring_account(dir.path(), "secret-service");
+    let bin = mailtun_bin();
     let script = format!(
         "printf keyring-unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null && printf '%s\\n' \"$PW\" | {bin} --config {c} password set test && unset PW && printf 'a LOGOUT\\r\\n' | {bin} -vv --config {c} tunnel test && {bin} --config {c} password delete test && ! printf 'a LOGOUT\\r\\n' | {bin} --config {c} tunnel test >/dev/null 2>&1",
         c = config.display()

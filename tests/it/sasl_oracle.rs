@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::fake_server::{Cert, HOST, ca_with_key, leaf_params, pki, server_config};
-use crate::harness::{Output, run_mailtun};
+use crate::harness::{Output, run_tunnel};
 
 const PASSWORD: &str = "oracle-Pass.789";
 const TOKEN: &str = "ya29.oracle-token-0123456789";
@@ -389,15 +389,18 @@ async fn serve(listener: std::net::TcpListener, oracle: Oracle, seen: Arc<Mutex<
     }
 }
 
-/// Runs `mailtun -vv tunnel test` against the oracle on `port` with `auth`.
-fn tunnel(port: u16, auth: &str) -> Output {
-    tunnel_trusting(port, auth, &pki().ca_file)
+/// Starts `oracle`, runs `mailtun -vv tunnel test` against it with `auth`, and returns
+/// the run and what the oracle saw.
+fn tunnel(oracle: Oracle, auth: &str) -> (Output, Seen) {
+    tunnel_trusting(oracle, auth, &pki().ca_file)
 }
 
 /// Like [`tunnel`], trusting the CA in `ca_file`.
-fn tunnel_trusting(port: u16, auth: &str, ca_file: &std::path::Path) -> Output {
+fn tunnel_trusting(oracle: Oracle, auth: &str, ca_file: &std::path::Path) -> (Output, Seen) {
+    let server = Server::start(oracle);
     let dir = tempfile::tempdir().unwrap();
-    tunnel_in(dir.path(), port, auth, ca_file)
+    let out = tunnel_in(dir.path(), server.port, auth, ca_file);
+    (out, server.finish())
 }
 
 /// Like [`tunnel`], in `dir`. The password and token commands are scripts that append
@@ -435,16 +438,7 @@ fn tunnel_in(dir: &std::path::Path, port: u16, auth: &str, ca_file: &std::path::
         ),
     )
     .unwrap();
-    run_mailtun(
-        &[
-            "-vv",
-            "--config",
-            config.to_str().unwrap(),
-            "tunnel",
-            "test",
-        ],
-        b"a LOGOUT\r\n",
-    )
+    run_tunnel(&config, &["-vv"], b"a LOGOUT\r\n")
 }
 
 /// Neither the password, the token, nor their base64 forms are in the trace.
@@ -518,9 +512,7 @@ fn scram_plus_with_tls_exporter_verified_by_rsasl() {
         // "auto" ranks -PLUS above plain SCRAM (GSSAPI is not offered).
         ("\"auto\"", "SCRAM-SHA-256-PLUS"),
     ] {
-        let server = Server::start(Oracle::default());
-        let out = tunnel(server.port, auth);
-        let seen = server.finish();
+        let (out, seen) = tunnel(Oracle::default(), auth);
         assert_bound_session(&out, &seen, expected, "TLSv1.3", "tls-exporter");
     }
 }
@@ -529,12 +521,13 @@ fn scram_plus_with_tls_exporter_verified_by_rsasl() {
 fn scram_plus_fails_when_the_server_binding_data_differs() {
     // The server binds to another exporter label: as a TLS-terminating relay would, it
     // sees a different channel. rsasl refuses the proof; nothing else is tried.
-    let server = Server::start(Oracle {
-        binding: Binding::Exporter(b"EXPORTER-not-the-channel-binding"),
-        ..Oracle::default()
-    });
-    let out = tunnel(server.port, "[\"scram-sha-256-plus\"]");
-    let seen = server.finish();
+    let (out, seen) = tunnel(
+        Oracle {
+            binding: Binding::Exporter(b"EXPORTER-not-the-channel-binding"),
+            ..Oracle::default()
+        },
+        "[\"scram-sha-256-plus\"]",
+    );
     assert_binding_refused(&out, &seen);
 }
 
@@ -616,13 +609,15 @@ fn scram_plus_on_tls12_binds_to_the_server_end_point_verified_by_rsasl() {
         let pki12 = tls12_server(alg);
         assert_eq!(signature_oid(&pki12.leaf), oid);
         for (auth, expected) in runs {
-            let server = Server::start(Oracle {
-                tls: pki12.tls.clone(),
-                binding: Binding::ServerEndPoint(hash(&pki12.leaf)),
-                ..Oracle::default()
-            });
-            let out = tunnel_trusting(server.port, auth, &pki12.ca_file);
-            let seen = server.finish();
+            let (out, seen) = tunnel_trusting(
+                Oracle {
+                    tls: pki12.tls.clone(),
+                    binding: Binding::ServerEndPoint(hash(&pki12.leaf)),
+                    ..Oracle::default()
+                },
+                auth,
+                &pki12.ca_file,
+            );
             assert_eq!(out.code, Some(0), "{oid} {auth}: {}\n{seen:?}", out.stderr);
             assert_bound_session(&out, &seen, expected, "TLSv1.2", "tls-server-end-point");
         }
@@ -635,13 +630,15 @@ fn tls12_with_an_ed25519_certificate_has_no_binding_and_falls_back_to_scram() {
     // -PLUS cannot start and "auto" goes on to SCRAM-SHA-256 without binding ("n").
     let pki12 = tls12_server(&rcgen::PKCS_ED25519);
     assert_eq!(signature_oid(&pki12.leaf), "1.3.101.112");
-    let server = Server::start(Oracle {
-        tls: pki12.tls.clone(),
-        binding: Binding::ServerEndPoint(Vec::new()),
-        ..Oracle::default()
-    });
-    let out = tunnel_trusting(server.port, "\"auto\"", &pki12.ca_file);
-    let seen = server.finish();
+    let (out, seen) = tunnel_trusting(
+        Oracle {
+            tls: pki12.tls.clone(),
+            binding: Binding::ServerEndPoint(Vec::new()),
+            ..Oracle::default()
+        },
+        "\"auto\"",
+        &pki12.ca_file,
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.first_line().contains("with SCRAM-SHA-256 over TLSv1.2"),
@@ -666,13 +663,15 @@ fn scram_plus_on_tls12_fails_when_the_server_end_point_differs() {
     // The server binds to another certificate's hash, as a TLS-terminating relay with its
     // own certificate would: rsasl refuses the proof; nothing else is tried.
     let pki12 = tls12_server(&rcgen::PKCS_ECDSA_P256_SHA256);
-    let server = Server::start(Oracle {
-        tls: pki12.tls.clone(),
-        binding: Binding::ServerEndPoint(pki().good_sha256.to_vec()),
-        ..Oracle::default()
-    });
-    let out = tunnel_trusting(server.port, "[\"scram-sha-256-plus\"]", &pki12.ca_file);
-    let seen = server.finish();
+    let (out, seen) = tunnel_trusting(
+        Oracle {
+            tls: pki12.tls.clone(),
+            binding: Binding::ServerEndPoint(pki().good_sha256.to_vec()),
+            ..Oracle::default()
+        },
+        "[\"scram-sha-256-plus\"]",
+        &pki12.ca_file,
+    );
     assert_binding_refused(&out, &seen);
     assert!(
         seen.first_messages[0].starts_with(b"p=tls-server-end-point,"),
@@ -686,13 +685,14 @@ fn scram_plus_on_tls12_fails_when_the_server_end_point_differs() {
 
 #[test]
 fn y_flag_when_the_server_does_not_offer_plus() {
-    let server = Server::start(Oracle {
-        advertise: "AUTH=SCRAM-SHA-256",
-        registry: SCRAM_WITHOUT_PLUS,
-        ..Oracle::default()
-    });
-    let out = tunnel(server.port, "[\"scram-sha-256\"]");
-    let seen = server.finish();
+    let (out, seen) = tunnel(
+        Oracle {
+            advertise: "AUTH=SCRAM-SHA-256",
+            registry: SCRAM_WITHOUT_PLUS,
+            ..Oracle::default()
+        },
+        "[\"scram-sha-256\"]",
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.first_line().contains("with SCRAM-SHA-256 over TLSv1.3"));
     assert_eq!(seen.outcomes, ["OK"]);
@@ -705,12 +705,13 @@ fn y_flag_when_the_server_does_not_offer_plus() {
 
 #[test]
 fn only_plus_offered_and_only_non_plus_allowed_is_a_policy_refusal() {
-    let server = Server::start(Oracle {
-        advertise: "AUTH=SCRAM-SHA-256-PLUS AUTH=SCRAM-SHA-1-PLUS",
-        ..Oracle::default()
-    });
-    let out = tunnel(server.port, "[\"scram-sha-256\", \"scram-sha-1\"]");
-    let seen = server.finish();
+    let (out, seen) = tunnel(
+        Oracle {
+            advertise: "AUTH=SCRAM-SHA-256-PLUS AUTH=SCRAM-SHA-1-PLUS",
+            ..Oracle::default()
+        },
+        "[\"scram-sha-256\", \"scram-sha-1\"]",
+    );
     assert_eq!(out.code, Some(EXIT_POLICY), "{}", out.stderr);
     assert!(
         out.first_line().starts_with("* BYE [PRIVACYREQUIRED]"),
@@ -732,13 +733,14 @@ fn oauthbearer_and_xoauth2_tokens_verified_by_rsasl() {
         ("[\"oauthbearer\"]", "OAUTHBEARER"),
         ("[\"xoauth2\"]", "XOAUTH2"),
     ] {
-        let server = Server::start(Oracle {
-            advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
-            registry: OAUTH,
-            ..Oracle::default()
-        });
-        let out = tunnel(server.port, auth);
-        let seen = server.finish();
+        let (out, seen) = tunnel(
+            Oracle {
+                advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
+                registry: OAUTH,
+                ..Oracle::default()
+            },
+            auth,
+        );
         assert_eq!(out.code, Some(0), "{auth}: {}\n{seen:?}", out.stderr);
         let first = out.first_line();
         assert!(
@@ -766,14 +768,15 @@ fn a_refused_token_reports_the_servers_status() {
         ("[\"oauthbearer\"]", "status invalid_token"),
         ("[\"xoauth2\"]", "status 401"),
     ] {
-        let server = Server::start(Oracle {
-            advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
-            registry: OAUTH,
-            token: "another-token",
-            ..Oracle::default()
-        });
-        let out = tunnel(server.port, auth);
-        let seen = server.finish();
+        let (out, seen) = tunnel(
+            Oracle {
+                advertise: "AUTH=OAUTHBEARER AUTH=XOAUTH2",
+                registry: OAUTH,
+                token: "another-token",
+                ..Oracle::default()
+            },
+            auth,
+        );
         assert_eq!(out.code, Some(EXIT_AUTH), "{auth}: {}", out.stderr);
         assert_eq!(seen.outcomes, ["NO: token refused"]);
         assert!(

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::harness::run_mailtun;
+use crate::harness::run_tunnel;
 
 const EXIT_POLICY: i32 = 5;
 const EXIT_PROTOCOL: i32 = 7;
@@ -66,7 +66,7 @@ fn a_plain_port_without_starttls_is_refused_with_privacyrequired() {
         b"* OK [CAPABILITY IMAP4rev1 AUTH=GSSAPI AUTH=PLAIN] no tls here\r\n",
     ]);
     let (_dir, config) = config_for(port, "[\"starttls\"]");
-    let out = run_mailtun(&["--config", &config, "tunnel", "test"], b"");
+    let out = run_tunnel(&config, &[], b"");
     assert_eq!(out.code, Some(EXIT_POLICY), "{}", out.stderr);
     assert!(
         out.first_line()
@@ -90,10 +90,7 @@ fn a_plain_port_without_starttls_is_refused_with_privacyrequired() {
 fn a_plaintext_preauth_greeting_is_not_passed_on() {
     let (port, server) = scripted_server(vec![b"* PREAUTH [CAPABILITY IMAP4rev1] come in\r\n"]);
     let (_dir, config) = config_for(port, "[\"starttls\"]");
-    let out = run_mailtun(
-        &["--config", &config, "tunnel", "test"],
-        b"a SELECT INBOX\r\n",
-    );
+    let out = run_tunnel(&config, &[], b"a SELECT INBOX\r\n");
     assert_eq!(out.code, Some(EXIT_PROTOCOL), "{}", out.stderr);
     assert!(
         out.first_line().starts_with("* BYE [UNAVAILABLE]"),
@@ -117,7 +114,7 @@ fn bytes_injected_after_the_starttls_ok_end_the_session() {
         b"m1 OK Begin TLS\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n",
     ]);
     let (_dir, config) = config_for(port, "[\"starttls\"]");
-    let out = run_mailtun(&["--config", &config, "tunnel", "test"], b"");
+    let out = run_tunnel(&config, &[], b"");
     assert_eq!(out.code, Some(EXIT_PROTOCOL), "{}", out.stderr);
     assert!(out.stderr.contains("command injection"), "{}", out.stderr);
     // Only STARTTLS was sent; no TLS ClientHello followed it.

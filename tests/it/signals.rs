@@ -3,24 +3,67 @@
 //! and a configuration that names secrets and is readable by others draws a warning.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
-use crate::harness::{harness, mailtun_bin};
+use crate::harness::{harness, mailtun_bin, mailtun_command};
 
-fn spawn(config: &std::path::Path) -> Child {
-    let h = harness();
-    Command::new(mailtun_bin())
-        .args(["-v", "--config", config.to_str().unwrap(), "tunnel", "test"])
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("KRB5CCNAME", "FILE:/nonexistent/ambient-ccache")
-        .env_remove("MAILTUN_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+/// Starts `mailtun -v --config CONFIG tunnel test` with piped stdin, stdout and stderr.
+fn spawn(config: &Path) -> Child {
+    mailtun_command(&["-v", "--config", config.to_str().unwrap(), "tunnel", "test"])
         .spawn()
         .expect("spawn mailtun")
+}
+
+/// The tunnel's stdout, and the first line read from it.
+fn first_line(child: &mut Child) -> (BufReader<ChildStdout>, String) {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (out, line)
+}
+
+/// A config in `dir` for a `protocol` account on the fake server's SSL port at `port`,
+/// logging in with PLAIN and a dummy password.
+fn plain_login_account(dir: &Path, protocol: &str, port: u16) -> PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {port}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\nmin_protection = \"tls\"\npassword = {{ command = \"echo not-a-real-password\" }}\ntimeout_secs = 5\n",
+            pki().ca_file.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Sends `sig` (named `name`) to the tunnel while its client is still connected, and
+/// checks that it closed the session cleanly: exit 0, the signal named on stderr, no
+/// panic, and a TLS close_notify seen by `server`. `case` starts each failure message.
+fn assert_signal_closes_cleanly(
+    child: &mut Child,
+    server: FakeServer,
+    sig: libc::c_int,
+    name: &str,
+    case: &str,
+) {
+    signal(child, sig);
+    let status = wait_within(child, Duration::from_secs(5));
+    let stderr = stderr_of(child);
+    let rec = server.finish();
+    assert_eq!(status.code(), Some(0), "{case}: {status:?}; {stderr}");
+    assert!(
+        stderr.contains(&format!("{name}: closing the session")),
+        "{case}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+    assert!(
+        rec.closed_cleanly,
+        "{case}: the server saw no TLS close_notify"
+    );
 }
 
 fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -60,20 +103,8 @@ fn sigterm_and_sighup_close_the_session_with_a_tls_close_notify_and_exit_0() {
             send("{tag} OK NOOP done\r\n"),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[accounts.test]\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\nmin_protection = \"tls\"\npassword = {{ command = \"echo not-a-real-password\" }}\ntimeout_secs = 5\n",
-                server.port,
-                pki().ca_file.display()
-            ),
-        )
-        .unwrap();
-        let mut child = spawn(&config);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let mut child = spawn(&plain_login_account(dir.path(), "imap", server.port));
+        let (mut out, mut line) = first_line(&mut child);
         assert!(line.starts_with("* PREAUTH"), "{name}: {line:?}");
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"a NOOP\r\n").unwrap();
@@ -81,20 +112,7 @@ fn sigterm_and_sighup_close_the_session_with_a_tls_close_notify_and_exit_0() {
         out.read_line(&mut line).unwrap();
         assert_eq!(line, "a OK NOOP done\r\n", "{name}");
         // The tunnel is idle in the relay, the client still connected: end it.
-        signal(&child, sig);
-        let status = wait_within(&mut child, Duration::from_secs(5));
-        let stderr = stderr_of(&mut child);
-        let rec = server.finish();
-        assert_eq!(status.code(), Some(0), "{name}: {status:?}; {stderr}");
-        assert!(
-            stderr.contains(&format!("{name}: closing the session")),
-            "{name}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert!(
-            rec.closed_cleanly,
-            "{name}: the server saw no TLS close_notify"
-        );
+        assert_signal_closes_cleanly(&mut child, server, sig, name, name);
         drop(stdin);
     }
 }
@@ -136,32 +154,11 @@ fn sigterm_while_the_pop3_and_smtp_local_side_waits_closes_the_session_cleanly()
     for (protocol, script, greeting) in cases {
         let server = FakeServer::start(script);
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\nmin_protection = \"tls\"\npassword = {{ command = \"echo not-a-real-password\" }}\ntimeout_secs = 5\n",
-                server.port,
-                pki().ca_file.display()
-            ),
-        )
-        .unwrap();
-        let mut child = spawn(&config);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let mut child = spawn(&plain_login_account(dir.path(), protocol, server.port));
+        let (_out, line) = first_line(&mut child);
         assert!(line.starts_with(greeting), "{protocol}: {line:?}");
         let stdin = child.stdin.take().unwrap();
-        signal(&child, libc::SIGTERM);
-        let status = wait_within(&mut child, Duration::from_secs(5));
-        let stderr = stderr_of(&mut child);
-        let rec = server.finish();
-        assert_eq!(status.code(), Some(0), "{protocol}: {status:?}; {stderr}");
-        assert!(
-            stderr.contains("SIGTERM: closing the session"),
-            "{protocol}: {stderr}"
-        );
-        assert!(rec.closed_cleanly, "{protocol}: no TLS close_notify");
+        assert_signal_closes_cleanly(&mut child, server, libc::SIGTERM, "SIGTERM", protocol);
         drop(stdin);
     }
 }
@@ -172,9 +169,7 @@ fn sigterm_ends_a_tunnel_to_dovecot_and_dovecot_sees_the_close() {
     let dir = tempfile::tempdir().unwrap();
     let config = h.config(dir.path(), "tls = [\"implicit\"]", "");
     let mut child = spawn(&config);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let (mut out, mut line) = first_line(&mut child);
     assert!(line.starts_with("* PREAUTH"), "{line:?}");
     // A command whose size marks this session in Dovecot's log (in=BYTES).
     let tag = format!("sig{:013}", std::process::id());
