@@ -16,7 +16,9 @@
 #   VMAIL_GROUP nogroup, DOVECOT_DEBUG (set to 1 for auth_debug + mail_debug),
 #   AUTH_FAILURE_DELAY (0; Dovecot's own default is "2 secs"), AUTH_PENALTY (0; 1 keeps
 #   Dovecot's per-IP penalty for failed logins),
-#   PYTHON (an interpreter that can import aiosmtpd; default: /usr/bin/python3)
+#   PYTHON (an interpreter that can import aiosmtpd; default: /usr/bin/python3),
+#   AUTH_REALMS (realms Dovecot accepts principals of; default $REALM; a server that
+#   trusts another realm lists it too, and maps its principals with auth_to_local)
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -98,7 +100,7 @@ auth_failure_delay = ${AUTH_FAILURE_DELAY:-0}
 # apop: Dovecot then sends an APOP timestamp in the POP3 greeting (the passdb is {PLAIN}).
 auth_mechanisms = gssapi scram-sha-256 scram-sha-1 cram-md5 plain login apop
 auth_username_format = %Ln
-auth_realms = $REALM
+auth_realms = ${AUTH_REALMS:-$REALM}
 auth_default_realm = $REALM
 auth_krb5_keytab = $STATE/mail.keytab
 auth_gssapi_hostname = "\$ALL"

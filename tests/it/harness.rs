@@ -21,6 +21,12 @@ impl Harness {
             .unwrap_or_else(|| panic!("harness env has no {key}"))
     }
 
+    /// The value of `key`, when the harness has it (keys of optional parts such as the
+    /// other realms of `--realms`).
+    pub fn try_get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str)
+    }
+
     pub fn path(&self, key: &str) -> PathBuf {
         PathBuf::from(self.get(key))
     }

@@ -14,6 +14,7 @@ mod imap_tunnel;
 mod logins;
 mod pop3_smtp;
 mod probe;
+mod realms;
 mod relay;
 mod sasl;
 mod sasl_oracle;

@@ -1,0 +1,266 @@
+//! GSSAPI in the realms people live in: an Active Directory domain (Samba's KDC, an AES-only
+//! service account) and a service in another MIT realm reached over a one-way trust.
+//!
+//! These need the harness started with `--realms ad,trust` (`scripts/test` does, then runs
+//! them with `--ignored`); by hand:
+//! `scripts/harness up STATE --addr A --realms ad,trust --ad-addr B --trust-addr C` and
+//! `MAILTUN_HARNESS_ENV=STATE/env cargo test --test it realms:: -- --ignored`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::harness::{harness, literal_after, run_mailtun_steps, run_tunnel};
+
+/// One mail server of another realm, and the ticket cache a client uses for it.
+struct Realm {
+    /// The realm of the service (`AD.EXAMPLE`, `OTHER.TEST`).
+    realm: &'static str,
+    host: &'static str,
+    addr: &'static str,
+    ca: &'static str,
+    ccache: &'static str,
+    big_message: &'static str,
+    sink: &'static str,
+}
+
+/// The harness's key `key`, or a clear failure when the harness has no other realms.
+fn key(key: &str) -> &'static str {
+    harness().try_get(key).unwrap_or_else(|| {
+        panic!("the harness has no {key}: start it with `--realms ad,trust` (see scripts/harness)")
+    })
+}
+
+/// The AD domain's mail server, with alice@AD's ticket.
+fn ad() -> Realm {
+    Realm {
+        realm: key("AD_REALM"),
+        host: key("AD_MAIL_HOST"),
+        addr: key("AD_ADDR"),
+        ca: key("AD_CA_FILE"),
+        ccache: key("AD_ALICE_CCACHE"),
+        big_message: key("AD_BIG_MESSAGE"),
+        sink: key("AD_SINK_DIR"),
+    }
+}
+
+/// The trusting realm's mail server, with alice's ticket of the main realm (cross-realm).
+fn trust() -> Realm {
+    Realm {
+        realm: key("TRUST_REALM"),
+        host: key("TRUST_MAIL_HOST"),
+        addr: key("TRUST_ADDR"),
+        ca: key("TRUST_CA_FILE"),
+        ccache: key("TRUST_CLIENT_CCACHE"),
+        big_message: key("TRUST_BIG_MESSAGE"),
+        sink: key("TRUST_SINK_DIR"),
+    }
+}
+
+/// A config with one account `test` on `realm`'s server as alice: `extra` lines in the
+/// account table, `gssapi` lines in its gssapi table (after `ccache`, when given).
+fn config(dir: &Path, realm: &Realm, extra: &str, gssapi: &str) -> String {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[accounts.test]\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = 20\nauth = [\"GSSAPI\"]\n{extra}\n[accounts.test.gssapi]\n{gssapi}\n",
+            host = realm.host,
+            addr = realm.addr,
+            ca = realm.ca,
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn ccache_line(realm: &Realm) -> String {
+    format!("ccache = \"{}\"", realm.ccache)
+}
+
+fn imap_fetch_20mb(realm: &Realm, tls: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        realm,
+        &format!("tls = [\"{tls}\"]"),
+        &ccache_line(realm),
+    );
+    let out = run_mailtun_steps(
+        &["--config", &c, "tunnel", "test"],
+        &[
+            (
+                b"a SELECT INBOX\r\nb UID FETCH 4 BODY.PEEK[]\r\n",
+                b"\r\nb OK",
+            ),
+            (b"c LOGOUT\r\n", b"\r\nc OK"),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{} {tls}: {}", realm.realm, out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with("* PREAUTH [CAPABILITY IMAP4rev1 ")
+            && first.contains("with GSSAPI over TLSv1.3")
+            && first.contains(&format!("({tls} on port")),
+        "{} {tls}: {first}",
+        realm.realm
+    );
+    let expected = std::fs::read(realm.big_message).unwrap();
+    assert!(expected.len() > 20_000_000, "{} bytes", expected.len());
+    let got = literal_after(&out.stdout, b"BODY[]").expect("a BODY[] literal in the reply");
+    assert!(
+        got == expected.as_slice(),
+        "{} {tls}: the fetched message differs from the stored one",
+        realm.realm
+    );
+}
+
+/// Undoes POP3 dot-stuffing of a multi-line response body (without its final ".").
+fn unstuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+    }
+    out
+}
+
+fn pop3_retr_20mb(realm: &Realm, tls: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        realm,
+        &format!("protocol = \"pop3\"\ntls = [\"{tls}\"]"),
+        &ccache_line(realm),
+    );
+    let out = run_mailtun_steps(
+        &["--config", &c, "tunnel", "test"],
+        &[
+            (b"RETR 4\r\n", b"-boundary--\r\n.\r\n"),
+            (b"QUIT\r\n", b"+OK Logging out"),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{} {tls}: {}", realm.realm, out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with(&format!(
+            "+OK mailtun: alice authenticated to {} with GSSAPI over TLSv1.3",
+            realm.host
+        )),
+        "{} {tls}: {first}",
+        realm.realm
+    );
+    let data = &out.stdout;
+    let marker = b" octets\r\n";
+    let start = data
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("RETR reply")
+        + marker.len();
+    let end = start
+        + data[start..]
+            .windows(5)
+            .position(|w| w == b"\r\n.\r\n")
+            .expect("end of RETR")
+        + 2;
+    let expected = std::fs::read(realm.big_message).unwrap();
+    assert!(
+        unstuff(&data[start..end]) == expected,
+        "{} {tls}: the retrieved message differs",
+        realm.realm
+    );
+}
+
+fn smtp_send(realm: &Realm, tls: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        realm,
+        &format!("protocol = \"smtp\"\ntls = [\"{tls}\"]"),
+        &ccache_line(realm),
+    );
+    let marker = format!(
+        "mailtun-realms-{}-{tls}-{}-{:?}",
+        realm.realm,
+        std::process::id(),
+        Instant::now()
+    );
+    let script = format!(
+        "EHLO client.example\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: {marker}\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+    );
+    let out = run_tunnel(&c, &[], script.as_bytes());
+    assert_eq!(out.code, Some(0), "{} {tls}: {}", realm.realm, out.stderr);
+    let text = out.stdout_text();
+    assert!(
+        text.starts_with(&format!(
+            "220 {} ESMTP mailtun: alice authenticated",
+            realm.host
+        )),
+        "{} {tls}: {text}",
+        realm.realm
+    );
+    assert!(
+        text.contains("250 2.0.0 OK"),
+        "{} {tls}: {text}",
+        realm.realm
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_dir(realm.sink)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+        .any(|m| String::from_utf8_lossy(&m).contains(&marker))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} {tls}: the message did not reach the sink",
+            realm.realm
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn ad_ticket_imap_fetches_the_20mb_message_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        imap_fetch_20mb(&ad(), tls);
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn cross_realm_ticket_imap_fetches_the_20mb_message_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        imap_fetch_20mb(&trust(), tls);
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn ad_ticket_pop3_retrieves_the_20mb_message_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        pop3_retr_20mb(&ad(), tls);
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn cross_realm_ticket_pop3_retrieves_the_20mb_message_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        pop3_retr_20mb(&trust(), tls);
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn ad_ticket_smtp_submits_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        smtp_send(&ad(), tls);
+    }
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn cross_realm_ticket_smtp_submits_over_starttls_and_implicit_tls() {
+    for tls in ["starttls", "implicit"] {
+        smtp_send(&trust(), tls);
+    }
+}
