@@ -158,6 +158,15 @@ impl Failure {
             (_, Some(GssFailureKind::UnknownServer)) => {
                 "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()
             }
+            (_, Some(GssFailureKind::NoTrustPath)) => {
+                "the service's realm comes from `[domain_realm]` in krb5.conf (or the KDC's referral) for `host`: if that realm is wrong, fix `[domain_realm]` or use a ticket of the service's realm (`gssapi.ccache`, `gssapi.principal`); if it is right, the realms need a trust (a shared `krbtgt/SERVICE-REALM@CLIENT-REALM`) and, unless one realm's name is a parent of the other's, a `[capaths]` entry in krb5.conf".into()
+            }
+            (_, Some(GssFailureKind::PasswordExpired)) => {
+                "change the password with `kinit PRINCIPAL` (it asks for the old one and a new one), then connect again".into()
+            }
+            (_, Some(GssFailureKind::AccountLocked)) => {
+                "wait until the lockout ends (too many wrong passwords lock an Active Directory account for a while), or ask the realm's administrator to unlock or enable the account".into()
+            }
             (_, Some(GssFailureKind::ClockSkew)) => {
                 "the clocks of this machine and the KDC differ by more than Kerberos allows (`clockskew`, 5 minutes by default): synchronise this machine's clock (NTP, e.g. `timedatectl set-ntp true`); a new ticket from `kinit` also makes MIT Kerberos correct for the difference, unless krb5.conf sets `kdc_timesync = 0`".into()
             }

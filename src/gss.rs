@@ -21,6 +21,8 @@ use crate::secret::Secret;
 
 // krb5 minor status codes (com_err table krb5, see krb5/krb5.h) worth a specific remedy.
 const KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: i32 = -1765328377;
+const KRB5KDC_ERR_CLIENT_REVOKED: i32 = -1765328366;
+const KRB5KDC_ERR_KEY_EXP: i32 = -1765328361;
 const KRB5KRB_AP_ERR_TKT_EXPIRED: i32 = -1765328352;
 const KRB5KRB_AP_ERR_SKEW: i32 = -1765328347;
 /// The client refused the KDC's reply because of its timestamp (MIT, with
@@ -36,6 +38,8 @@ fn failure(context: &str, e: GssError) -> GssFailure {
     let minor = e.minor as i32;
     let kind = match minor {
         KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN => GssFailureKind::UnknownServer,
+        KRB5KDC_ERR_KEY_EXP => GssFailureKind::PasswordExpired,
+        KRB5KDC_ERR_CLIENT_REVOKED => GssFailureKind::AccountLocked,
         KRB5KRB_AP_ERR_TKT_EXPIRED => GssFailureKind::Expired,
         KRB5KRB_AP_ERR_SKEW | KRB5_KDCREP_SKEW => GssFailureKind::ClockSkew,
         KRB5_KDC_UNREACH => GssFailureKind::KdcUnreachable,
@@ -97,10 +101,19 @@ impl KerberosContext {
             Some(&mechs),
         )
         .map_err(|e| {
-            failure(
+            let mut f = failure(
                 &format!("getting a ticket for {principal} with the password failed"),
                 e,
-            )
+            );
+            let why = match f.kind {
+                GssFailureKind::PasswordExpired => "the password of {} has expired",
+                GssFailureKind::AccountLocked => {
+                    "the KDC refuses tickets to {}: the account is locked out or disabled"
+                }
+                _ => return f,
+            };
+            f.message = format!("{} ({})", why.replace("{}", principal), f.message);
+            f
         })?;
         Ok(Self::with_cred(settings, host, target, cred))
     }
@@ -139,10 +152,7 @@ impl GssContext for KerberosContext {
                 let detail = e.to_string().trim().to_string();
                 let mut f = failure("the Kerberos exchange with the server failed", e);
                 if f.kind == GssFailureKind::UnknownServer {
-                    f.message = format!(
-                        "the KDC does not know the service principal {} ({})",
-                        self.target, f.message
-                    );
+                    unknown_server(&mut f, &detail, &self.target);
                 } else if f.kind == GssFailureKind::ClockSkew && token.is_none() {
                     // The first step asks the KDC for a ticket for the service (unless one
                     // is cached): a skew here is the KDC's verdict on the TGS request.
@@ -178,6 +188,44 @@ impl GssContext for KerberosContext {
             .map(|b| b.to_vec())
             .map_err(|e| failure("gss_unwrap failed", e))
     }
+}
+
+/// Says what the KDC lacked when it knew no such server principal. The library names the
+/// principal it asked for (`Server NAME not found in Kerberos database`): a cross-realm
+/// `krbtgt/SERVICE-REALM@CLIENT-REALM` means the client's realm has no trust path to the
+/// service's realm (the realm krb5.conf's `[domain_realm]` or a referral gave the host);
+/// otherwise it is the service principal in the realm actually asked. `asked` is the
+/// service principal as this side built it, for when the library names none.
+fn unknown_server(f: &mut GssFailure, detail: &str, asked: &str) {
+    let named = detail
+        .find(" not found in Kerberos database")
+        .and_then(|end| {
+            let start = detail[..end].rfind("Server ")? + "Server ".len();
+            Some(&detail[start..end])
+        })
+        .filter(|p| !p.is_empty() && !p.contains(char::is_whitespace));
+    let service = asked.rsplit_once('@').map_or(asked, |(s, _)| s);
+    let cross = named
+        .and_then(|p| p.strip_prefix("krbtgt/"))
+        .and_then(|p| p.split_once('@'))
+        .filter(|(to, from)| to != from);
+    f.message = match (named, cross) {
+        (_, Some((to, from))) => {
+            f.kind = GssFailureKind::NoTrustPath;
+            format!(
+                "no trust path from realm {from} (the client's) to realm {to} (the service's, for {service}@{to}): the KDC of {from} has no krbtgt/{to}@{from} ({})",
+                f.message
+            )
+        }
+        (Some(p), None) => format!(
+            "the KDC does not know the service principal {p} ({})",
+            f.message
+        ),
+        (None, None) => format!(
+            "the KDC does not know the service principal {asked} ({})",
+            f.message
+        ),
+    };
 }
 
 /// The account's initiator credentials: from its own ccache when it names one (through

@@ -90,6 +90,13 @@ pub enum GssFailureKind {
     Expired,
     /// The KDC does not know the service principal asked for.
     UnknownServer,
+    /// The client's realm has no trust path to the service's realm: its KDC has no
+    /// cross-realm `krbtgt/SERVICE-REALM@CLIENT-REALM`.
+    NoTrustPath,
+    /// The KDC refused a ticket because the principal's password has expired.
+    PasswordExpired,
+    /// The KDC refused a ticket because the account is locked out or disabled.
+    AccountLocked,
     /// The clocks of this machine and the KDC or server differ too much.
     ClockSkew,
     /// No KDC of the realm could be reached.

@@ -264,3 +264,145 @@ fn cross_realm_ticket_smtp_submits_over_starttls_and_implicit_tls() {
         smtp_send(&trust(), tls);
     }
 }
+
+const EXIT_AUTH: i32 = 6;
+
+/// Runs the tunnel of `config` with no input; the session must fail at authentication.
+/// Returns stderr and checks the client got the refusal.
+fn failed_tunnel(config: &str) -> String {
+    let out = run_tunnel(config, &[], b"");
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with("* BYE [AUTHENTICATIONFAILED] mailtun: GSSAPI: Kerberos: "),
+        "{first}"
+    );
+    out.stderr
+}
+
+/// A `gssapi.kinit` account of the AD realm for `principal`, with an empty ccache.
+fn ad_kinit(dir: &Path, principal: &str) -> String {
+    let ad = ad();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{}\n", key("AD_PASSWORD"))).unwrap();
+    config(
+        dir,
+        &ad,
+        &format!("password = {{ command = \"cat {}\" }}", pw.display()),
+        &format!(
+            "kinit = true\nprincipal = \"{principal}\"\nccache = \"FILE:{}/no-ccache\"",
+            dir.display()
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn without_a_trust_path_the_message_names_both_realms_and_points_to_capaths() {
+    // alice's ticket of the main realm, for the AD server: the main realm has no trust
+    // to AD.EXAMPLE. The message used to name imap/HOST in the client's realm.
+    let ad = ad();
+    let main = harness().get("REALM");
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        &ad,
+        "",
+        &format!("ccache = \"{}\"", harness().get("ALICE_CCACHE")),
+    );
+    let err = failed_tunnel(&c);
+    let want = format!(
+        "no trust path from realm {main} (the client's) to realm {ad_realm} (the service's, for imap/{host}@{ad_realm})",
+        ad_realm = ad.realm,
+        host = ad.host
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        !err.contains(&format!("imap/{}@{main}", ad.host)),
+        "the service is not in the client's realm: {err}"
+    );
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("mailtun: hint:"))
+        .unwrap();
+    assert!(
+        hint.contains("[capaths]") && hint.contains("[domain_realm]"),
+        "{hint}"
+    );
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn an_unknown_service_across_the_trust_is_named_in_the_service_realm() {
+    let other = trust();
+    let main = harness().get("REALM");
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        &other,
+        "",
+        &format!("{}\nservice = \"nosuch\"", ccache_line(&other)),
+    );
+    let err = failed_tunnel(&c);
+    assert!(
+        err.contains(&format!(
+            "the KDC does not know the service principal nosuch/{}@{}",
+            other.host, other.realm
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("nosuch/{}@{main}", other.host)),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_against_ad_with_an_expired_password_says_so_and_how_to_change_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = key("AD_PWEXPIRED_USER");
+    let err = failed_tunnel(&ad_kinit(dir.path(), user));
+    assert!(
+        err.contains(&format!("the password of {user} has expired")),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("mailtun: hint:"))
+        .unwrap();
+    assert!(hint.contains("change the password with `kinit"), "{hint}");
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_against_ad_with_a_locked_account_says_it_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = key("AD_LOCKED_USER");
+    let err = failed_tunnel(&ad_kinit(dir.path(), user));
+    assert!(
+        err.contains(&format!(
+            "the KDC refuses tickets to {user}: the account is locked out or disabled"
+        )),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("mailtun: hint:"))
+        .unwrap();
+    assert!(hint.contains("unlock"), "{hint}");
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_against_ad_with_the_realm_principal_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ad_kinit(dir.path(), &format!("alice@{}", key("AD_REALM")));
+    let out = run_tunnel(&c, &[], b"a LOGOUT\r\n");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with("* PREAUTH ") && first.contains("with GSSAPI over TLSv1.3"),
+        "{first}"
+    );
+}
