@@ -11,10 +11,14 @@ use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::error::{Error as GssError, MajorFlags};
 use libgssapi::name::Name;
-use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL, OidSet};
+use libgssapi::oid::{
+    GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_ENTERPRISE_NAME, GSS_NT_KRB5_PRINCIPAL,
+    OidSet,
+};
 use libgssapi_sys as sys;
 
 use crate::config::GssapiSettings;
+use crate::krb5_profile::{Profile, enterprise_name};
 use crate::sasl::gssapi::GssContext;
 use crate::sasl::{GssFailure, GssFailureKind};
 use crate::secret::Secret;
@@ -49,9 +53,28 @@ fn failure(context: &str, e: GssError) -> GssFailure {
         _ if e.major.contains(MajorFlags::GSS_S_NO_CRED) => GssFailureKind::NoCredentials,
         _ => GssFailureKind::Other,
     };
-    GssFailure {
-        kind,
-        message: format!("{context}: {}", e.to_string().trim()),
+    let mut message = format!("{context}: {}", e.to_string().trim());
+    if kind == GssFailureKind::KdcUnreachable {
+        message.push_str(&kdcs_named(&message));
+    }
+    GssFailure { kind, message }
+}
+
+/// For "Cannot contact any KDC for realm 'R'": which KDCs krb5.conf gives R (the library
+/// does not say), as a suffix for the message.
+fn kdcs_named(message: &str) -> String {
+    let Some(realm) = message
+        .split_once("for realm ")
+        .and_then(|(_, r)| r.get(1..))
+        .and_then(|r| r.split(['\'', '"']).next())
+    else {
+        return String::new();
+    };
+    let kdcs = Profile::load().kdcs(realm).join(", ");
+    if kdcs.is_empty() {
+        format!("; krb5.conf names no KDC for {realm} (the library may have asked DNS)")
+    } else {
+        format!("; tried the KDCs of {realm} in krb5.conf: {kdcs}")
     }
 }
 
@@ -89,8 +112,14 @@ impl KerberosContext {
             message: "`gssapi.kinit` needs `gssapi.principal` (the principal to get a ticket for)"
                 .into(),
         })?;
-        let name = Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
-            .map_err(|e| failure("the principal name is not valid", e))?;
+        // A user principal name (`alice@example.org`) goes to the KDC as an enterprise
+        // name, which the KDC canonicalises to the account's principal.
+        let enterprise = enterprise_name(principal, &Profile::load());
+        let name = match &enterprise {
+            Some(e) => Name::new(e.as_bytes(), Some(GSS_NT_KRB5_ENTERPRISE_NAME)),
+            None => Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)),
+        }
+        .map_err(|e| failure("the principal name is not valid", e))?;
         let mechs = OidSet::singleton(GSS_MECH_KRB5)
             .map_err(|e| failure("the Kerberos mechanism is not available", e))?;
         let cred = Cred::acquire_with_password(
@@ -115,6 +144,19 @@ impl KerberosContext {
             f.message = format!("{} ({})", why.replace("{}", principal), f.message);
             f
         })?;
+        // Not canonicalised, the ticket names the enterprise name (`alice\@example.org@R`),
+        // which no server maps to a user.
+        if let Some(e) = enterprise {
+            if cred.name().map_or(true, |n| n.to_string().contains("\\@")) {
+                return Err(GssFailure {
+                    kind: GssFailureKind::Other,
+                    message: format!(
+                        "the KDC gave a ticket for the user principal name {principal} without canonicalising it to the account's principal: set `canonicalize = true` in krb5.conf's [libdefaults] (for all realms or in a `{} = {{ ... }}` subsection), or set `gssapi.principal` to user@REALM",
+                        e.rsplit_once('@').map_or("REALM", |(_, r)| r)
+                    ),
+                });
+            }
+        }
         Ok(Self::with_cred(settings, host, target, cred))
     }
 
@@ -234,6 +276,18 @@ fn acquire(settings: &GssapiSettings) -> Result<Cred, GssFailure> {
     let mechs = OidSet::singleton(GSS_MECH_KRB5)
         .map_err(|e| failure("the Kerberos mechanism is not available", e))?;
     let no_ticket = |e| failure("no usable Kerberos ticket", e);
+    // A cache holds the canonical principal (user@REALM), never a user principal name:
+    // with one, only `gssapi.kinit` gets a ticket.
+    if let Some(p) = &settings.principal {
+        if enterprise_name(p, &Profile::load()).is_some() {
+            return Err(GssFailure {
+                kind: GssFailureKind::NoCredentials,
+                message: format!(
+                    "no usable Kerberos ticket: `gssapi.principal` {p} is a user principal name, which names no ticket in a cache"
+                ),
+            });
+        }
+    }
     let cred = match &settings.ccache {
         None => {
             let name = match &settings.principal {

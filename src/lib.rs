@@ -6,7 +6,8 @@
 //! - [`protocol`]: sans-I/O client dialects (IMAP, POP3, SMTP) that turn server bytes into
 //!   events, and the client-facing POP3/SMTP handshakes (`protocol::local`).
 //! - [`sasl`]: sans-I/O SASL mechanisms (GSSAPI steps and security-layer octets).
-//! - [`gss`]: the only module that calls the Kerberos library.
+//! - [`gss`]: the only module that calls the Kerberos library; [`krb5_profile`] reads the
+//!   krb5.conf facts its messages and enterprise names need.
 //! - [`transport`]: TCP connect, TLS (implicit or after STARTTLS), certificate checks.
 //! - [`session`]: drives one dialect and one mechanism over a transport.
 //! - [`tunnel`]: hands the authenticated session to the local client and relays bytes.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod gss;
+pub mod krb5_profile;
 pub mod listing;
 pub mod policy;
 pub mod probe;

@@ -12,6 +12,8 @@
 #   CAPATHS        CLIENT_REALM:SERVICE_REALM, each a direct [capaths] path
 #   AUTH_TO_LOCAL_REALMS  realms whose single-component principals map to their
 #                  name (auth_to_local of REALM, for a server that trusts them)
+#   CANONICALIZE_REALMS  realms whose KDC canonicalises client names (`canonicalize =
+#                  true` for them): what an enterprise name (a UPN, kinit -E) needs
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
 REALM=${REALM:-EXAMPLE.TEST}
@@ -29,6 +31,13 @@ for r in ${AUTH_TO_LOCAL_REALMS:-}; do
 done
 [ -z "$a2l" ] || a2l+="        auth_to_local = DEFAULT
 "
+canon=""
+for r in ${CANONICALIZE_REALMS:-}; do
+  canon+="    $r = {
+        canonicalize = true
+    }
+"
+done
 for r in ${EXTRA_REALMS:-}; do
   realms+="    ${r%%=*} = {
         kdc = ${r#*=}
@@ -56,7 +65,7 @@ cat > "$out" <<CONF
     ignore_acceptor_hostname = false
     forwardable = false
     default_ccache_name = FILE:$STATE/krb5cc_default
-
+$canon
 [realms]
     $REALM = {
         kdc = $KDC_ADDR:$KDC_PORT

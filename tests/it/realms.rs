@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::harness::{harness, literal_after, run_mailtun_steps, run_tunnel};
+use crate::harness::{
+    harness, literal_after, mailtun_command, run_command, run_mailtun_steps, run_tunnel,
+};
 
 /// One mail server of another realm, and the ticket cache a client uses for it.
 struct Realm {
@@ -404,5 +406,57 @@ fn kinit_against_ad_with_the_realm_principal_logs_in() {
     assert!(
         first.starts_with("* PREAUTH ") && first.contains("with GSSAPI over TLSv1.3"),
         "{first}"
+    );
+}
+
+/// `gssapi.kinit` for `principal` (a user principal name) logs in as alice.
+fn kinit_logs_in(principal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ad_kinit(dir.path(), principal);
+    let out = run_tunnel(&c, &[], b"a LOGOUT\r\n");
+    assert_eq!(out.code, Some(0), "{principal}: {}", out.stderr);
+    let first = out.first_line();
+    assert!(
+        first.starts_with("* PREAUTH ") && first.contains("alice authenticated"),
+        "{principal}: {first}"
+    );
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_against_ad_with_the_user_principal_name_logs_in() {
+    // alice@ad.example: an enterprise name sent to the realm [domain_realm] maps ad.example
+    // to, canonicalised by the KDC to alice@AD.EXAMPLE.
+    let upn = key("AD_UPN");
+    kinit_logs_in(upn);
+    kinit_logs_in(&format!("{upn}@{}", key("AD_REALM")));
+}
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_with_the_kdc_unreachable_names_the_kdcs_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let ad_kdc = format!("kdc = {}:88", key("AD_ADDR"));
+    let dead_kdc = format!("{}:1", key("AD_ADDR"));
+    let conf = std::fs::read_to_string(harness().get("KRB5_CONFIG")).unwrap();
+    assert!(conf.contains(&ad_kdc), "{conf}");
+    let krb5_conf = dir.path().join("krb5.conf");
+    std::fs::write(
+        &krb5_conf,
+        conf.replace(&ad_kdc, &format!("kdc = {dead_kdc}")),
+    )
+    .unwrap();
+    let c = ad_kinit(dir.path(), &format!("alice@{}", key("AD_REALM")));
+    let mut cmd = mailtun_command(&["--config", &c, "tunnel", "test"]);
+    cmd.env("KRB5_CONFIG", &krb5_conf);
+    let out = run_command(cmd, b"");
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "tried the KDCs of {} in krb5.conf: {dead_kdc}",
+            key("AD_REALM")
+        )),
+        "{}",
+        out.stderr
     );
 }
