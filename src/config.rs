@@ -269,8 +269,22 @@ pub struct GssapiSettings {
     /// Without a valid ticket, obtain one with the account's password (it goes only to
     /// the KDC).
     pub kinit: bool,
+    /// Where a ticket obtained by `kinit` goes.
+    pub kinit_cache: KinitCache,
     /// The RFC 4752 security layer to negotiate when the session has no TLS.
     pub layer: GssLayer,
+}
+
+/// Where `gssapi.kinit` keeps the ticket it obtains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KinitCache {
+    /// In this process's memory only: every connection without a ticket asks the KDC.
+    #[default]
+    Memory,
+    /// In the account's `ccache`, so the next connection needs neither the password nor
+    /// the KDC's AS exchange.
+    Account,
 }
 
 /// The GSSAPI security layer wanted on a session without TLS.
@@ -386,6 +400,7 @@ struct RawGssapi {
     authzid: String,
     #[serde(default)]
     kinit: bool,
+    kinit_cache: Option<KinitCache>,
     layer: Option<GssLayer>,
 }
 
@@ -683,6 +698,18 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         Some(t) => Some(Duration::from_secs(*t.get_ref())),
     };
     let g = raw.gssapi.unwrap_or_default();
+    if g.kinit_cache.is_some() && !g.kinit {
+        return Err((
+            None,
+            "`gssapi.kinit_cache` says where `gssapi.kinit` keeps its ticket: set `gssapi.kinit = true` too, or remove it".into(),
+        ));
+    }
+    if g.kinit_cache == Some(KinitCache::Account) && g.ccache.is_none() {
+        return Err((
+            None,
+            "`gssapi.kinit_cache = \"account\"` stores the ticket in the account's cache: set `gssapi.ccache` (e.g. \"FILE:/path\")".into(),
+        ));
+    }
     let user = raw.user.unwrap_or_default();
     Ok(Account {
         name: name.to_string(),
@@ -712,6 +739,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             delegate: g.delegate,
             authzid: g.authzid,
             kinit: g.kinit,
+            kinit_cache: g.kinit_cache.unwrap_or_default(),
             layer: g.layer.unwrap_or(GssLayer::Confidentiality),
         },
         dangerous: raw.dangerous.unwrap_or_default(),
@@ -894,5 +922,29 @@ mod tests {
         );
         let e = parse("[accounts.a]\nhost = \"h\"\nidle_timeout_secs = 0\n").unwrap_err();
         assert_eq!(e.location.map(|l| l.0), Some(3), "{e}");
+    }
+
+    #[test]
+    fn kinit_cache_is_memory_unless_the_account_cache_is_asked_for() {
+        let g = "[accounts.a]\nhost = \"h\"\n[accounts.a.gssapi]\nkinit = true\n";
+        let c = parse(g).unwrap();
+        assert_eq!(
+            c.account("a").unwrap().gssapi.kinit_cache,
+            KinitCache::Memory
+        );
+        let c = parse(&format!(
+            "{g}kinit_cache = \"account\"\nccache = \"FILE:/x\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.account("a").unwrap().gssapi.kinit_cache,
+            KinitCache::Account
+        );
+        let e = parse(&format!("{g}kinit_cache = \"account\"\n")).unwrap_err();
+        assert!(e.to_string().contains("set `gssapi.ccache`"), "{e}");
+        let e =
+            parse("[accounts.a]\nhost = \"h\"\n[accounts.a.gssapi]\nkinit_cache = \"memory\"\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("set `gssapi.kinit = true`"), "{e}");
     }
 }

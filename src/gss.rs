@@ -17,8 +17,8 @@ use libgssapi::oid::{
 };
 use libgssapi_sys as sys;
 
-use crate::config::GssapiSettings;
-use crate::krb5_profile::{Profile, enterprise_name};
+use crate::config::{GssapiSettings, KinitCache};
+use crate::krb5_profile::{Profile, canonical_guess, enterprise_name};
 use crate::sasl::gssapi::GssContext;
 use crate::sasl::{GssFailure, GssFailureKind};
 use crate::secret::Secret;
@@ -157,6 +157,16 @@ impl KerberosContext {
                 });
             }
         }
+        if let (KinitCache::Account, Some(ccache)) = (settings.kinit_cache, &settings.ccache) {
+            cred.store_into(
+                ccache,
+                true,
+                false,
+                CredUsage::Initiate,
+                Some(GSS_MECH_KRB5),
+            )
+            .map_err(|e| failure(&format!("storing the new ticket in {ccache} failed"), e))?;
+        }
         Ok(Self::with_cred(settings, host, target, cred))
     }
 
@@ -276,21 +286,17 @@ fn acquire(settings: &GssapiSettings) -> Result<Cred, GssFailure> {
     let mechs = OidSet::singleton(GSS_MECH_KRB5)
         .map_err(|e| failure("the Kerberos mechanism is not available", e))?;
     let no_ticket = |e| failure("no usable Kerberos ticket", e);
-    // A cache holds the canonical principal (user@REALM), never a user principal name:
-    // with one, only `gssapi.kinit` gets a ticket.
-    if let Some(p) = &settings.principal {
-        if enterprise_name(p, &Profile::load()).is_some() {
-            return Err(GssFailure {
-                kind: GssFailureKind::NoCredentials,
-                message: format!(
-                    "no usable Kerberos ticket: `gssapi.principal` {p} is a user principal name, which names no ticket in a cache"
-                ),
-            });
-        }
-    }
+    // A cache holds the canonical principal, never a user principal name: look for the
+    // one the KDC most likely made of it (user@REALM); if the cache has no ticket for it,
+    // `gssapi.kinit` gets one (a wrong guess costs a password round, never another user).
+    let principal = settings.principal.as_deref().map(|p| {
+        enterprise_name(p, &Profile::load())
+            .and_then(|e| canonical_guess(&e))
+            .unwrap_or_else(|| p.to_string())
+    });
     let cred = match &settings.ccache {
         None => {
-            let name = match &settings.principal {
+            let name = match &principal {
                 None => None,
                 Some(p) => Some(
                     Name::new(p.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
@@ -300,7 +306,7 @@ fn acquire(settings: &GssapiSettings) -> Result<Cred, GssFailure> {
             Cred::acquire(name.as_ref(), None, CredUsage::Initiate, Some(&mechs))
                 .map_err(no_ticket)?
         }
-        Some(ccache) => acquire_from_ccache(ccache, settings.principal.as_deref())?,
+        Some(ccache) => acquire_from_ccache(ccache, principal.as_deref())?,
     };
     // Acquisition succeeds on an expired ticket; its lifetime tells.
     match cred.lifetime() {

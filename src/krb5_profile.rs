@@ -129,6 +129,14 @@ pub fn enterprise_name(principal: &str, profile: &Profile) -> Option<String> {
     Some(format!("{user}@{domain}@{realm}"))
 }
 
+/// The principal a KDC most likely canonicalises the enterprise name `user@domain@REALM`
+/// to: `user@REALM` (Active Directory's when the UPN's user part is the account name).
+pub fn canonical_guess(enterprise: &str) -> Option<String> {
+    let (user, rest) = enterprise.split_once('@')?;
+    let (_, realm) = rest.rsplit_once('@')?;
+    Some(format!("{user}@{realm}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +192,10 @@ mod tests {
         assert_eq!(e("alice"), None);
         assert_eq!(e("alice@"), None);
         assert_eq!(e("host/mail@EXAMPLE.TEST"), None);
+        assert_eq!(
+            canonical_guess("alice@ad.example@AD.EXAMPLE").as_deref(),
+            Some("alice@AD.EXAMPLE")
+        );
+        assert_eq!(canonical_guess("alice@AD.EXAMPLE"), None);
     }
 }

@@ -460,3 +460,48 @@ fn kinit_with_the_kdc_unreachable_names_the_kdcs_tried() {
         out.stderr
     );
 }
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn kinit_cache_account_keeps_the_ticket_so_the_next_connection_needs_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ad = ad();
+    let pw = dir.path().join("pw");
+    let calls = dir.path().join("calls");
+    std::fs::write(&pw, format!("{}\n", key("AD_PASSWORD"))).unwrap();
+    let ccache = format!("FILE:{}/account-ccache", dir.path().display());
+    let c = config(
+        dir.path(),
+        &ad,
+        &format!(
+            "password = {{ command = \"sh -c 'echo asked >> {}; cat {}'\" }}",
+            calls.display(),
+            pw.display()
+        ),
+        &format!(
+            "kinit = true\nkinit_cache = \"account\"\nprincipal = \"{}\"\nccache = \"{ccache}\"",
+            key("AD_UPN")
+        ),
+    );
+    for run in 1..=2 {
+        let out = run_tunnel(&c, &[], b"a LOGOUT\r\n");
+        assert_eq!(out.code, Some(0), "run {run}: {}", out.stderr);
+        assert!(out.first_line().starts_with("* PREAUTH "), "run {run}");
+    }
+    let asked = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        asked.lines().count(),
+        1,
+        "the password was asked for on each connection"
+    );
+    let klist = std::process::Command::new("klist")
+        .args(["-c", &ccache])
+        .env("KRB5_CONFIG", harness().get("KRB5_CONFIG"))
+        .output()
+        .unwrap();
+    let klist = String::from_utf8_lossy(&klist.stdout);
+    assert!(
+        klist.contains(&format!("Default principal: alice@{}", ad.realm)),
+        "{klist}"
+    );
+}
