@@ -68,7 +68,13 @@ pub fn build(
                             GssFailureKind::NoCredentials | GssFailureKind::Expired
                         ) =>
                 {
-                    KerberosContext::with_password(&account.gssapi, &account.host, &password()?)
+                    // Without `gssapi.principal`, the ticket is for `user` in the default
+                    // realm (the library adds it), as `kinit user` does.
+                    let mut settings = account.gssapi.clone();
+                    if settings.principal.is_none() && !user.is_empty() {
+                        settings.principal = Some(user.to_string());
+                    }
+                    KerberosContext::with_password(&settings, &account.host, &password()?)
                         .map_err(SaslError::Gss)?
                 }
                 Err(e) => return Err(SaslError::Gss(e).into()),

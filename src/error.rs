@@ -150,10 +150,10 @@ impl Failure {
         };
         Some(match (&self.kind, gss_kind) {
             (_, Some(GssFailureKind::NoCredentials)) => {
-                "get a Kerberos ticket with `kinit PRINCIPAL`, point `gssapi.ccache` at a cache that holds one, or set `gssapi.kinit = true` (with `gssapi.principal`) to get one with the password".into()
+                "get a Kerberos ticket with `kinit PRINCIPAL`, point `gssapi.ccache` at a cache that holds one, or set `gssapi.kinit = true` to get one with the password (for `gssapi.principal`, else `user` in the default realm)".into()
             }
             (_, Some(GssFailureKind::Expired)) => {
-                "renew the Kerberos ticket with `kinit PRINCIPAL`, or set `gssapi.kinit = true` (with `gssapi.principal`) to get one with the password".into()
+                "renew the Kerberos ticket with `kinit PRINCIPAL`, or set `gssapi.kinit = true` to get one with the password (for `gssapi.principal`, else `user` in the default realm)".into()
             }
             (_, Some(GssFailureKind::UnknownServer)) => {
                 "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()

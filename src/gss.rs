@@ -109,7 +109,7 @@ impl KerberosContext {
             .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
         let principal = settings.principal.as_deref().ok_or(GssFailure {
             kind: GssFailureKind::NoCredentials,
-            message: "`gssapi.kinit` needs `gssapi.principal` (the principal to get a ticket for)"
+            message: "`gssapi.kinit` needs `gssapi.principal` or `user` (the principal to get a ticket for)"
                 .into(),
         })?;
         // A user principal name (`alice@example.org`) goes to the KDC as an enterprise

@@ -2,7 +2,7 @@
 //! service account) and a service in another MIT realm reached over a one-way trust.
 //!
 //! These need the harness started with `--realms ad,trust` (`scripts/test` does, then runs
-//! them with `--ignored`); by hand:
+//! them with `--ignored`; the one test of the main realm alone runs always); by hand:
 //! `scripts/harness up STATE --addr A --realms ad,trust --ad-addr B --trust-addr C` and
 //! `MAILTUN_HARNESS_ENV=STATE/env cargo test --test it realms:: -- --ignored`.
 
@@ -503,5 +503,29 @@ fn kinit_cache_account_keeps_the_ticket_so_the_next_connection_needs_no_password
     assert!(
         klist.contains(&format!("Default principal: alice@{}", ad.realm)),
         "{klist}"
+    );
+}
+
+#[test]
+fn kinit_without_a_principal_gets_a_ticket_for_user_in_the_default_realm() {
+    // The main realm's account: `user = "alice"`, no `gssapi.principal`, no ticket.
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = h.config(
+        dir.path(),
+        &format!("auth = [\"GSSAPI\"]\n{}", h.password_command(dir.path())),
+        "kinit = true",
+    );
+    crate::harness::replace_in_file(
+        &config,
+        h.get("ALICE_CCACHE"),
+        &format!("FILE:{}/none", dir.path().display()),
+    );
+    let out = run_tunnel(&config, &[], b"a LOGOUT\r\n");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.first_line().starts_with("* PREAUTH ") && out.first_line().contains("GSSAPI"),
+        "{}",
+        out.first_line()
     );
 }
