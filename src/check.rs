@@ -41,6 +41,51 @@ pub struct CheckReport {
     pub earlier: Vec<EarlierAttempt>,
     /// The server's last line after the logout command, or why there was none.
     pub logout: String,
+    /// With GSSAPI: the principals and the ticket-granting ticket's lifetime.
+    pub kerberos: Option<KerberosFacts>,
+}
+
+/// The Kerberos side of a GSSAPI check.
+#[derive(Debug, Clone, Serialize)]
+pub struct KerberosFacts {
+    /// The client principal of the account's ticket cache, when it holds a usable ticket.
+    pub client_principal: Option<String>,
+    /// The service principal asked for: `service/host@REALM`, the realm from krb5.conf's
+    /// `[domain_realm]`; `service/host@` when it maps none (the KDC's referral decides).
+    pub service_principal: String,
+    /// Seconds the ticket-granting ticket still lasts, and when it ends (Unix time).
+    pub tgt_remaining_secs: Option<u64>,
+    pub tgt_end_unix: Option<u64>,
+    /// Set when the ticket-granting ticket ends within an hour.
+    pub warning: Option<String>,
+}
+
+/// Warn when the ticket-granting ticket ends sooner than this.
+const TGT_WARN_SECS: u64 = 3600;
+
+fn kerberos_facts(account: &Account) -> KerberosFacts {
+    let g = &account.gssapi;
+    let realm = crate::krb5_profile::Profile::load()
+        .realm_of(&account.host)
+        .map(str::to_string)
+        .unwrap_or_default();
+    let ticket = crate::gss::ticket_facts(g);
+    let remaining = ticket.as_ref().map(|(_, l)| l.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    KerberosFacts {
+        client_principal: ticket.as_ref().map(|(n, _)| n.clone()),
+        service_principal: format!("{}/{}@{realm}", g.service, account.host),
+        tgt_remaining_secs: remaining,
+        tgt_end_unix: remaining.map(|r| now + r),
+        warning: remaining.filter(|r| *r < TGT_WARN_SECS).map(|r| {
+            format!(
+                "the ticket-granting ticket ends in {} min: renew it with `kinit -R` (if it is renewable) or get a new one with `kinit`",
+                r / 60
+            )
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +129,14 @@ pub async fn check(account: &Account) -> Result<CheckReport, Failure> {
         .filter_map(|p| timeline.phases().into_iter().find(|t| t.phase == *p))
         .collect();
     let tls = est.tls.clone();
+    let kerberos = if est.mechanism.to_string() == "GSSAPI" {
+        let account = account.clone();
+        tokio::task::spawn_blocking(move || kerberos_facts(&account))
+            .await
+            .ok()
+    } else {
+        None
+    };
     Ok(CheckReport {
         ok: true,
         account: account.name.clone(),
@@ -110,5 +163,6 @@ pub async fn check(account: &Account) -> Result<CheckReport, Failure> {
             })
             .collect(),
         logout,
+        kerberos,
     })
 }

@@ -400,3 +400,12 @@ fn oid_desc(oid: &libgssapi::oid::Oid<'static>) -> sys::gss_OID_desc {
         elements: bytes.as_ptr() as *mut _,
     }
 }
+
+/// What the account's ticket cache holds, for `check`: the client principal and how long
+/// its ticket-granting ticket still lasts. `None` when no usable ticket is found there
+/// (a `gssapi.kinit` ticket kept in memory, for one).
+pub fn ticket_facts(settings: &GssapiSettings) -> Option<(String, std::time::Duration)> {
+    let cred = acquire(settings).ok()?;
+    let name = cred.name().ok()?.to_string();
+    Some((name, cred.lifetime().ok()?))
+}

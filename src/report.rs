@@ -362,6 +362,29 @@ pub fn render_check(r: &CheckReport, s: Style) -> String {
         s.good(&r.combination)
     );
     let _ = writeln!(out, "{} {}", s.bold("logout:"), r.logout);
+    if let Some(k) = &r.kerberos {
+        let _ = writeln!(
+            out,
+            "{} client {}, service {}",
+            s.bold("kerberos:"),
+            k.client_principal
+                .as_deref()
+                .unwrap_or("(no ticket in the cache)"),
+            k.service_principal
+        );
+        if let Some(secs) = k.tgt_remaining_secs {
+            let _ = writeln!(
+                out,
+                "{} ends in {} h {} min",
+                s.bold("ticket-granting ticket:"),
+                secs / 3600,
+                secs % 3600 / 60
+            );
+        }
+        if let Some(w) = &k.warning {
+            let _ = writeln!(out, "  {}", s.warn(&format!("warning: {w}")));
+        }
+    }
     out
 }
 

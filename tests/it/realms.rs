@@ -529,3 +529,74 @@ fn kinit_without_a_principal_gets_a_ticket_for_user_in_the_default_realm() {
         out.first_line()
     );
 }
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn check_shows_the_client_and_service_principals_across_the_trust() {
+    let other = trust();
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), &other, "", &ccache_line(&other));
+    let out = crate::harness::run_mailtun(&["--config", &c, "check", "test", "--json"], b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = &doc["kerberos"];
+    assert_eq!(
+        k["client_principal"],
+        format!("alice@{}", harness().get("REALM")).as_str(),
+        "{doc}"
+    );
+    assert_eq!(
+        k["service_principal"],
+        format!("imap/{}@{}", other.host, other.realm).as_str(),
+        "{doc}"
+    );
+    assert!(k["tgt_remaining_secs"].as_u64().unwrap() > 3600, "{doc}");
+    assert!(k["warning"].is_null(), "{doc}");
+}
+
+#[test]
+fn check_warns_when_the_ticket_granting_ticket_ends_within_an_hour() {
+    // The main realm: a 30-minute ticket from its KDC.
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let ccache = format!("FILE:{}/short-ccache", dir.path().display());
+    let mut kinit = std::process::Command::new("kinit")
+        .args([
+            "-l",
+            "30m",
+            "-c",
+            &ccache,
+            &format!("alice@{}", h.get("REALM")),
+        ])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = kinit.stdin.take().unwrap();
+        writeln!(stdin, "{}", h.get("PASSWORD")).unwrap();
+    }
+    assert!(kinit.wait().unwrap().success());
+    let config = h.config(dir.path(), "auth = [\"GSSAPI\"]", "");
+    crate::harness::replace_in_file(&config, h.get("ALICE_CCACHE"), &ccache);
+    let out = crate::harness::run_mailtun(
+        &["--config", config.to_str().unwrap(), "check", "test"],
+        b"",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = out.stdout_text();
+    assert!(
+        text.contains(&format!(
+            "kerberos: client alice@{realm}, service imap/{host}@{realm}",
+            realm = h.get("REALM"),
+            host = h.get("MAIL_HOST")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: the ticket-granting ticket ends in") && text.contains("kinit -R"),
+        "{text}"
+    );
+}
