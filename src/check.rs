@@ -65,10 +65,6 @@ const TGT_WARN_SECS: u64 = 3600;
 
 fn kerberos_facts(account: &Account) -> KerberosFacts {
     let g = &account.gssapi;
-    let realm = crate::krb5_profile::Profile::load()
-        .realm_of(&account.host)
-        .map(str::to_string)
-        .unwrap_or_default();
     let ticket = crate::gss::ticket_facts(g);
     let remaining = ticket.as_ref().map(|(_, l)| l.as_secs());
     let now = std::time::SystemTime::now()
@@ -76,7 +72,7 @@ fn kerberos_facts(account: &Account) -> KerberosFacts {
         .map_or(0, |d| d.as_secs());
     KerberosFacts {
         client_principal: ticket.as_ref().map(|(n, _)| n.clone()),
-        service_principal: format!("{}/{}@{realm}", g.service, account.host),
+        service_principal: crate::krb5_profile::service_principal(&g.service, &account.host),
         tgt_remaining_secs: remaining,
         tgt_end_unix: remaining.map(|r| now + r),
         warning: remaining.filter(|r| *r < TGT_WARN_SECS).map(|r| {

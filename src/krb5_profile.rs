@@ -107,6 +107,17 @@ impl Profile {
     }
 }
 
+/// The service principal GSSAPI asks for `service` on `host`: `service/host@REALM`, the
+/// realm `[domain_realm]` maps `host` to, or `service/host@` when it maps none (the
+/// library then asks the client's KDC, whose referral names the realm).
+pub fn service_principal(service: &str, host: &str) -> String {
+    let realm = Profile::load()
+        .realm_of(host)
+        .map(str::to_string)
+        .unwrap_or_default();
+    format!("{service}/{host}@{realm}")
+}
+
 /// `principal` as a Kerberos enterprise name (RFC 6806) with the realm to send it to, when
 /// it is a user principal name: `user@dns.domain` (a lowercase domain, where a realm would
 /// be upper case) or `user@dns.domain@REALM`. The realm of a bare UPN is the one

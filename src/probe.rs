@@ -56,6 +56,9 @@ pub struct ProbeReport {
     pub choice: Choice,
     /// A `[accounts.NAME]` block to paste into the configuration.
     pub suggested_config: String,
+    /// The service principal GSSAPI would ask for (`service/host@REALM`; `@` alone when
+    /// krb5.conf's `[domain_realm]` maps no realm and the KDC's referral decides).
+    pub gssapi_service_principal: String,
 }
 
 /// One TLS method: the plain port with STARTTLS, or the TLS port.
@@ -227,6 +230,10 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
         combinations,
         choice,
         suggested_config: String::new(),
+        gssapi_service_principal: crate::krb5_profile::service_principal(
+            opts.protocol.default_gss_service(),
+            &opts.host,
+        ),
     };
     report.suggested_config = suggest_config(opts, &report);
     Ok(report)

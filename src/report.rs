@@ -222,6 +222,11 @@ pub fn render_probe(r: &ProbeReport, s: Style) -> String {
         "{}\n",
         s.bold(&format!("mailtun probe: {} ({}{via})", r.host, r.protocol))
     );
+    let _ = writeln!(
+        out,
+        "GSSAPI would ask for the service principal {}\n",
+        r.gssapi_service_principal
+    );
     for m in &r.methods {
         method_section(&mut out, m, s);
     }

@@ -600,3 +600,30 @@ fn check_warns_when_the_ticket_granting_ticket_ends_within_an_hour() {
         "{text}"
     );
 }
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn probe_shows_the_service_principal_in_the_realm_domain_realm_gives_the_host() {
+    let ad = ad();
+    let out = crate::harness::run_mailtun(
+        &[
+            "probe",
+            ad.host,
+            "--connect",
+            ad.addr,
+            "--ca-file",
+            ad.ca,
+            "--protocol",
+            "pop3",
+            "--json",
+        ],
+        b"",
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout_text(), out.stderr));
+    assert_eq!(
+        doc["gssapi_service_principal"],
+        format!("pop/{}@{}", ad.host, ad.realm).as_str(),
+        "{doc}"
+    );
+}
