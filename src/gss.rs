@@ -308,13 +308,21 @@ fn acquire(settings: &GssapiSettings) -> Result<Cred, GssFailure> {
         }
         Some(ccache) => acquire_from_ccache(ccache, principal.as_deref())?,
     };
-    // Acquisition succeeds on an expired ticket; its lifetime tells.
+    // Acquisition succeeds on an expired ticket; its lifetime tells (zero, or an error
+    // whose minor code is 0: "The referenced credential has expired (Success)").
+    let expired = || GssFailure {
+        kind: GssFailureKind::Expired,
+        message: match &settings.ccache {
+            Some(c) => {
+                format!("no usable Kerberos ticket: the ticket-granting ticket in {c} has expired")
+            }
+            None => "no usable Kerberos ticket: the ticket-granting ticket has expired".into(),
+        },
+    };
     match cred.lifetime() {
-        Ok(l) if l.is_zero() => Err(GssFailure {
-            kind: GssFailureKind::Expired,
-            message: "no usable Kerberos ticket: the ticket-granting ticket has expired".into(),
-        }),
+        Ok(l) if l.is_zero() => Err(expired()),
         Ok(_) => Ok(cred),
+        Err(e) if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) => Err(expired()),
         Err(e) => Err(no_ticket(e)),
     }
 }

@@ -627,3 +627,103 @@ fn probe_shows_the_service_principal_in_the_realm_domain_realm_gives_the_host() 
         "{doc}"
     );
 }
+
+/// Reads `stdout` into `buf` until it holds `marker` (or 30 s pass).
+fn read_until(stdout: &mut impl std::io::Read, buf: &mut Vec<u8>, marker: &[u8]) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(marker.len()).any(|w| w == marker) {
+        assert!(
+            Instant::now() < deadline,
+            "no {:?} in {}",
+            String::from_utf8_lossy(marker),
+            String::from_utf8_lossy(buf)
+        );
+        let n = stdout.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "EOF before {:?}: {}",
+            String::from_utf8_lossy(marker),
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_ticket_that_expires_during_idle_leaves_the_session_open_and_the_next_connection_says_expired()
+{
+    use std::io::Write;
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let ccache = format!("FILE:{}/short-ccache", dir.path().display());
+    let klist_valid = || {
+        std::process::Command::new("klist")
+            .args(["-s", "-c", &ccache])
+            .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    let mut kinit = std::process::Command::new("kinit")
+        .args([
+            "-l",
+            "6s",
+            "-c",
+            &ccache,
+            &format!("alice@{}", h.get("REALM")),
+        ])
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(kinit.stdin.take().unwrap(), "{}", h.get("PASSWORD")).unwrap();
+    assert!(kinit.wait().unwrap().success());
+    let config = h.config(dir.path(), "auth = [\"GSSAPI\"]", "");
+    crate::harness::replace_in_file(&config, h.get("ALICE_CCACHE"), &ccache);
+    let config = config.to_str().unwrap();
+
+    let mut child = mailtun_command(&["--config", config, "tunnel", "test"])
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stdout, &mut seen, b"* PREAUTH ");
+    stdin.write_all(b"a SELECT INBOX\r\nb IDLE\r\n").unwrap();
+    read_until(&mut stdout, &mut seen, b"+ idling");
+    // Hold the IDLE until the ticket-granting ticket has ended.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while klist_valid() {
+        assert!(Instant::now() < deadline, "the 6 s ticket did not expire");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    stdin.write_all(b"DONE\r\nc NOOP\r\nd LOGOUT\r\n").unwrap();
+    read_until(&mut stdout, &mut seen, b"\r\nd OK");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("\r\nb OK") && text.contains("\r\nc OK"),
+        "{text}"
+    );
+    assert_eq!(status.code(), Some(0), "{text}");
+
+    // A new connection cannot authenticate with the expired ticket: it says so.
+    let out = run_tunnel(config, &[], b"");
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "no usable Kerberos ticket: the ticket-granting ticket in {ccache} has expired"
+        )),
+        "{}",
+        out.stderr
+    );
+    let hint = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("mailtun: hint:"))
+        .unwrap_or_default();
+    assert!(hint.contains("kinit"), "{}", out.stderr);
+}
