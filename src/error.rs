@@ -167,6 +167,9 @@ impl Failure {
             (_, Some(GssFailureKind::AccountLocked)) => {
                 "wait until the lockout ends (too many wrong passwords lock an Active Directory account for a while), or ask the realm's administrator to unlock or enable the account".into()
             }
+            (_, Some(GssFailureKind::EnctypeUnsupported)) => {
+                "the service's administrator must give it AES keys: in Active Directory set `msDS-SupportedEncryptionTypes` to 24 (AES) on the service account, change its password and export the keytab again; on an MIT KDC `kadmin cpw -randkey -e aes256-cts-hmac-sha1-96:normal SERVICE/HOST`".into()
+            }
             (_, Some(GssFailureKind::ClockSkew)) => {
                 "the clocks of this machine and the KDC differ by more than Kerberos allows (`clockskew`, 5 minutes by default): synchronise this machine's clock (NTP, e.g. `timedatectl set-ntp true`); a new ticket from `kinit` also makes MIT Kerberos correct for the difference, unless krb5.conf sets `kdc_timesync = 0`".into()
             }

@@ -27,6 +27,7 @@ use crate::secret::Secret;
 const KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN: i32 = -1765328377;
 const KRB5KDC_ERR_CLIENT_REVOKED: i32 = -1765328366;
 const KRB5KDC_ERR_KEY_EXP: i32 = -1765328361;
+const KRB5KDC_ERR_ETYPE_NOSUPP: i32 = -1765328370;
 const KRB5KRB_AP_ERR_TKT_EXPIRED: i32 = -1765328352;
 const KRB5KRB_AP_ERR_SKEW: i32 = -1765328347;
 /// The client refused the KDC's reply because of its timestamp (MIT, with
@@ -44,6 +45,7 @@ fn failure(context: &str, e: GssError) -> GssFailure {
         KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN => GssFailureKind::UnknownServer,
         KRB5KDC_ERR_KEY_EXP => GssFailureKind::PasswordExpired,
         KRB5KDC_ERR_CLIENT_REVOKED => GssFailureKind::AccountLocked,
+        KRB5KDC_ERR_ETYPE_NOSUPP => GssFailureKind::EnctypeUnsupported,
         KRB5KRB_AP_ERR_TKT_EXPIRED => GssFailureKind::Expired,
         KRB5KRB_AP_ERR_SKEW | KRB5_KDCREP_SKEW => GssFailureKind::ClockSkew,
         KRB5_KDC_UNREACH => GssFailureKind::KdcUnreachable,
@@ -205,6 +207,11 @@ impl GssContext for KerberosContext {
                 let mut f = failure("the Kerberos exchange with the server failed", e);
                 if f.kind == GssFailureKind::UnknownServer {
                     unknown_server(&mut f, &detail, &self.target);
+                } else if f.kind == GssFailureKind::EnctypeUnsupported && token.is_none() {
+                    f.message = format!(
+                        "the KDC refused a ticket for {}: it has no key of that service in an encryption type it may use; the service's key is most likely RC4-only ({})",
+                        self.target, f.message
+                    );
                 } else if f.kind == GssFailureKind::ClockSkew && token.is_none() {
                     // The first step asks the KDC for a ticket for the service (unless one
                     // is cached): a skew here is the KDC's verdict on the TGS request.

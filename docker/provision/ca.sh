@@ -3,6 +3,7 @@
 #   STATE      (required) state directory; files go to $STATE/tls/
 #   MAIL_HOST  server name put in the certificates' SAN (default mail.example.test)
 #   CERT_DAYS  validity of the certificates (default 3650)
+#   EXTRA_SANS other DNS names for the server certificates (space-separated; default none)
 # Writes (PEM):
 #   tls/ca.pem            test CA (trust anchor for the real server)
 #   tls/server.pem        server certificate for MAIL_HOST, signed by ca.pem
@@ -17,6 +18,9 @@ CERT_DAYS=${CERT_DAYS:-3650}
 dir="$STATE/tls"
 mkdir -p "$dir"
 umask 077
+
+sans=""
+for n in ${EXTRA_SANS:-}; do sans+=",DNS:$n"; done
 
 newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
@@ -39,7 +43,7 @@ make_leaf() {
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:$MAIL_HOST
+subjectAltName=DNS:$MAIL_HOST$sans
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 EXT

@@ -8,7 +8,9 @@
 #   run        samba in the foreground (containers)
 #   stop       stop the samba started by `start` (idempotent)
 # Only the KDC service runs (no DNS, file, NetBIOS, LDAP or RPC servers), bound only to
-# AD_ADDR (`bind interfaces only`).
+# AD_ADDR (`bind interfaces only`). Its KDC issues AES tickets only (`kdc supported
+# enctypes`), as a domain with RC4 turned off: a ticket for rc4svc's SPN is refused with
+# KDC_ERR_ETYPE_NOSUPP.
 # Environment:
 #   STATE (required), AD_REALM (AD.EXAMPLE), AD_DOMAIN (NetBIOS name, ADEX),
 #   AD_ADDR (numeric address of the DC, 127.0.0.2), MAIL_HOST (mail.ad.example),
@@ -68,7 +70,9 @@ provision() {
     --option="interfaces = $AD_ADDR/8" --option="bind interfaces only = yes" \
     --option="server services = kdc" --option="prefork children = 1" \
     --option="pid directory = $dir/run" --option="log file = $STATE/log/samba.log" \
-    --option="unix password sync = no" >>"$log" 2>&1 \
+    --option="unix password sync = no" \
+    --option="kdc supported enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96" \
+    >>"$log" 2>&1 \
     || { echo "samba-ad.sh: provisioning failed, see $log" >&2; exit 1; }
   mkdir -p "$dir/run"
   tool user create alice "$ALICE_PASSWORD"
@@ -86,21 +90,17 @@ provision() {
   # AES only (0x18). Without it Samba's KDC treats the account as RC4-only, and the
   # exported keytab holds just an RC4 key.
   set_attr mailsvc msDS-SupportedEncryptionTypes 24
-  rm -f "$STATE/mail.keytab" "$STATE/rc4.keytab"
+  rm -f "$STATE/mail.keytab"
   for s in imap pop smtp; do
     tool domain exportkeytab "$STATE/mail.keytab" --principal="$s/$MAIL_HOST"
   done
-  tool domain exportkeytab "$STATE/rc4.keytab" --principal="imap/rc4-$MAIL_HOST"
   [ -s "$STATE/mail.keytab" ] || { echo "samba-ad.sh: keytab not exported, see $log" >&2; exit 1; }
   if klist -ke "$STATE/mail.keytab" | grep -q arcfour; then
     echo "samba-ad.sh: the service keytab holds an RC4 key; msDS-SupportedEncryptionTypes not applied" >&2
     exit 1
   fi
-  local k
-  for k in "$STATE/mail.keytab" "$STATE/rc4.keytab"; do
-    if [ -n "$KEYTAB_GROUP" ]; then chgrp "$KEYTAB_GROUP" "$k"; fi
-    chmod 0640 "$k"
-  done
+  if [ -n "$KEYTAB_GROUP" ]; then chgrp "$KEYTAB_GROUP" "$STATE/mail.keytab"; fi
+  chmod 0640 "$STATE/mail.keytab"
   STATE=$STATE REALM=$AD_REALM KDC_ADDR=$AD_ADDR KDC_PORT=88 MAIL_HOST=$MAIL_HOST \
     "$here/krb5conf.sh"
 }

@@ -97,6 +97,9 @@ pub enum GssFailureKind {
     PasswordExpired,
     /// The KDC refused a ticket because the account is locked out or disabled.
     AccountLocked,
+    /// The KDC has no key of the principal in an encryption type it may use (typically a
+    /// service account with only an RC4 key, in a realm that turned RC4 off).
+    EnctypeUnsupported,
     /// The clocks of this machine and the KDC or server differ too much.
     ClockSkew,
     /// No KDC of the realm could be reached.

@@ -727,3 +727,29 @@ fn a_ticket_that_expires_during_idle_leaves_the_session_open_and_the_next_connec
         .unwrap_or_default();
     assert!(hint.contains("kinit"), "{}", out.stderr);
 }
+
+#[test]
+#[ignore = "needs the harness's other realms (--realms ad,trust); scripts/test runs it"]
+fn a_service_with_only_an_rc4_key_is_named_as_such() {
+    // The AD domain issues AES tickets only; the SPN of rc4-HOST (same server, a name in
+    // its certificate) belongs to an account without msDS-SupportedEncryptionTypes.
+    let ad = Realm {
+        host: key("AD_RC4_MAIL_HOST"),
+        ..ad()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), &ad, "", &ccache_line(&ad));
+    let err = failed_tunnel(&c);
+    assert!(
+        err.contains(&format!(
+            "the KDC refused a ticket for imap/{}@{}: it has no key of that service in an encryption type it may use; the service's key is most likely RC4-only",
+            ad.host, ad.realm
+        )),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("mailtun: hint:"))
+        .unwrap();
+    assert!(hint.contains("msDS-SupportedEncryptionTypes"), "{hint}");
+}
