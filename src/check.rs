@@ -56,6 +56,13 @@ pub struct KerberosFacts {
     /// Seconds the ticket-granting ticket still lasts, and when it ends (Unix time).
     pub tgt_remaining_secs: Option<u64>,
     pub tgt_end_unix: Option<u64>,
+    /// Until when it can be renewed (`kinit -R`), when it is renewable. From a FILE cache.
+    pub tgt_renew_until_unix: Option<u64>,
+    /// The service ticket the cache holds after this check (a FILE cache): the principal
+    /// it was obtained for (after referrals) and its encryption types.
+    pub service_principal_obtained: Option<String>,
+    pub ticket_enctype: Option<String>,
+    pub session_key_enctype: Option<String>,
     /// Set when the ticket-granting ticket ends within an hour.
     pub warning: Option<String>,
 }
@@ -70,16 +77,50 @@ fn kerberos_facts(account: &Account) -> KerberosFacts {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let client = ticket.as_ref().map(|(n, _)| n.clone());
+    // The cache GSS-API used: the account's, else KRB5CCNAME's.
+    let cache = g
+        .ccache
+        .clone()
+        .or_else(|| std::env::var("KRB5CCNAME").ok())
+        .and_then(|c| crate::ccache::read(&c))
+        .unwrap_or_default();
+    let client_realm = client
+        .as_deref()
+        .and_then(|c| c.rsplit_once('@'))
+        .map(|(_, r)| r.to_string());
+    let tgt = client_realm.as_ref().and_then(|r| {
+        let name = format!("krbtgt/{r}@{r}");
+        cache.iter().rev().find(|t| t.server == name)
+    });
+    let renew_until = tgt
+        .filter(|t| t.renew_till > t.end)
+        .map(|t| u64::from(t.renew_till));
+    let prefix = format!("{}/{}@", g.service, account.host).to_ascii_lowercase();
+    let service = cache
+        .iter()
+        .rev()
+        .find(|t| t.server.to_ascii_lowercase().starts_with(&prefix) && !t.server.ends_with('@'));
     KerberosFacts {
-        client_principal: ticket.as_ref().map(|(n, _)| n.clone()),
+        client_principal: client,
         service_principal: crate::krb5_profile::service_principal(&g.service, &account.host),
         tgt_remaining_secs: remaining,
         tgt_end_unix: remaining.map(|r| now + r),
+        tgt_renew_until_unix: renew_until,
+        service_principal_obtained: service.map(|t| t.server.clone()),
+        ticket_enctype: service
+            .and_then(|t| t.ticket_enctype)
+            .map(crate::ccache::enctype_name),
+        session_key_enctype: service.map(|t| crate::ccache::enctype_name(t.session_enctype)),
         warning: remaining.filter(|r| *r < TGT_WARN_SECS).map(|r| {
-            format!(
-                "the ticket-granting ticket ends in {} min: renew it with `kinit -R` (if it is renewable) or get a new one with `kinit`",
-                r / 60
-            )
+            let how = match (tgt, renew_until) {
+                (Some(_), Some(u)) if u > now + r => "renew it with `kinit -R`",
+                (Some(_), _) => "it is not renewable: get a new one with `kinit`",
+                (None, _) => {
+                    "renew it with `kinit -R` if it is renewable, else get a new one with `kinit`"
+                }
+            };
+            format!("the ticket-granting ticket ends in {} min: {how}", r / 60)
         }),
     }
 }

@@ -7,7 +7,8 @@
 //!   events, and the client-facing POP3/SMTP handshakes (`protocol::local`).
 //! - [`sasl`]: sans-I/O SASL mechanisms (GSSAPI steps and security-layer octets).
 //! - [`gss`]: the only module that calls the Kerberos library; [`krb5_profile`] reads the
-//!   krb5.conf facts its messages and enterprise names need.
+//!   krb5.conf facts its messages and enterprise names need; [`ccache`] reads a FILE
+//!   ticket cache for `check`.
 //! - [`transport`]: TCP connect, TLS (implicit or after STARTTLS), certificate checks.
 //! - [`session`]: drives one dialect and one mechanism over a transport.
 //! - [`tunnel`]: hands the authenticated session to the local client and relays bytes.
@@ -21,6 +22,7 @@
 
 pub mod alpine;
 pub mod auth;
+pub mod ccache;
 pub mod check;
 pub mod config;
 pub mod credentials;

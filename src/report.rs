@@ -377,10 +377,30 @@ pub fn render_check(r: &CheckReport, s: Style) -> String {
                 .unwrap_or("(no ticket in the cache)"),
             k.service_principal
         );
-        if let Some(secs) = k.tgt_remaining_secs {
+        if let Some(obtained) = &k.service_principal_obtained {
             let _ = writeln!(
                 out,
-                "{} ends in {} h {} min",
+                "{} {obtained}, ticket {}, session key {}",
+                s.bold("service ticket:"),
+                k.ticket_enctype.as_deref().unwrap_or("?"),
+                k.session_key_enctype.as_deref().unwrap_or("?")
+            );
+        }
+        if let Some(secs) = k.tgt_remaining_secs {
+            let renew = match k.tgt_renew_until_unix.zip(k.tgt_end_unix) {
+                Some((u, e)) if u > e => {
+                    let more = u - e;
+                    format!(
+                        ", renewable for {} h {} min more",
+                        more / 3600,
+                        more % 3600 / 60
+                    )
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{} ends in {} h {} min{renew}",
                 s.bold("ticket-granting ticket:"),
                 secs / 3600,
                 secs % 3600 / 60

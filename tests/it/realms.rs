@@ -552,22 +552,33 @@ fn check_shows_the_client_and_service_principals_across_the_trust() {
     );
     assert!(k["tgt_remaining_secs"].as_u64().unwrap() > 3600, "{doc}");
     assert!(k["warning"].is_null(), "{doc}");
+    // Obtained across the trust: the ticket of the service's realm, and its enctypes.
+    assert_eq!(
+        k["service_principal_obtained"],
+        format!("imap/{}@{}", other.host, other.realm).as_str(),
+        "{doc}"
+    );
+    assert_eq!(k["ticket_enctype"], "aes256-cts-hmac-sha1-96", "{doc}");
+    assert_eq!(k["session_key_enctype"], "aes256-cts-hmac-sha1-96", "{doc}");
 }
 
 #[test]
 fn check_warns_when_the_ticket_granting_ticket_ends_within_an_hour() {
-    // The main realm: a 30-minute ticket from its KDC.
+    check_short_ticket(&["-r", "2h"], "renew it with `kinit -R`");
+    check_short_ticket(&[], "it is not renewable: get a new one with `kinit`");
+}
+
+/// `check` with a 30-minute ticket of the main realm's KDC (`kinit FLAGS -l 30m`) warns,
+/// and says `how` to get a longer one.
+fn check_short_ticket(flags: &[&str], how: &str) {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
     let ccache = format!("FILE:{}/short-ccache", dir.path().display());
+    let principal = format!("alice@{}", h.get("REALM"));
+    let mut args = flags.to_vec();
+    args.extend(["-l", "30m", "-c", &ccache, &principal]);
     let mut kinit = std::process::Command::new("kinit")
-        .args([
-            "-l",
-            "30m",
-            "-c",
-            &ccache,
-            &format!("alice@{}", h.get("REALM")),
-        ])
+        .args(&args)
         .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -596,7 +607,7 @@ fn check_warns_when_the_ticket_granting_ticket_ends_within_an_hour() {
         "{text}"
     );
     assert!(
-        text.contains("warning: the ticket-granting ticket ends in") && text.contains("kinit -R"),
+        text.contains("warning: the ticket-granting ticket ends in") && text.contains(how),
         "{text}"
     );
 }
