@@ -73,6 +73,7 @@ pub fn build(
                 }
                 Err(e) => return Err(SaslError::Gss(e).into()),
             };
+            tracing::info!("account `{}`: {}", account.name, ctx.target_description());
             let layer = match (link.on_tls, account.gssapi.layer) {
                 (true, _) => LayerWanted::None,
                 (false, GssLayer::Confidentiality) => LayerWanted::Confidentiality,

@@ -271,6 +271,11 @@ pub struct GssapiSettings {
     pub kinit: bool,
     /// The RFC 4752 security layer to negotiate when the session has no TLS.
     pub layer: GssLayer,
+    /// Let the Kerberos library build the service principal from `service@host`
+    /// (GSS_C_NT_HOSTBASED_SERVICE), so krb5.conf's `dns_canonicalize_hostname` and `rdns`
+    /// may rewrite the host name through DNS. Off: the principal is `service/host` as
+    /// configured.
+    pub canonicalize: bool,
 }
 
 /// The GSSAPI security layer wanted on a session without TLS.
@@ -387,6 +392,8 @@ struct RawGssapi {
     #[serde(default)]
     kinit: bool,
     layer: Option<GssLayer>,
+    #[serde(default)]
+    canonicalize: bool,
 }
 
 /// The configuration file to read: `--config`, else `$MAILTUN_CONFIG`, else
@@ -713,6 +720,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             authzid: g.authzid,
             kinit: g.kinit,
             layer: g.layer.unwrap_or(GssLayer::Confidentiality),
+            canonicalize: g.canonicalize,
         },
         dangerous: raw.dangerous.unwrap_or_default(),
     })
@@ -759,6 +767,13 @@ mod tests {
     }
 
     #[test]
+    fn gssapi_canonicalize_is_read() {
+        let c = parse("[accounts.a]\nhost = \"h\"\n[accounts.a.gssapi]\ncanonicalize = true\n")
+            .unwrap();
+        assert!(c.account("a").unwrap().gssapi.canonicalize);
+    }
+
+    #[test]
     fn defaults_follow_the_protocol() {
         let c = parse("[accounts.work]\nhost = \"mail.example.org\"\nuser = \"alice\"\n").unwrap();
         let a = c.account("work").unwrap();
@@ -768,6 +783,7 @@ mod tests {
         assert_eq!(a.connect, "mail.example.org");
         assert_eq!(a.gssapi.service, "imap");
         assert!(!a.gssapi.delegate);
+        assert!(!a.gssapi.canonicalize);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Failure {
                 "renew the Kerberos ticket with `kinit PRINCIPAL`, or set `gssapi.kinit = true` (with `gssapi.principal`) to get one with the password".into()
             }
             (_, Some(GssFailureKind::UnknownServer)) => {
-                "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()
+                "the service principal is `gssapi.service`/`host`, with `host` exactly as configured (DNS does not rewrite it): set `host` to the server's name in its keytab, set `gssapi.service` (imap, pop, smtp...), or set `gssapi.canonicalize = true` to let the Kerberos library canonicalize the name through DNS as krb5.conf says".into()
             }
             (_, Some(GssFailureKind::ClockSkew)) => {
                 "the clocks of this machine and the KDC differ by more than Kerberos allows (`clockskew`, 5 minutes by default): synchronise this machine's clock (NTP, e.g. `timedatectl set-ntp true`); a new ticket from `kinit` also makes MIT Kerberos correct for the difference, unless krb5.conf sets `kdc_timesync = 0`".into()

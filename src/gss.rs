@@ -54,20 +54,20 @@ fn failure(context: &str, e: GssError) -> GssFailure {
 /// A client security context towards `service@host`, ready for the GSSAPI mechanism.
 pub struct KerberosContext {
     ctx: ClientCtx,
-    /// The service principal asked for, as `service/host@REALM` (the client's realm),
-    /// for messages only.
+    /// The service principal asked for, as `service/host@REALM` (the client's realm when
+    /// the name has none), for messages only.
     target: String,
+    /// The principal asked for and where its realm comes from, for `-v`.
+    description: String,
 }
 
 impl KerberosContext {
     /// Acquires the account's credentials and prepares a context for `service@host`.
     /// The target comes from the configuration, never from DNS or server text.
     pub fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
-        let target = format!("{}@{}", settings.service, host);
-        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
-            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let target = Target::new(settings, host)?;
         let cred = acquire(settings)?;
-        Ok(Self::with_cred(settings, host, target, cred))
+        Ok(Self::with_cred(settings, target, cred))
     }
 
     /// Like [`KerberosContext::new`], with a ticket obtained from the KDC with `password`
@@ -77,9 +77,7 @@ impl KerberosContext {
         host: &str,
         password: &Secret<String>,
     ) -> Result<Self, GssFailure> {
-        let target = format!("{}@{}", settings.service, host);
-        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
-            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let target = Target::new(settings, host)?;
         let principal = settings.principal.as_deref().ok_or(GssFailure {
             kind: GssFailureKind::NoCredentials,
             message: "`gssapi.kinit` needs `gssapi.principal` (the principal to get a ticket for)"
@@ -102,17 +100,38 @@ impl KerberosContext {
                 e,
             )
         })?;
-        Ok(Self::with_cred(settings, host, target, cred))
+        Ok(Self::with_cred(settings, target, cred))
     }
 
-    fn with_cred(settings: &GssapiSettings, host: &str, target: Name, cred: Cred) -> Self {
-        let realm = cred
-            .name()
-            .ok()
-            .and_then(|n| n.to_string().rsplit_once('@').map(|(_, r)| r.to_string()));
-        let principal = match realm {
-            Some(r) => format!("{}/{host}@{r}", settings.service),
-            None => format!("{}/{host}", settings.service),
+    fn with_cred(settings: &GssapiSettings, target: Target, cred: Cred) -> Self {
+        // Without a realm of its own, the request starts in the client's realm (where a
+        // referral, if any, comes from): messages name that one.
+        let client_realm = || {
+            cred.name()
+                .ok()
+                .and_then(|n| n.to_string().rsplit_once('@').map(|(_, r)| r.to_string()))
+        };
+        let shown = match (&target.realm, client_realm()) {
+            (Some(r), _) if !r.is_empty() => format!("{}@{r}", target.principal),
+            (_, Some(r)) => format!("{}@{r}", target.principal),
+            (_, None) => target.principal.clone(),
+        };
+        let description = match &target.realm {
+            None => format!(
+                "Kerberos service {}@{}, as the Kerberos library canonicalizes it \
+                 (`gssapi.canonicalize = true`: krb5.conf's dns_canonicalize_hostname and rdns \
+                 may rewrite the host name through DNS)",
+                settings.service, target.host
+            ),
+            Some(r) if r.is_empty() => format!(
+                "Kerberos service principal {}@ (the configured host name, not rewritten by DNS; \
+                 no domain_realm entry for it, so the realm comes from the KDC's referral, \
+                 asked first in the client's realm: {shown})",
+                target.principal
+            ),
+            Some(_) => format!(
+                "Kerberos service principal {shown} (the configured host name, not rewritten by DNS)"
+            ),
         };
         let mut flags = CtxFlags::GSS_C_MUTUAL_FLAG
             | CtxFlags::GSS_C_SEQUENCE_FLAG
@@ -122,12 +141,163 @@ impl KerberosContext {
         if settings.delegate {
             flags |= CtxFlags::GSS_C_DELEG_FLAG;
         }
-        let ctx = ClientCtx::new(Some(cred), target, flags, Some(GSS_MECH_KRB5));
+        let ctx = ClientCtx::new(Some(cred), target.name, flags, Some(GSS_MECH_KRB5));
         KerberosContext {
             ctx,
-            target: principal,
+            target: shown,
+            description,
         }
     }
+
+    /// What `-v` says about the service principal asked for (no secret in it).
+    pub fn target_description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// The target name to import, and how it is shown.
+struct Target {
+    name: Name,
+    /// `service/host` (exact), or `service/host` as configured before the library's
+    /// canonicalization (`gssapi.canonicalize`).
+    principal: String,
+    /// The host part as put in the name.
+    host: String,
+    /// The realm put in the name (empty: the referral realm); `None` when the library
+    /// builds the principal itself (`gssapi.canonicalize`).
+    realm: Option<String>,
+}
+
+impl Target {
+    fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
+        let invalid = |e| failure("the server name is not a valid Kerberos service name", e);
+        if settings.canonicalize {
+            // The library's own behaviour: GSS_C_NT_HOSTBASED_SERVICE, which krb5.conf's
+            // dns_canonicalize_hostname and rdns apply to.
+            let hostbased = format!("{}@{}", settings.service, host);
+            let name =
+                Name::new(hostbased.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE)).map_err(invalid)?;
+            return Ok(Target {
+                name,
+                principal: format!("{}/{host}", settings.service),
+                host: host.to_string(),
+                realm: None,
+            });
+        }
+        let host = host.to_ascii_lowercase();
+        let realm = host_realm(&host)?;
+        let full = service_principal(&settings.service, &host, &realm)?;
+        // A Kerberos principal name (not a host-based service name): the library takes it
+        // as it is, and an empty realm is MIT's referral realm.
+        let name = Name::new(full.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(invalid)?;
+        let principal = full
+            .strip_suffix(&format!("@{}", escape(&realm)))
+            .unwrap_or(&full)
+            .to_string();
+        Ok(Target {
+            name,
+            principal,
+            host,
+            realm: Some(realm),
+        })
+    }
+}
+
+/// `service/host@realm` in Kerberos principal syntax: `host` in lower case and otherwise
+/// as given, each part escaped (`\\`, `/`, `@`) so that nothing in the configuration adds
+/// a component or a realm. `realm` may be empty (the referral realm).
+fn service_principal(service: &str, host: &str, realm: &str) -> Result<String, GssFailure> {
+    if [service, host, realm].iter().any(|p| p.contains('\0')) {
+        return Err(GssFailure {
+            kind: GssFailureKind::Other,
+            message: "the server name contains a NUL byte".into(),
+        });
+    }
+    Ok(format!(
+        "{}/{}@{}",
+        escape(service),
+        escape(&host.to_ascii_lowercase()),
+        escape(realm)
+    ))
+}
+
+fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        if matches!(c, '\\' | '/' | '@') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The krb5 library calls for the realm of a host (MIT and Heimdal share these
+/// signatures; `krb5_realm` is `char *` in Heimdal).
+mod krb5 {
+    use std::ffi::{c_char, c_void};
+
+    #[link(name = "krb5")]
+    unsafe extern "C" {
+        pub fn krb5_init_context(context: *mut *mut c_void) -> i32;
+        pub fn krb5_free_context(context: *mut c_void);
+        pub fn krb5_get_host_realm(
+            context: *mut c_void,
+            host: *const c_char,
+            realms: *mut *mut *mut c_char,
+        ) -> i32;
+        pub fn krb5_free_host_realm(context: *mut c_void, realms: *mut *mut c_char) -> i32;
+    }
+}
+
+/// The realm of `host` by krb5.conf's `[domain_realm]` (and the library's other
+/// host-realm rules, none of which canonicalizes the name); empty when none applies:
+/// the referral realm, so the client's KDC decides by referral.
+fn host_realm(host: &str) -> Result<String, GssFailure> {
+    let host = CString::new(host).map_err(|_| GssFailure {
+        kind: GssFailureKind::Other,
+        message: "the server name contains a NUL byte".into(),
+    })?;
+    let config_failure = |what: &str, code: i32| GssFailure {
+        kind: GssFailureKind::Other,
+        message: format!("{what} failed (krb5 error {code}): check krb5.conf (or KRB5_CONFIG)"),
+    };
+    let mut context: *mut std::ffi::c_void = ptr::null_mut();
+    // SAFETY: `context` receives a new krb5 context, freed below.
+    let code = unsafe { krb5::krb5_init_context(&mut context) };
+    if code != 0 {
+        return Err(config_failure("reading the Kerberos configuration", code));
+    }
+    let mut realms: *mut *mut std::ffi::c_char = ptr::null_mut();
+    // SAFETY: `context` is live and `host` a NUL-terminated string for the call; `realms`
+    // receives a NULL-terminated list that krb5_free_host_realm releases.
+    let code = unsafe { krb5::krb5_get_host_realm(context, host.as_ptr(), &mut realms) };
+    let realm = if code != 0 {
+        Err(config_failure(
+            "finding the realm of the server's host name",
+            code,
+        ))
+    } else if realms.is_null() {
+        Ok(String::new())
+    } else {
+        // SAFETY: a non-null list from krb5_get_host_realm; its first entry is a
+        // NUL-terminated string or NULL (an empty list).
+        let first = unsafe { *realms };
+        let realm = if first.is_null() {
+            String::new()
+        } else {
+            // SAFETY: see above.
+            unsafe { std::ffi::CStr::from_ptr(first) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // SAFETY: `realms` came from krb5_get_host_realm on this context, released once.
+        unsafe { krb5::krb5_free_host_realm(context, realms) };
+        Ok(realm)
+    };
+    // SAFETY: `context` came from krb5_init_context and is released once.
+    unsafe { krb5::krb5_free_context(context) };
+    realm
 }
 
 impl GssContext for KerberosContext {
@@ -290,5 +460,45 @@ fn oid_desc(oid: &libgssapi::oid::Oid<'static>) -> sys::gss_OID_desc {
     sys::gss_OID_desc {
         length: bytes.len() as u32,
         elements: bytes.as_ptr() as *mut _,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_principal_is_the_configured_host_in_lower_case_with_the_realm_as_given() {
+        let p = |s, h, r| service_principal(s, h, r).unwrap();
+        assert_eq!(
+            p("imap", "Mail.Example.ORG", "EXAMPLE.ORG"),
+            "imap/mail.example.org@EXAMPLE.ORG"
+        );
+        // The realm is not derived from the host nor case-folded.
+        assert_eq!(
+            p("smtp", "mail.example.org", "Other.Realm"),
+            "smtp/mail.example.org@Other.Realm"
+        );
+        // An empty realm is MIT's referral realm.
+        assert_eq!(p("pop", "MAIL", ""), "pop/mail@");
+        // Nothing in the configuration adds a component or a realm.
+        assert_eq!(
+            p("imap", "evil/x@EVIL.REALM", "EXAMPLE.ORG"),
+            "imap/evil\\/x\\@evil.realm@EXAMPLE.ORG"
+        );
+        assert_eq!(p("a\\b", "h", "R"), "a\\\\b/h@R");
+        assert!(service_principal("imap", "h\0x", "R").is_err());
+    }
+
+    #[test]
+    fn the_library_keeps_the_exact_principal_as_imported() {
+        for principal in [
+            "imap/mail.example.org@EXAMPLE.ORG",
+            "imap/mail.example.org@",
+            "imap/evil\\/x\\@y@EXAMPLE.ORG",
+        ] {
+            let name = Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
+            assert_eq!(name.to_string(), principal);
+        }
     }
 }

@@ -55,6 +55,7 @@ pub fn account_json(a: &Account) -> Value {
             "ccache": a.gssapi.ccache,
             "delegate": a.gssapi.delegate,
             "kinit": a.gssapi.kinit,
+            "canonicalize": a.gssapi.canonicalize,
         },
         "accept_invalid_certs": a.dangerous.accept_invalid_certs,
     })
@@ -116,13 +117,14 @@ pub fn text(config: &Config) -> String {
             (
                 "gssapi",
                 format!(
-                    "target {}@{}, principal {}, ccache {}, delegate {}, kinit {}",
+                    "target {}@{}, principal {}, ccache {}, delegate {}, kinit {}, canonicalize {}",
                     a.gssapi.service,
                     a.host,
                     a.gssapi.principal.as_deref().unwrap_or("(default)"),
                     a.gssapi.ccache.as_deref().unwrap_or("(default)"),
                     if a.gssapi.delegate { "yes" } else { "no" },
                     if a.gssapi.kinit { "yes" } else { "no" },
+                    if a.gssapi.canonicalize { "yes" } else { "no" },
                 ),
             ),
             ("timeout", format!("{} s", a.timeout.as_secs())),

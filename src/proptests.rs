@@ -165,7 +165,7 @@ proptest! {
                     "pin_sha256", "user", "auth", "timeout_secs", "min_protection", "password",
                     "oauth_token_command", "client_cert", "client_key", "ehlo_name",
                     "keyring_store", "[accounts.a.gssapi]", "service", "principal", "ccache",
-                    "layer", "kinit", "delegate", "[accounts.a.dangerous]",
+                    "layer", "kinit", "delegate", "canonicalize", "[accounts.a.dangerous]",
                     "accept_invalid_certs",
                 ]),
                 prop::sample::select(vec![
