@@ -62,8 +62,10 @@ pub struct KerberosContext {
 }
 
 impl KerberosContext {
-    /// Acquires the account's credentials and prepares a context for `service@host`.
-    /// The target comes from the configuration, never from DNS or server text.
+    /// Acquires the account's credentials and prepares a context for the service
+    /// principal `service/host`: `host` as configured (lower case), never rewritten by DNS
+    /// (forward or reverse) or by server text, unless the account sets
+    /// `gssapi.canonicalize` (then the library's host-based name and its krb5.conf rules).
     pub fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
         let target = Target::new(settings, host)?;
         let cred = acquire(settings)?;

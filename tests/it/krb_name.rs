@@ -109,3 +109,40 @@ fn gssapi_canonicalize_lets_the_library_follow_dns_to_the_host_with_the_key() {
         );
     }
 }
+
+/// Without a `[domain_realm]` entry for the host, the name has MIT's referral realm: the
+/// client's KDC answers for its own service (a fresh ticket, from `gssapi.kinit`, so the
+/// request really goes to the KDC).
+#[test]
+fn without_a_domain_realm_entry_the_realm_comes_from_the_kdc() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let password = h.password_command(dir.path());
+    let config = h.config(
+        dir.path(),
+        &password,
+        "kinit = true\nprincipal = \"alice@EXAMPLE.TEST\"",
+    );
+    replace_in_file(
+        &config,
+        h.get("ALICE_CCACHE"),
+        &format!("FILE:{}/no-such-cache", dir.path().display()),
+    );
+    let text = std::fs::read_to_string(h.get("KRB5_CONFIG")).unwrap();
+    let (head, _) = text
+        .split_once("[domain_realm]")
+        .expect("the harness's krb5.conf has a [domain_realm] section");
+    let krb5 = dir.path().join("krb5.conf");
+    std::fs::write(&krb5, head).unwrap();
+    let mut command =
+        mailtun_command(&["-v", "--config", config.to_str().unwrap(), "check", "test"]);
+    command.env("KRB5_CONFIG", &krb5);
+    let out = run_command(command, b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let asked = format!("Kerberos service principal imap/{}@ (", h.get("MAIL_HOST"));
+    assert!(
+        out.stderr.contains(&asked) && out.stderr.contains("the KDC's referral"),
+        "-v does not show the referral-realm principal: {}",
+        out.stderr
+    );
+}
