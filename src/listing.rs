@@ -6,6 +6,19 @@ use serde_json::{Value, json};
 
 use crate::config::{Account, Config, KeyringStore, PasswordSource};
 
+/// The Kerberos service asked for: the principal `service/host` as configured (lower
+/// case), or the host-based name that the library canonicalizes (`gssapi.canonicalize`).
+fn gss_target(a: &Account) -> String {
+    if a.gssapi.canonicalize {
+        format!(
+            "{}@{} (host-based, canonicalized by the Kerberos library)",
+            a.gssapi.service, a.host
+        )
+    } else {
+        format!("{}/{}", a.gssapi.service, a.host.to_ascii_lowercase())
+    }
+}
+
 fn password(source: &PasswordSource) -> Value {
     match source {
         PasswordSource::Prompt => json!({ "kind": "prompt" }),
@@ -50,7 +63,7 @@ pub fn account_json(a: &Account) -> Value {
         "ehlo_name": a.ehlo_name,
         "gssapi": {
             "service": a.gssapi.service,
-            "target": format!("{}@{}", a.gssapi.service, a.host),
+            "target": gss_target(a),
             "principal": a.gssapi.principal,
             "ccache": a.gssapi.ccache,
             "delegate": a.gssapi.delegate,
@@ -117,9 +130,8 @@ pub fn text(config: &Config) -> String {
             (
                 "gssapi",
                 format!(
-                    "target {}@{}, principal {}, ccache {}, delegate {}, kinit {}, canonicalize {}",
-                    a.gssapi.service,
-                    a.host,
+                    "target {}, principal {}, ccache {}, delegate {}, kinit {}, canonicalize {}",
+                    gss_target(a),
                     a.gssapi.principal.as_deref().unwrap_or("(default)"),
                     a.gssapi.ccache.as_deref().unwrap_or("(default)"),
                     if a.gssapi.delegate { "yes" } else { "no" },
@@ -192,7 +204,7 @@ mod tests {
         assert_eq!(work["min_protection"], "tls");
         assert_eq!(work["password"], json!({ "kind": "prompt" }));
         assert_eq!(work["gssapi"]["ccache"], "FILE:/tmp/cc");
-        assert_eq!(work["gssapi"]["target"], "imap@mail.example.org");
+        assert_eq!(work["gssapi"]["target"], "imap/mail.example.org");
         let mail = by("mail");
         assert_eq!(mail["plain_port"], 110);
         assert_eq!(
@@ -221,7 +233,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("  password        keyring (keyutils)\n"), "{t}");
-        assert!(t.contains("target imap@mail.example.org"), "{t}");
+        assert!(t.contains("target imap/mail.example.org,"), "{t}");
         assert!(
             t.contains("mail.example.org (plain port 143, TLS port 993)"),
             "{t}"
