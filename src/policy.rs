@@ -171,6 +171,7 @@ pub fn link_allows(trust: LinkTrust, m: MechName) -> bool {
 /// keeps from running (for the refusal's message).
 pub fn refused_for_unverified_tls(
     allowed: &[MechName],
+    min: MinProtection,
     trust: LinkTrust,
     caps: &Capabilities,
 ) -> Vec<MechName> {
@@ -180,7 +181,11 @@ pub fn refused_for_unverified_tls(
     allowed
         .iter()
         .copied()
-        .filter(|m| caps.offers(m.as_str()) && !link_allows(trust, *m))
+        .filter(|m| {
+            caps.offers(m.as_str())
+                && !link_allows(trust, *m)
+                && (m.is_strong() || !min.requires_strong())
+        })
         .collect()
 }
 
@@ -204,7 +209,14 @@ mod tests {
             Some(MechName::Gssapi)
         );
         assert_eq!(
-            next_mechanism(&[MechName::Gssapi], tls, V, false, &caps, &[MechName::Gssapi]),
+            next_mechanism(
+                &[MechName::Gssapi],
+                tls,
+                V,
+                false,
+                &caps,
+                &[MechName::Gssapi]
+            ),
             None
         );
         let none = Capabilities::default();
@@ -301,8 +313,8 @@ mod tests {
         ];
         let tls = MinProtection::Tls;
         assert_eq!(next_mechanism(&weak, tls, U, true, &caps, &[]), None);
-        assert_eq!(refused_for_unverified_tls(&weak, U, &caps), weak);
-        assert_eq!(refused_for_unverified_tls(&weak, V, &caps), []);
+        assert_eq!(refused_for_unverified_tls(&weak, tls, U, &caps), weak);
+        assert_eq!(refused_for_unverified_tls(&weak, tls, V, &caps), []);
         assert_eq!(
             next_mechanism(&weak, tls, V, true, &caps, &[]),
             Some(MechName::Plain)
@@ -341,7 +353,11 @@ mod tests {
             Some(MechName::ScramSha256)
         );
         // After -PLUS, no SCRAM without binding.
-        let listed = [MechName::ScramSha256Plus, MechName::ScramSha256, MechName::ScramSha1];
+        let listed = [
+            MechName::ScramSha256Plus,
+            MechName::ScramSha256,
+            MechName::ScramSha1,
+        ];
         let tried = [MechName::ScramSha256Plus];
         assert_eq!(next_mechanism(&listed, tls, V, true, &both, &tried), None);
         assert_eq!(next_mechanism(&scram, tls, V, true, &both, &tried), None);

@@ -476,7 +476,8 @@ async fn start_mechanism(
         }
     }
     Err(last.unwrap_or_else(|| {
-        let refused = refused_for_unverified_tls(&account.auth, trust, caps);
+        let refused =
+            refused_for_unverified_tls(&account.auth, account.min_protection, trust, caps);
         fail(
             if refused.is_empty() {
                 PolicyError::NoAcceptableMechanism {

@@ -100,7 +100,6 @@ const fn mech(
     client_first: bool,
     mutual: bool,
     channel_binding: bool,
-    exposes_secret: bool,
 ) -> Properties {
     Properties {
         name,
@@ -110,24 +109,34 @@ const fn mech(
         client_first,
         mutual,
         channel_binding,
-        exposes_secret,
+        exposes_secret: false,
+    }
+}
+
+impl Properties {
+    /// The same mechanism, marked as exposing a secret to the peer.
+    const fn exposing(self) -> Properties {
+        Properties {
+            exposes_secret: true,
+            ..self
+        }
     }
 }
 
 /// Every mechanism of this module, strongest first.
 pub const ALL: &[Properties] = &[
-    //   name                   strong  passwd token  first  mutual cb     exposes
-    mech("GSSAPI", true, false, false, true, true, false, false),
-    mech("SCRAM-SHA-256-PLUS", true, true, false, true, true, true, false),
-    mech("SCRAM-SHA-1-PLUS", true, true, false, true, true, true, false),
-    mech("SCRAM-SHA-256", true, true, false, true, true, false, false),
-    mech("SCRAM-SHA-1", true, true, false, true, true, false, false),
-    mech("EXTERNAL", true, false, false, true, false, false, false),
-    mech("OAUTHBEARER", false, false, true, true, false, false, true),
-    mech("XOAUTH2", false, false, true, true, false, false, true),
-    mech("CRAM-MD5", false, true, false, false, false, false, true),
-    mech("PLAIN", false, true, false, true, false, false, true),
-    mech("LOGIN", false, true, false, false, false, false, true),
+    //   name                   strong  passwd token  first  mutual cb
+    mech("GSSAPI", true, false, false, true, true, false),
+    mech("SCRAM-SHA-256-PLUS", true, true, false, true, true, true),
+    mech("SCRAM-SHA-1-PLUS", true, true, false, true, true, true),
+    mech("SCRAM-SHA-256", true, true, false, true, true, false),
+    mech("SCRAM-SHA-1", true, true, false, true, true, false),
+    mech("EXTERNAL", true, false, false, true, false, false),
+    mech("OAUTHBEARER", false, false, true, true, false, false).exposing(),
+    mech("XOAUTH2", false, false, true, true, false, false).exposing(),
+    mech("CRAM-MD5", false, true, false, false, false, false).exposing(),
+    mech("PLAIN", false, true, false, true, false, false).exposing(),
+    mech("LOGIN", false, true, false, false, false, false).exposing(),
 ];
 
 /// The protocols' own password logins, which the policy treats like mechanisms (see
@@ -140,10 +149,10 @@ pub const ALL: &[Properties] = &[
 ///
 /// None of them is in `auth = "auto"`: an account gets them only by listing them.
 pub const PROTOCOL_LOGINS: &[Properties] = &[
-    //   name           strong  passwd token  first  mutual cb     exposes
-    mech("IMAP-LOGIN", false, true, false, true, false, false, true),
-    mech("USER-PASS", false, true, false, true, false, false, true),
-    mech("APOP", false, true, false, true, false, false, true),
+    //   name           strong  passwd token  first  mutual cb
+    mech("IMAP-LOGIN", false, true, false, true, false, false).exposing(),
+    mech("USER-PASS", false, true, false, true, false, false).exposing(),
+    mech("APOP", false, true, false, true, false, false).exposing(),
 ];
 
 /// The properties of a mechanism name (case-insensitive), if this crate implements it;

@@ -1472,7 +1472,11 @@ fn scram_server(lang: &Lang) -> Vec<Act> {
         .unwrap();
         let server_key = hmac_sha256(&salted, b"Server Key");
         let signature = hmac_sha256(&server_key, auth_message.as_bytes());
-        format!("{p}{}\r\n", B64.encode(format!("v={}", B64.encode(signature)))).into_bytes()
+        format!(
+            "{p}{}\r\n",
+            B64.encode(format!("v={}", B64.encode(signature)))
+        )
+        .into_bytes()
     });
     vec![
         Act::ReadLine,
@@ -1525,10 +1529,7 @@ fn a_pin_holds_under_accept_invalid_certs() {
             );
             script.push(Act::ReadLine);
             script.push(send(lang.auth_no));
-            let pin = format!(
-                "pin_sha256 = \"{}\"",
-                pin_hex(&pki().self_signed_sha256)
-            );
+            let pin = format!("pin_sha256 = \"{}\"", pin_hex(&pki().self_signed_sha256));
             let extra = with_auth("[\"plain\"]", &format!("{pin}\n{DANGEROUS}"));
             let (run, rec) = run_account(lang, implicit, extra, script);
             assert_refused(lang, &run, EXIT_AUTH, &case);
@@ -1738,9 +1739,6 @@ fn rfc5802_6_plain_scram_says_y_when_the_client_could_bind() {
         let first = started(lang, &rec);
         assert_eq!(first.len(), 1, "{case}: {first:?}");
         assert_eq!(first[0].0, "SCRAM-SHA-256", "{case}");
-        assert!(
-            first[0].1.starts_with("y,,n=alice,r="),
-            "{case}: {first:?}"
-        );
+        assert!(first[0].1.starts_with("y,,n=alice,r="), "{case}: {first:?}");
     }
 }
