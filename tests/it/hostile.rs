@@ -1537,6 +1537,23 @@ fn a_pin_holds_under_accept_invalid_certs() {
             let mechs: Vec<String> = started(lang, &rec).into_iter().map(|(m, _)| m).collect();
             assert_eq!(mechs, ["PLAIN"], "{case}");
         }
+
+        // And a whole session over the pinned self-signed certificate is verified TLS.
+        let case = format!("{}: dangerous, the right pin, SCRAM", lang.protocol);
+        let server = FakeServer::start(scram_over_self_signed(lang));
+        let mut account = Account::starttls(lang, server.port);
+        let pin = format!("pin_sha256 = \"{}\"", pin_hex(&pki().self_signed_sha256));
+        account.extra = with_auth("[\"scram-sha-256\"]", &format!("{pin}\n{DANGEROUS}"));
+        let run = account.run();
+        server.finish();
+        assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+        let greeting = run.stdout_text();
+        let greeting = greeting.lines().next().unwrap_or_default();
+        assert!(
+            greeting.contains("with SCRAM-SHA-256 over TLSv1.3 (starttls")
+                && greeting.ends_with("protection tls+strong"),
+            "{case}: {greeting:?}"
+        );
     }
 }
 
