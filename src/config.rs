@@ -191,6 +191,26 @@ impl MechName {
     pub fn needs_tls(self) -> bool {
         !self.is_strong() || self.properties().channel_binding() || self == MechName::External
     }
+
+    /// Whether the mechanism can only run over TLS whose certificate was verified or
+    /// pinned: it gives the peer the password, a password equivalent or a token.
+    pub fn needs_verified_tls(self) -> bool {
+        self.properties().exposes_secret_to_peer()
+    }
+
+    /// Whether this is a -PLUS (channel-binding) mechanism.
+    pub fn is_plus(self) -> bool {
+        self.properties().channel_binding()
+    }
+
+    /// The -PLUS form of a SCRAM mechanism without binding.
+    pub fn plus_form(self) -> Option<MechName> {
+        match self {
+            MechName::ScramSha256 => Some(MechName::ScramSha256Plus),
+            MechName::ScramSha1 => Some(MechName::ScramSha1Plus),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for MechName {

@@ -180,6 +180,9 @@ impl Failure {
             | (FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }), _) => {
                 "add \"implicit\" to `tls` to use the server's TLS port, or ask its administrator to enable STARTTLS".into()
             }
+            (FailureKind::Policy(PolicyError::UnverifiedTls { .. }), _) => {
+                "set `pin_sha256` to the server's certificate (`mailtun probe HOST` prints it) so that the link counts as verified, or authenticate with SCRAM or GSSAPI".into()
+            }
             (FailureKind::Policy(PolicyError::NoAcceptableMechanism { .. }), _) => {
                 "add a mechanism the server offers to `auth`, or ask its administrator to enable GSSAPI".into()
             }

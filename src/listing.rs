@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::config::{Account, Config, KeyringStore, PasswordSource};
+use crate::policy::LinkTrust;
 
 /// The Kerberos service asked for: the principal `service/host` as configured (lower
 /// case), or the host-based name that the library canonicalizes (`gssapi.canonicalize`).
@@ -40,6 +41,11 @@ fn hex_pin(pin: &[u8; 32]) -> String {
         .join(":")
 }
 
+/// What a TLS link of this account is worth (`verified TLS` or `unverified TLS`).
+fn tls_trust(a: &Account) -> LinkTrust {
+    LinkTrust::of_tls(a.dangerous.accept_invalid_certs, a.pin_sha256.is_some())
+}
+
 /// One account as JSON.
 pub fn account_json(a: &Account) -> Value {
     json!({
@@ -71,6 +77,7 @@ pub fn account_json(a: &Account) -> Value {
             "canonicalize": a.gssapi.canonicalize,
         },
         "accept_invalid_certs": a.dangerous.accept_invalid_certs,
+        "tls_trust": tls_trust(a).to_string(),
     })
 }
 
@@ -162,7 +169,11 @@ pub fn text(config: &Config) -> String {
         if a.dangerous.accept_invalid_certs {
             lines.push((
                 "DANGEROUS",
-                "accept_invalid_certs: the certificate is not verified".into(),
+                if a.pin_sha256.is_some() {
+                    "accept_invalid_certs: chain, name and dates not checked; the certificate must match pin_sha256".into()
+                } else {
+                    "accept_invalid_certs without pin_sha256: unverified TLS; no password or token is sent, only SCRAM, GSSAPI or EXTERNAL can authenticate".into()
+                },
             ));
         }
         out.push_str(&format!("\n[{}]\n", a.name));
@@ -222,6 +233,39 @@ mod tests {
             (k["plain_port"].clone(), k["tls_port"].clone()),
             (json!(587), json!(465))
         );
+    }
+
+    #[test]
+    fn an_unpinned_accept_invalid_certs_is_named_unverified_tls() {
+        let pin = "AB".repeat(32);
+        let c = Config::parse(
+            Path::new("/c.toml"),
+            &format!(
+                "[accounts.open]\nhost = \"h\"\n[accounts.open.dangerous]\naccept_invalid_certs = true\n\
+                 [accounts.pinned]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n[accounts.pinned.dangerous]\naccept_invalid_certs = true\n\
+                 [accounts.plain]\nhost = \"h\"\n"
+            ),
+        )
+        .unwrap();
+        let v = json(&c);
+        let trust = |n: &str| {
+            v["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == n)
+                .unwrap()["tls_trust"]
+                .clone()
+        };
+        assert_eq!(trust("open"), "unverified TLS");
+        assert_eq!(trust("pinned"), "verified TLS");
+        assert_eq!(trust("plain"), "verified TLS");
+        let t = text(&c);
+        assert!(
+            t.contains("accept_invalid_certs without pin_sha256: unverified TLS"),
+            "{t}"
+        );
+        assert!(t.contains("the certificate must match pin_sha256"), "{t}");
     }
 
     #[test]

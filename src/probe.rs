@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{MechName, MinProtection, Protocol, TlsMethod};
 use crate::error::{FailureKind, Step};
-use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::policy::{Combination, LinkTrust, PolicyError, next_mechanism};
 use crate::protocol::imap::ImapClient;
 use crate::protocol::pop3::Pop3Client;
 use crate::protocol::smtp::SmtpClient;
@@ -706,7 +706,17 @@ fn choose(methods: &[MethodReport]) -> Choice {
         };
         let allowed = auto();
         let mut tried = Vec::new();
-        while let Some(n) = next_mechanism(&allowed, MinProtection::Tls, true, &c, &tried) {
+        // TLS 1.3 always has channel-binding data (tls-exporter); TLS 1.2 has it for most
+        // certificates (tls-server-end-point), which the order shown assumes.
+        let can_bind = m.tls.is_some();
+        while let Some(n) = next_mechanism(
+            &allowed,
+            MinProtection::Tls,
+            LinkTrust::VerifiedTls,
+            can_bind,
+            &c,
+            &tried,
+        ) {
             tried.push(n);
         }
         choice.method = Some(m.method.clone());

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{self, LinkFacts};
 use crate::config::{Account, MechName, Protocol, TlsMethod};
 use crate::error::{Attempt, Failure, FailureKind, Step};
-use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::policy::{Combination, PolicyError, next_mechanism, refused_for_unverified_tls};
 use crate::protocol::imap::ImapClient;
 use crate::protocol::pop3::Pop3Client;
 use crate::protocol::smtp::SmtpClient;
@@ -45,10 +45,17 @@ pub struct Established {
 pub async fn establish(account: &Account) -> Result<Established, Failure> {
     let fail = |step, kind: FailureKind| Failure::new(&account.name, step, kind);
     if account.dangerous.accept_invalid_certs {
-        warn!(
-            "account `{}`: [dangerous] accept_invalid_certs is set: the server's certificate is NOT verified, so anyone on the path can read this session",
-            account.name
-        );
+        if account.pin_sha256.is_some() {
+            warn!(
+                "account `{}`: [dangerous] accept_invalid_certs is set: the chain, name and dates of the server's certificate are NOT checked; it must match `pin_sha256`",
+                account.name
+            );
+        } else {
+            warn!(
+                "account `{}`: [dangerous] accept_invalid_certs is set without `pin_sha256`: the server's certificate is NOT verified, so anyone on the path may hold the other end of this unverified TLS; no password or token is sent on it",
+                account.name
+            );
+        }
     }
     let tls = transport::tls_settings(
         &account.host,
@@ -177,7 +184,7 @@ async fn attempt(
     };
     timeline.enter(Phase::Capabilities);
     *step = Step::Greeting;
-    let mut dialect = new_dialect(account, matches!(link, Link::Tls(_)));
+    let mut dialect = new_dialect(account, link.trust().is_tls());
     let mut tried: Vec<MechName> = Vec::new();
     let mut running: Option<Running> = None;
     let mut last_refusal: Option<Failure> = None;
@@ -368,7 +375,8 @@ async fn attempt(
                     ));
                 }
                 let tls_info = link.tls_info();
-                let combination = Combination::of(tls_info.is_some(), name.is_strong());
+                // Unverified TLS is not the "tls" of a combination (see `policy`).
+                let combination = Combination::of(link.trust().is_verified(), name.is_strong());
                 return Ok(Established {
                     leftover: dialect.take_leftover(),
                     link,
@@ -400,24 +408,28 @@ async fn start_mechanism(
     last_refusal: Option<Failure>,
 ) -> Result<Running, Failure> {
     let fail = |kind: FailureKind| Failure::new(&account.name, Step::Authenticate, kind);
-    let on_tls = matches!(link, Link::Tls(_));
+    let trust = link.trust();
+    let on_tls = trust.is_tls();
+    let binding = link.channel_binding().map(|b| match b {
+        BindingData::TlsExporter(d) => ChannelBinding::new(ChannelBindingKind::TlsExporter, d),
+        BindingData::TlsServerEndPoint(d) => {
+            ChannelBinding::new(ChannelBindingKind::TlsServerEndPoint, d)
+        }
+    });
     let mut last = last_refusal;
-    while let Some(name) =
-        next_mechanism(&account.auth, account.min_protection, on_tls, caps, tried)
-    {
+    while let Some(name) = next_mechanism(
+        &account.auth,
+        account.min_protection,
+        trust,
+        binding.is_some(),
+        caps,
+        tried,
+    ) {
         tried.push(name);
         let facts = LinkFacts {
             host: account.host.clone(),
             port,
-            binding: link.channel_binding().map(|b| match b {
-                BindingData::TlsExporter(d) => {
-                    ChannelBinding::new(ChannelBindingKind::TlsExporter, d)
-                }
-                BindingData::TlsServerEndPoint(d) => {
-                    ChannelBinding::new(ChannelBindingKind::TlsServerEndPoint, d)
-                }
-            }),
-            server_offers_plus: caps.mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+            binding: binding.clone(),
             on_tls,
         };
         let acct = account.clone();
@@ -464,10 +476,16 @@ async fn start_mechanism(
         }
     }
     Err(last.unwrap_or_else(|| {
+        let refused =
+            refused_for_unverified_tls(&account.auth, account.min_protection, trust, caps);
         fail(
-            PolicyError::NoAcceptableMechanism {
-                offered: caps.mechanisms.clone(),
-                allowed: account.auth.clone(),
+            if refused.is_empty() {
+                PolicyError::NoAcceptableMechanism {
+                    offered: caps.mechanisms.clone(),
+                    allowed: account.auth.clone(),
+                }
+            } else {
+                PolicyError::UnverifiedTls { refused }
             }
             .into(),
         )

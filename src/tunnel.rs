@@ -60,6 +60,10 @@ pub fn summary(account: &Account, est: &Established) -> String {
         "the Kerberos principal".into()
     };
     let protection = match (&est.tls, est.layer.as_ref().and_then(|m| m.layer())) {
+        (Some(t), _) if t.trust == crate::policy::LinkTrust::UnverifiedTls => format!(
+            "unverified TLS ({}, {} on port {})",
+            t.version, est.method, est.port
+        ),
         (Some(t), _) => format!("{} ({} on port {})", t.version, est.method, est.port),
         (None, Some(l)) if l.confidentiality => {
             format!(

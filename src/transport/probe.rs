@@ -30,7 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{Link, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors};
+use super::{
+    Link, LinkTrust, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors,
+};
 
 /// One certificate of the chain the server presented, as a report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -98,7 +100,7 @@ impl UnverifiedLink {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.0, Link::Tls(_))
+        matches!(self.0, Link::Tls(..))
     }
 
     /// Runs the TLS handshake over a plaintext link, recording the chain and the real
@@ -130,15 +132,19 @@ impl UnverifiedLink {
             .connect(settings.server_name.clone(), tcp)
             .await
             .map_err(classify)?;
-        let (_, conn) = stream.get_ref();
-        let info = super::tls_info_of(conn);
         let seen = recorder.seen.lock().expect("verifier lock").take();
         let (chain, verification_error) = match seen {
             Some(s) => (s.chain, s.verdict.err()),
             None => (Vec::new(), None),
         };
+        let trust = match verification_error {
+            None => LinkTrust::VerifiedTls,
+            Some(_) => LinkTrust::UnverifiedTls,
+        };
+        let (_, conn) = stream.get_ref();
+        let info = super::tls_info_of(conn, trust);
         Ok((
-            UnverifiedLink(Link::Tls(Box::new(stream))),
+            UnverifiedLink(Link::Tls(Box::new(stream), LinkTrust::UnverifiedTls)),
             ProbeTls {
                 info,
                 chain,

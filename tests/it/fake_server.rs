@@ -452,6 +452,8 @@ pub struct Pki {
     configs: Vec<(Cert, Arc<ServerConfig>)>,
     /// SHA-256 of the good certificate, for pins.
     pub good_sha256: [u8; 32],
+    /// SHA-256 of the self-signed certificate, for pins.
+    pub self_signed_sha256: [u8; 32],
     _dir: tempfile::TempDir,
 }
 
@@ -491,6 +493,7 @@ pub fn pki() -> &'static Pki {
         let (other_ca, other_key) = ca("mailtun unknown CA");
         let mut configs = Vec::new();
         let mut good_sha256 = [0u8; 32];
+        let mut self_signed_sha256 = [0u8; 32];
         for kind in [
             Cert::Good,
             Cert::SelfSigned,
@@ -523,9 +526,15 @@ pub fn pki() -> &'static Pki {
                 Cert::NoSan => leaf_params(&[]).signed_by(&key, &ca_cert, &ca_key),
             }
             .unwrap();
-            if kind == Cert::Good {
+            {
                 use sha2::Digest;
-                good_sha256 = sha2::Sha256::digest(cert.der()).into();
+                match kind {
+                    Cert::Good => good_sha256 = sha2::Sha256::digest(cert.der()).into(),
+                    Cert::SelfSigned => {
+                        self_signed_sha256 = sha2::Sha256::digest(cert.der()).into()
+                    }
+                    _ => {}
+                }
             }
             let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -546,6 +555,7 @@ pub fn pki() -> &'static Pki {
             ca_file,
             configs,
             good_sha256,
+            self_signed_sha256,
             _dir: dir,
         }
     })
@@ -579,8 +589,16 @@ impl Run {
 /// Runs `mailtun --config CONFIG tunnel test` with an empty stdin, the harness's
 /// Kerberos configuration, and kills it after `deadline`.
 pub fn run_mailtun_within(config: &std::path::Path, deadline: Duration) -> Run {
+    run_args_within(
+        &["--config", config.to_str().unwrap(), "tunnel", "test"],
+        deadline,
+    )
+}
+
+/// Runs `mailtun ARGS` as [`run_mailtun_within`] does.
+pub fn run_args_within(args: &[&str], deadline: Duration) -> Run {
     let start = Instant::now();
-    let mut child = mailtun_command(&["--config", config.to_str().unwrap(), "tunnel", "test"])
+    let mut child = mailtun_command(args)
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn mailtun");
