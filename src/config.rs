@@ -646,6 +646,22 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             "`tls = [\"none\"]` gives a session without TLS: set `min_protection = \"strong\"` to accept one protected by a strong mechanism (GSSAPI with its security layer) instead".into(),
         ));
     }
+    // Without a pin, `accept_invalid_certs` gives unverified TLS, which is not the
+    // verified TLS that "tls" and "tls+strong" name: only "strong" may accept it.
+    let unverified = raw
+        .dangerous
+        .as_ref()
+        .is_some_and(|d| d.accept_invalid_certs)
+        && pin_sha256.is_none()
+        && tls != [TlsMethod::None];
+    if unverified && min_protection.requires_tls() {
+        return Err((
+            None,
+            format!(
+                "`[dangerous] accept_invalid_certs` without `pin_sha256` gives unverified TLS, which `min_protection = \"{min_protection}\"` does not accept: pin the server's certificate (`pin_sha256`, as `mailtun probe` prints it), or set `min_protection = \"strong\"` to accept a strong mechanism (GSSAPI, SCRAM) over unverified TLS"
+            ),
+        ));
+    }
     if min_protection.requires_strong() && !auth.iter().any(|m| m.is_strong()) {
         return Err((
             None,
@@ -838,6 +854,31 @@ mod tests {
         assert!(e.to_string().contains("stands alone"), "{e}");
         let c = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\n[accounts.a.gssapi]\nlayer = \"integrity\"\n").unwrap();
         assert_eq!(c.account("a").unwrap().gssapi.layer, GssLayer::Integrity);
+    }
+
+    #[test]
+    fn unverified_tls_is_accepted_only_by_min_protection_strong() {
+        let dangerous = "[accounts.a.dangerous]\naccept_invalid_certs = true\n";
+        for min in [
+            "",
+            "min_protection = \"tls\"\n",
+            "min_protection = \"tls+strong\"\n",
+        ] {
+            let e = parse(&format!("[accounts.a]\nhost = \"h\"\n{min}{dangerous}")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("account `a`"), "{text}");
+            assert!(text.contains("unverified TLS"), "{text}");
+            assert!(text.contains("pin_sha256"), "{text}");
+        }
+        parse(&format!(
+            "[accounts.a]\nhost = \"h\"\nmin_protection = \"strong\"\n{dangerous}"
+        ))
+        .unwrap();
+        let pin = "AB:".repeat(31) + "AB";
+        parse(&format!(
+            "[accounts.a]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n{dangerous}"
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -1351,6 +1351,11 @@ fn stall_case(lang: &'static Lang, how: &str, script: Vec<Act>) {
 /// `[dangerous] accept_invalid_certs = true`, in the account's own table.
 const DANGEROUS: &str = "dangerous = { accept_invalid_certs = true }";
 
+/// [`DANGEROUS`] without a pin: unverified TLS, which only `min_protection = "strong"`
+/// accepts (any other level is a configuration error).
+const DANGEROUS_UNPINNED: &str =
+    "min_protection = \"strong\"\ndangerous = { accept_invalid_certs = true }";
+
 /// The bearer token the account's command prints.
 const TOKEN: &str = "tok-Hostile.13";
 
@@ -1574,7 +1579,12 @@ fn unverified_tls_carries_no_password_and_no_token() {
             // Should the client send anything, it is refused (and recorded).
             script.push(Act::ReadLine);
             script.push(send(lang.auth_no));
-            let extra = with_auth(&format!("[\"{auth}\"]"), DANGEROUS);
+            // SCRAM is listed too (`min_protection = "strong"` needs a strong mechanism)
+            // but not offered: only the weak mechanism is left.
+            let extra = with_auth(
+                &format!("[\"{auth}\", \"scram-sha-256\"]"),
+                DANGEROUS_UNPINNED,
+            );
             let (run, rec) = run_account(lang, false, extra, script);
             assert_refused(lang, &run, EXIT_POLICY, &case);
             assert!(
@@ -1616,7 +1626,7 @@ fn scram_over_unverified_tls_runs_and_says_unverified_tls() {
         let case = format!("{}: dangerous without pin, SCRAM", lang.protocol);
         let server = FakeServer::start(scram_over_self_signed(lang));
         let mut account = Account::starttls(lang, server.port);
-        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS);
+        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS_UNPINNED);
         let run = account.run_with(&["-v", "--config", "{config}", "tunnel", "test"]);
         let rec = server.finish();
         assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
@@ -1646,7 +1656,7 @@ fn scram_over_unverified_tls_runs_and_says_unverified_tls() {
         let case = format!("{}: dangerous without pin, SCRAM, check", lang.protocol);
         let server = FakeServer::start(scram_over_self_signed(lang));
         let mut account = Account::starttls(lang, server.port);
-        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS);
+        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS_UNPINNED);
         let run = account.run_with(&["--config", "{config}", "check", "test"]);
         server.finish();
         assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);

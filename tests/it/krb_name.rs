@@ -33,7 +33,7 @@ fn alias_account(dir: &Path, protocol: &str, gssapi: &str) -> PathBuf {
     let config = h.config(
         dir,
         &format!(
-            "protocol = \"{protocol}\"\n[accounts.test.dangerous]\naccept_invalid_certs = true"
+            "protocol = \"{protocol}\"\nmin_protection = \"strong\"\n[accounts.test.dangerous]\naccept_invalid_certs = true"
         ),
         gssapi,
     );
