@@ -118,6 +118,13 @@ pub enum SaslError {
     /// The server sent a security-layer token larger than the size this client announced.
     #[error("the server sent a {size}-byte security-layer token; at most {max} were allowed")]
     LayerTokenTooLarge { size: u32, max: u32 },
+    /// A security-layer token that was not encrypted on a session whose confidentiality
+    /// layer was negotiated: its `conf_state` was false. Someone in the middle (or a
+    /// broken server) is sending readable, merely signed data where encryption was agreed.
+    #[error(
+        "the server sent a security-layer token that is not encrypted, although the confidentiality layer was negotiated"
+    )]
+    UnsealedLayerToken,
     /// The Kerberos library failed (no ticket, unknown server principal...).
     #[error("Kerberos: {0}")]
     Gss(GssFailure),
