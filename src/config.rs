@@ -851,7 +851,12 @@ mod tests {
         let c = parse(&format!("{none}auth = \"auto\"\n")).unwrap();
         assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
         let c = parse("[accounts.a]\nhost = \"h\"\nauth = \"auto\"\n").unwrap();
-        assert!(c.account("a").unwrap().auth.contains(&MechName::ScramSha256));
+        assert!(
+            c.account("a")
+                .unwrap()
+                .auth
+                .contains(&MechName::ScramSha256)
+        );
         let c = parse(&format!("{none}auth = [\"gssapi\"]\n")).unwrap();
         assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
     }

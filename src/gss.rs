@@ -340,8 +340,12 @@ mod tests {
     #[test]
     fn rfc4121_the_sealed_flag_of_a_wrap_token_is_its_conf_state() {
         // TOK_ID, flags (SentByAcceptor | Sealed | AcceptorSubkey), filler, EC, RRC, SND_SEQ.
-        let sealed = [0x05, 0x04, 0x07, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9];
-        let signed = [0x05, 0x04, 0x05, 0xff, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9];
+        let sealed = [
+            0x05, 0x04, 0x07, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
+        let signed = [
+            0x05, 0x04, 0x05, 0xff, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
         assert!(conf_state(&sealed));
         assert!(!conf_state(&signed));
     }
@@ -350,8 +354,8 @@ mod tests {
     fn rfc1964_seal_alg_ffff_means_not_encrypted() {
         let token = |seal: [u8; 2]| {
             let mut body = vec![
-                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x02, 0x01,
-                0x11, 0x00, seal[0], seal[1], 0xff, 0xff,
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x02, 0x01, 0x11,
+                0x00, seal[0], seal[1], 0xff, 0xff,
             ];
             body.extend_from_slice(&[0xaa; 40]);
             let mut t = vec![0x60, body.len() as u8];
@@ -365,7 +369,13 @@ mod tests {
 
     #[test]
     fn a_token_of_no_known_form_counts_as_not_encrypted() {
-        for t in [&b""[..], b"\x05", b"\x60\x85", b"\x04\x04\x02", b"\x60\x03\x06\x01\x00"] {
+        for t in [
+            &b""[..],
+            b"\x05",
+            b"\x60\x85",
+            b"\x04\x04\x02",
+            b"\x60\x03\x06\x01\x00",
+        ] {
             assert!(!conf_state(t), "{t:?}");
         }
     }

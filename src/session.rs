@@ -198,7 +198,8 @@ async fn attempt(
         let event = dialect.poll().map_err(|e| fail(*step, e.into()))?;
         match event {
             Event::NeedInput if layered.is_some() => {
-                let (Some(raw), Some(Running { name, mech })) = (layered.as_mut(), running.as_mut())
+                let (Some(raw), Some(Running { name, mech })) =
+                    (layered.as_mut(), running.as_mut())
                 else {
                     unreachable!("a layer is only switched on for a running mechanism")
                 };
@@ -239,22 +240,22 @@ async fn attempt(
                     unreachable!("a layer is only switched on for a running mechanism")
                 };
                 debug!("C: {} (through the security layer)", out.shown);
-                let max_send = mech.layer().map_or(0, |l| l.max_send) as usize;
-                let token = mech
-                    .wrap(out.bytes.expose())
-                    .ok()
-                    .filter(|t| t.len() <= max_send)
-                    .ok_or_else(|| {
-                        fail(
-                            Step::Capabilities,
-                            FailureKind::Mechanism {
-                                mechanism: name.as_str(),
-                                error: SaslError::LayerBufferTooSmall {
-                                    size: max_send as u32,
-                                },
-                            },
-                        )
-                    })?;
+                let layer_fail = |error| {
+                    fail(
+                        Step::Capabilities,
+                        FailureKind::Mechanism {
+                            mechanism: name.as_str(),
+                            error,
+                        },
+                    )
+                };
+                let max_send = mech.layer().map_or(0, |l| l.max_send);
+                let token = mech.wrap(out.bytes.expose()).map_err(layer_fail)?;
+                if token.len() > max_send as usize {
+                    return Err(layer_fail(SaslError::LayerBufferTooSmall {
+                        size: max_send,
+                    }));
+                }
                 link.write_all(&frame_layer_token(&token))
                     .await
                     .map_err(|e| {

@@ -330,10 +330,7 @@ mod tests {
         let mut m = layered(LayerWanted::Confidentiality);
         assert_eq!(m.wrap(b"a1 NOOP\r\n").unwrap(), b"S:a1 NOOP\r\n");
         assert_eq!(m.unwrap(b"S:* OK\r\n").unwrap(), b"* OK\r\n");
-        assert_eq!(
-            m.unwrap(b"W:* OK\r\n"),
-            Err(SaslError::UnsealedLayerToken)
-        );
+        assert_eq!(m.unwrap(b"W:* OK\r\n"), Err(SaslError::UnsealedLayerToken));
     }
 
     #[test]

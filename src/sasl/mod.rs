@@ -318,7 +318,10 @@ mod tests {
         let mut big = vec![0, 0, 1, 0];
         assert_eq!(
             take_layer_token(&mut big, 255),
-            Err(SaslError::LayerTokenTooLarge { size: 256, max: 255 })
+            Err(SaslError::LayerTokenTooLarge {
+                size: 256,
+                max: 255
+            })
         );
     }
 }

@@ -112,9 +112,9 @@ impl Proto {
             (Proto::Pop3, [cmd]) if cmd.eq_ignore_ascii_case("CAPA") => {
                 Some("+OK\r\nTOP\r\nUIDL\r\nX-THROUGH-LAYER\r\n.\r\n".into())
             }
-            (Proto::Smtp, [cmd, _]) if cmd.eq_ignore_ascii_case("EHLO") => Some(
-                "250-mail.example.test\r\n250-8BITMIME\r\n250 X-THROUGH-LAYER\r\n".into(),
-            ),
+            (Proto::Smtp, [cmd, _]) if cmd.eq_ignore_ascii_case("EHLO") => {
+                Some("250-mail.example.test\r\n250-8BITMIME\r\n250 X-THROUGH-LAYER\r\n".into())
+            }
             _ => None,
         }
     }
@@ -516,7 +516,11 @@ fn an_unencrypted_token_on_a_confidentiality_layer_is_a_protocol_violation() {
             );
             assert_eq!(chosen, 0x04, "{case}");
             assert_eq!(out.code, Some(7), "{case}: {}", out.stderr);
-            assert!(out.stderr.contains("not encrypted"), "{case}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("not encrypted"),
+                "{case}: {}",
+                out.stderr
+            );
             assert!(!out.stderr.contains("panicked"), "{case}: {}", out.stderr);
             let stdout = out.stdout_text();
             match unsealed {

@@ -95,8 +95,7 @@ fn imap_login_is_never_sent_without_tls() {
 }
 
 #[test]
-fn an_account_without_tls_that_skipped_the_configuration_check_still_gets_no_cleartext_session()
-{
+fn an_account_without_tls_that_skipped_the_configuration_check_still_gets_no_cleartext_session() {
     // The same account forced past the load-time check (as any future way to build an
     // account could): against the real Dovecot, which offers SCRAM-SHA-256 without TLS,
     // neither LOGIN nor SCRAM runs, and the session is refused as a policy failure.
