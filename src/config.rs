@@ -650,8 +650,9 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             return Err((
                 auth_span,
                 format!(
-                    "`tls = [\"none\"]` needs a mechanism that negotiates a security layer (GSSAPI), but `auth` also lists {}, which would leave the session in cleartext: remove it, or use TLS",
-                    unlayered.join(", ")
+                    "`tls = [\"none\"]` needs a mechanism that negotiates a security layer (GSSAPI), but `auth` also lists {}, which would leave the session in cleartext: remove {}, or use TLS",
+                    unlayered.join(", "),
+                    if unlayered.len() == 1 { "it" } else { "them" }
                 ),
             ));
         }
