@@ -211,6 +211,12 @@ impl MechName {
             _ => None,
         }
     }
+
+    /// Whether the mechanism can negotiate a security layer that protects a session
+    /// without TLS (only GSSAPI; see `sasl::properties`).
+    pub fn negotiates_layer(self) -> bool {
+        self.properties().security_layer()
+    }
 }
 
 impl fmt::Display for MechName {
@@ -597,15 +603,19 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let auth_span = raw.auth.as_ref().map(|a| a.span());
     let auth = match raw.auth {
         None => vec![MechName::Gssapi],
         Some(list) => {
             let span = list.span();
             let bad = |what: String| Err((Some(span.clone()), what));
             match list.into_inner() {
+                // Without TLS only a mechanism with a security layer protects the
+                // session, so "auto" means GSSAPI there: a Kerberos user's intent.
                 toml::Value::String(w) if w == "auto" => MechName::ALL
                     .into_iter()
                     .filter(|m| !m.only_by_name())
+                    .filter(|m| tls != [TlsMethod::None] || m.negotiates_layer())
                     .collect(),
                 toml::Value::Array(list) if list.is_empty() => {
                     return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
@@ -669,6 +679,26 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
                 "`min_protection = \"{min_protection}\"` needs a strong mechanism in `auth` (GSSAPI, SCRAM, EXTERNAL)"
             ),
         ));
+    }
+    // Without TLS the session has only the mechanism's security layer to protect it: a
+    // mechanism without one would leave the relay in cleartext, and listing it would let
+    // an attacker who hides GSSAPI (or refuses it) push the session onto it.
+    if tls == [TlsMethod::None] {
+        let unlayered: Vec<String> = auth
+            .iter()
+            .filter(|m| !m.negotiates_layer())
+            .map(|m| format!("\"{}\"", m.as_str().to_ascii_lowercase()))
+            .collect();
+        if !unlayered.is_empty() {
+            return Err((
+                auth_span,
+                format!(
+                    "`tls = [\"none\"]` needs a mechanism that negotiates a security layer (GSSAPI), but `auth` also lists {}, which would leave the session in cleartext: remove {}, or use TLS",
+                    unlayered.join(", "),
+                    if unlayered.len() == 1 { "it" } else { "them" }
+                ),
+            ));
+        }
     }
     let password = match raw.password {
         None => PasswordSource::Prompt,
@@ -879,6 +909,34 @@ mod tests {
             "[accounts.a]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n{dangerous}"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn without_tls_only_mechanisms_with_a_security_layer_are_accepted() {
+        let none = "[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\n";
+        for (auth, named) in [
+            ("[\"gssapi\", \"scram-sha-256\"]", "\"scram-sha-256\""),
+            ("[\"scram-sha-1\"]", "\"scram-sha-1\""),
+            ("[\"gssapi\", \"external\"]", "\"external\""),
+        ] {
+            let e = parse(&format!("{none}auth = {auth}\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(named), "{auth}: {text}");
+            assert!(text.contains("security layer"), "{auth}: {text}");
+            assert_eq!(e.location.map(|l| l.0), Some(5), "{auth}: {text}");
+        }
+        // "auto" keeps GSSAPI only; with TLS it keeps everything.
+        let c = parse(&format!("{none}auth = \"auto\"\n")).unwrap();
+        assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
+        let c = parse("[accounts.a]\nhost = \"h\"\nauth = \"auto\"\n").unwrap();
+        assert!(
+            c.account("a")
+                .unwrap()
+                .auth
+                .contains(&MechName::ScramSha256)
+        );
+        let c = parse(&format!("{none}auth = [\"gssapi\"]\n")).unwrap();
+        assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
     }
 
     #[test]

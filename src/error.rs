@@ -129,6 +129,11 @@ impl Failure {
             FailureKind::Policy(_) => Class::Policy,
             FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }) => Class::Policy,
             FailureKind::Protocol(_) => Class::Protocol,
+            // The server broke the security layer it agreed to.
+            FailureKind::Mechanism {
+                error: SaslError::UnsealedLayerToken | SaslError::LayerTokenTooLarge { .. },
+                ..
+            } => Class::Protocol,
             FailureKind::Mechanism { .. }
             | FailureKind::Rejected { .. }
             | FailureKind::Setup { .. } => Class::Auth,

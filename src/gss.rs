@@ -344,12 +344,52 @@ impl GssContext for KerberosContext {
             .map_err(|e| failure("gss_wrap failed", e))
     }
 
-    fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
-        self.ctx
+    fn unwrap(&mut self, msg: &[u8]) -> Result<(Vec<u8>, bool), GssFailure> {
+        let data = self
+            .ctx
             .unwrap(msg)
             .map(|b| b.to_vec())
-            .map_err(|e| failure("gss_unwrap failed", e))
+            .map_err(|e| failure("gss_unwrap failed", e))?;
+        Ok((data, conf_state(msg)))
     }
+}
+
+/// The `conf_state` that `gss_unwrap` reports for a Kerberos wrap token it accepted:
+/// whether the token was encrypted.
+///
+/// libgssapi's `unwrap` passes no `conf_state` to `gss_unwrap` and its context does not
+/// expose the handle to call it ourselves, so this reads the same bit the Kerberos
+/// mechanism reads: the header of a token that `gss_unwrap` has just verified (the header
+/// is inside the checksum or the encryption, so it cannot have been altered). RFC 4121
+/// section 4.2.6.2 (AES, Camellia): token ID `05 04`, flag `Sealed` (0x02). RFC 1964
+/// section 1.2.2 and RFC 4757 (DES3, RC4): framed token with ID `02 01`, `SEAL_ALG`
+/// `ff ff` for none. Any other form counts as not encrypted, so a confidentiality layer
+/// refuses it.
+fn conf_state(token: &[u8]) -> bool {
+    const SEALED: u8 = 0x02;
+    if let [0x05, 0x04, flags, ..] = token {
+        return flags & SEALED != 0;
+    }
+    rfc1964_seal_alg(token).is_some_and(|alg| alg != [0xff, 0xff])
+}
+
+/// The `SEAL_ALG` of an RFC 1964 wrap token: after the GSS-API framing (RFC 2743
+/// section 3.1: `60`, a DER length, the mechanism OID), the token ID `02 01` and
+/// `SGN_ALG`.
+fn rfc1964_seal_alg(token: &[u8]) -> Option<[u8; 2]> {
+    const KRB5_OID: [u8; 11] = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
+    ];
+    let rest = token.strip_prefix(&[0x60])?;
+    let (&first, rest) = rest.split_first()?;
+    let rest = match first {
+        0..=0x7f => rest,
+        0x81..=0x84 => rest.get(usize::from(first & 0x7f)..)?,
+        _ => return None,
+    };
+    let rest = rest.strip_prefix(&KRB5_OID)?;
+    let rest = rest.strip_prefix(&[0x02, 0x01])?;
+    Some([*rest.get(2)?, *rest.get(3)?])
 }
 
 /// The account's initiator credentials: from its own ccache when it names one (through
@@ -501,6 +541,49 @@ mod tests {
         ] {
             let name = Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
             assert_eq!(name.to_string(), principal);
+        }
+    }
+
+    #[test]
+    fn rfc4121_the_sealed_flag_of_a_wrap_token_is_its_conf_state() {
+        // TOK_ID, flags (SentByAcceptor | Sealed | AcceptorSubkey), filler, EC, RRC, SND_SEQ.
+        let sealed = [
+            0x05, 0x04, 0x07, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
+        let signed = [
+            0x05, 0x04, 0x05, 0xff, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
+        assert!(conf_state(&sealed));
+        assert!(!conf_state(&signed));
+    }
+
+    #[test]
+    fn rfc1964_seal_alg_ffff_means_not_encrypted() {
+        let token = |seal: [u8; 2]| {
+            let mut body = vec![
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x02, 0x01, 0x11,
+                0x00, seal[0], seal[1], 0xff, 0xff,
+            ];
+            body.extend_from_slice(&[0xaa; 40]);
+            let mut t = vec![0x60, body.len() as u8];
+            t.extend_from_slice(&body);
+            t
+        };
+        assert!(conf_state(&token([0x02, 0x00])));
+        assert!(conf_state(&token([0x10, 0x00])));
+        assert!(!conf_state(&token([0xff, 0xff])));
+    }
+
+    #[test]
+    fn a_token_of_no_known_form_counts_as_not_encrypted() {
+        for t in [
+            &b""[..],
+            b"\x05",
+            b"\x60\x85",
+            b"\x04\x04\x02",
+            b"\x60\x03\x06\x01\x00",
+        ] {
+            assert!(!conf_state(t), "{t:?}");
         }
     }
 }

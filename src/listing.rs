@@ -241,7 +241,7 @@ mod tests {
         let c = Config::parse(
             Path::new("/c.toml"),
             &format!(
-                "[accounts.open]\nhost = \"h\"\n[accounts.open.dangerous]\naccept_invalid_certs = true\n\
+                "[accounts.open]\nhost = \"h\"\nmin_protection = \"strong\"\n[accounts.open.dangerous]\naccept_invalid_certs = true\n\
                  [accounts.pinned]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n[accounts.pinned.dangerous]\naccept_invalid_certs = true\n\
                  [accounts.plain]\nhost = \"h\"\n"
             ),

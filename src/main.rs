@@ -183,13 +183,28 @@ async fn serve(account: Account) -> ExitCode {
             .map_or("no TLS".to_string(), |t| t.to_string()),
         est.combination
     );
+    let mechanism = est.mechanism;
     let (client_in, client_out) = tunnel::client_stdio();
     match tunnel::hand_over(&account, est, client_in, client_out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let failure = Failure::new(&account.name, Step::Relay, FailureKind::Io(e));
+            // A server that breaks the security layer is a protocol violation; anything
+            // else is the link's (or the client's) end.
+            let kind = match tunnel::LayerFailure::of(&e) {
+                Some(error @ mailtun::sasl::SaslError::UnsealedLayerToken) => {
+                    FailureKind::Mechanism {
+                        mechanism: mechanism.as_str(),
+                        error: error.clone(),
+                    }
+                }
+                _ => FailureKind::Io(e),
+            };
+            let failure = Failure::new(&account.name, Step::Relay, kind);
             eprintln!("mailtun: {failure}");
-            ExitCode::from(EXIT_NETWORK)
+            match failure.class() {
+                Class::Protocol => ExitCode::from(EXIT_PROTOCOL),
+                _ => ExitCode::from(EXIT_NETWORK),
+            }
         }
     }
 }

@@ -115,6 +115,23 @@ pub enum PolicyError {
     /// TLS is required but the server does not offer STARTTLS on the plain port.
     #[error("the server does not offer STARTTLS on port {port}, and the account requires TLS")]
     StartTlsNotOffered { port: u16 },
+    /// Authentication succeeded on a link without TLS, but the mechanism negotiated no
+    /// security layer: the session would run in cleartext.
+    #[error(
+        "{mechanism} succeeded without TLS but negotiated no security layer, so the session would run in cleartext; it was closed"
+    )]
+    NoTlsNoLayer { mechanism: MechName },
+}
+
+/// The last check before a session is handed over: it has TLS, or a security layer that
+/// protects every byte. Whatever led to an authenticated session without either (a
+/// configuration, a mechanism, a server), it is refused.
+pub fn check_protected(tls: bool, layer: bool, mechanism: MechName) -> Result<(), PolicyError> {
+    if tls || layer {
+        Ok(())
+    } else {
+        Err(PolicyError::NoTlsNoLayer { mechanism })
+    }
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -126,9 +143,10 @@ fn list_or_none(v: &[String]) -> String {
 }
 
 /// The next mechanism to try: the first one the account lists, the server offers, that
-/// has not been tried yet, and that the link and `min` allow: nothing that sends a secret
-/// without TLS, nothing that exposes a password, password equivalent or token on TLS that
-/// is not verified, nothing weak when `min` wants a strong mechanism.
+/// has not been tried yet, and that the link and `min` allow: without TLS only a
+/// mechanism that negotiates a security layer (GSSAPI), nothing that exposes a password,
+/// password equivalent or token on TLS that is not verified, nothing weak when `min`
+/// wants a strong mechanism.
 ///
 /// SCRAM and channel binding (RFC 5802 section 6), when `can_bind` (the link has
 /// channel-binding data): a plain SCRAM the account lists stands for its -PLUS form when
@@ -161,7 +179,8 @@ pub fn next_mechanism(
 /// Whether `m` may run on a link of this trust.
 pub fn link_allows(trust: LinkTrust, m: MechName) -> bool {
     match trust {
-        LinkTrust::Plain => !m.needs_tls(),
+        // Without TLS only a mechanism whose security layer protects the session.
+        LinkTrust::Plain => !m.needs_tls() && m.negotiates_layer(),
         LinkTrust::UnverifiedTls => !m.needs_verified_tls(),
         LinkTrust::VerifiedTls => true,
     }
@@ -227,6 +246,45 @@ mod tests {
     }
 
     #[test]
+    fn without_tls_only_a_mechanism_with_a_security_layer_is_chosen() {
+        let caps = Capabilities {
+            mechanisms: vec!["SCRAM-SHA-256".into(), "GSSAPI".into()],
+            ..Default::default()
+        };
+        let auth = [MechName::ScramSha256, MechName::Gssapi];
+        let strong = MinProtection::Strong;
+        assert_eq!(
+            next_mechanism(&auth, strong, P, false, &caps, &[]),
+            Some(MechName::Gssapi)
+        );
+        // GSSAPI refused (or not offered): SCRAM is not the next one without TLS.
+        assert_eq!(
+            next_mechanism(&auth, strong, P, false, &caps, &[MechName::Gssapi]),
+            None
+        );
+        assert_eq!(
+            next_mechanism(&auth, strong, V, false, &caps, &[]),
+            Some(MechName::ScramSha256)
+        );
+    }
+
+    #[test]
+    fn a_session_with_neither_tls_nor_a_layer_is_refused() {
+        assert_eq!(check_protected(true, false, MechName::ScramSha256), Ok(()));
+        assert_eq!(check_protected(false, true, MechName::Gssapi), Ok(()));
+        assert_eq!(check_protected(true, true, MechName::Gssapi), Ok(()));
+        let e = check_protected(false, false, MechName::ScramSha256).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::NoTlsNoLayer {
+                mechanism: MechName::ScramSha256
+            }
+        );
+        assert!(e.to_string().contains("SCRAM-SHA-256"), "{e}");
+        assert!(e.to_string().contains("no security layer"), "{e}");
+    }
+
+    #[test]
     fn plain_is_never_chosen_without_tls_nor_below_tls_strong() {
         let caps = Capabilities {
             mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into()],
@@ -237,9 +295,10 @@ mod tests {
             next_mechanism(&auth, MinProtection::Tls, V, false, &caps, &[]),
             Some(MechName::Plain)
         );
+        // Without TLS neither: PLAIN sends the password, SCRAM has no security layer.
         assert_eq!(
             next_mechanism(&auth, MinProtection::Tls, P, false, &caps, &[]),
-            Some(MechName::ScramSha256)
+            None
         );
         assert_eq!(
             next_mechanism(&auth, MinProtection::TlsStrong, V, false, &caps, &[]),
@@ -272,7 +331,7 @@ mod tests {
         );
         assert_eq!(
             next_mechanism(&auth, MinProtection::Strong, P, false, &caps, &[]),
-            Some(MechName::ScramSha256)
+            None
         );
         assert_eq!(
             next_mechanism(&auth, MinProtection::TlsStrong, V, false, &caps, &[]),

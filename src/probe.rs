@@ -593,7 +593,7 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
     let strong_before: Vec<MechName> = before
         .iter()
         .copied()
-        .filter(|m| m.is_strong() && !m.needs_tls())
+        .filter(|m| m.is_strong() && !m.needs_tls() && m.negotiates_layer())
         .collect();
     let weak_before: Vec<MechName> = before.iter().copied().filter(|m| !m.is_strong()).collect();
     let login_in_clear = plain.is_some_and(|c| {
@@ -641,9 +641,9 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         verdict: verdict(Combination::Strong, possible),
         mechanisms: names(&strong_before),
         reason: if possible {
-            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it (GSSAPI then protects the whole session with its security layer; SCRAM protects only the password)".into()
+            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
         } else {
-            "the server offers no strong mechanism before TLS".into()
+            "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
         },
     });
     rows.push(CombinationRow {

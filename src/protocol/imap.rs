@@ -358,13 +358,12 @@ impl ImapClient {
     fn auth_reply(&mut self, status: &str, rest: &[u8]) -> Option<State> {
         if status == "OK" {
             self.out.push(Event::AuthAccepted);
-            match capability_code(rest) {
+            // RFC 3501 section 6.2.2: capabilities in the tagged OK are not protected by
+            // the security layer that starts after it, so with one they are asked again
+            // (the driver sends the command through the layer).
+            match capability_code(rest).filter(|_| !self.layer_follows) {
                 Some(atoms) => {
                     self.out.push(Event::Authenticated(capabilities(atoms)));
-                    Some(State::Done)
-                }
-                None if self.layer_follows => {
-                    self.out.push(Event::Authenticated(self.caps.clone()));
                     Some(State::Done)
                 }
                 None => {
@@ -715,6 +714,39 @@ mod tests {
         .unwrap();
         assert_eq!(sent, "");
         assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE", "MOVE"]"#]);
+    }
+
+    #[test]
+    fn rfc3501_6_2_2_with_a_security_layer_the_capabilities_in_the_ok_are_asked_again() {
+        // No TLS: GSSAPI with a layer. The [CAPABILITY] code of the tagged OK is outside
+        // the layer, so it is ignored and CAPABILITY follows (the driver wraps it); the
+        // bytes after the OK are left for the driver to unwrap.
+        let mut c = ImapClient::new(false);
+        run(
+            &mut c,
+            b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI] hi\r\n",
+        )
+        .unwrap();
+        c.layer_follows();
+        c.authenticate("GSSAPI", Some(Secret::new(b"tok".to_vec())));
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m1 AUTHENTICATE GSSAPI dG9r\r\n");
+        c.receive(b"m1 OK [CAPABILITY IMAP4rev1 INJECTED] Logged in\r\n\x00\x00");
+        let mut events = Vec::new();
+        loop {
+            match c.poll().unwrap() {
+                Event::AuthAccepted => break,
+                Event::Received(_) => {}
+                other => events.push(format!("{other:?}")),
+            }
+        }
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(c.take_leftover(), b"\x00\x00");
+        let (sent, ev) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m2 CAPABILITY\r\n");
+        assert!(ev.is_empty(), "{ev:?}");
+        let (_, ev) = run(&mut c, b"* CAPABILITY IMAP4rev1 IDLE\r\nm2 OK\r\n").unwrap();
+        assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE"]"#]);
     }
 
     #[test]

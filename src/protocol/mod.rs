@@ -122,9 +122,11 @@ pub trait Dialect: Send {
     }
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
-    /// A SASL security layer starts right after the authentication reply: nothing more
-    /// may be sent in the clear, so the capabilities after authentication are not asked
-    /// for and [`Event::Authenticated`] carries those known before.
+    /// A SASL security layer starts right after the authentication reply. The driver
+    /// then wraps what the dialect sends and unwraps what it receives from
+    /// [`Event::AuthAccepted`] on, so the post-authentication capability query and its
+    /// reply travel through the layer; capabilities that came with the reply itself
+    /// (IMAP's `[CAPABILITY]` code, outside the layer) are not trusted and asked again.
     fn layer_follows(&mut self);
 }
 

@@ -64,7 +64,6 @@ pub struct Pop3Client {
     caps: Capabilities,
     apop_timestamp: Option<String>,
     out: Outbox,
-    layer_follows: bool,
 }
 
 /// A parsed server line.
@@ -166,7 +165,6 @@ impl Pop3Client {
             caps: Capabilities::default(),
             apop_timestamp: None,
             out: Outbox::default(),
-            layer_follows: false,
         }
     }
 
@@ -213,11 +211,6 @@ impl Pop3Client {
     fn ask_capa(&mut self, after_auth: bool) {
         if after_auth {
             self.out.push(Event::AuthAccepted);
-        }
-        if after_auth && self.layer_follows {
-            self.out.push(Event::Authenticated(self.caps.clone()));
-            self.state = State::Done;
-            return;
         }
         self.out.command("CAPA");
         self.state = State::ExpectCapaStatus { after_auth };
@@ -470,7 +463,8 @@ impl Dialect for Pop3Client {
     }
 
     fn layer_follows(&mut self) {
-        self.layer_follows = true;
+        // The success reply carries no capabilities (RFC 5034); the query after it goes
+        // through the layer like any other command.
     }
 }
 

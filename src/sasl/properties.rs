@@ -90,6 +90,13 @@ impl Properties {
     pub const fn exposes_secret_to_peer(&self) -> bool {
         self.exposes_secret
     }
+    /// Whether the mechanism can negotiate a security layer (RFC 4422 section 3.7) that
+    /// protects the session itself, so that it may run without TLS. Of the mechanisms
+    /// here only GSSAPI does (RFC 4752); SCRAM defines none (RFC 5802 section 6 leaves
+    /// the session to TLS), and DIGEST-MD5 is not implemented.
+    pub fn security_layer(&self) -> bool {
+        self.name == "GSSAPI"
+    }
 }
 
 const fn mech(
@@ -232,6 +239,17 @@ mod tests {
                 "APOP"
             ]
         );
+    }
+
+    #[test]
+    fn only_gssapi_negotiates_a_security_layer() {
+        let layered: Vec<_> = ALL
+            .iter()
+            .chain(PROTOCOL_LOGINS)
+            .filter(|p| p.security_layer())
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(layered, ["GSSAPI"]);
     }
 
     /// The table agrees with the mechanisms themselves: names, and who speaks first.

@@ -1769,3 +1769,68 @@ fn rfc5802_6_plain_scram_says_y_when_the_client_could_bind() {
         assert!(first[0].1.starts_with("y,,n=alice,r="), "{case}: {first:?}");
     }
 }
+
+// 14. No TLS: only a mechanism with a security layer (GSSAPI) may run (issue 12, item 1).
+
+/// A `tls = ["none"]` account of `lang` whose `auth` is `auth` (TOML), with a password
+/// command, so that a password mechanism could start if the policy let it.
+fn no_tls_account<'a>(lang: &'a Lang, plain_port: u16, auth: &str) -> Account<'a> {
+    Account {
+        tls: "[\"none\"]",
+        extra: format!(
+            "min_protection = \"strong\"\nauth = {auth}\npassword = {{ command = \"echo {SCRAM_PASSWORD}\" }}"
+        ),
+        ..Account::starttls(lang, plain_port)
+    }
+}
+
+#[test]
+fn without_tls_a_mechanism_without_a_security_layer_is_a_configuration_error() {
+    for lang in LANGS {
+        let case = format!("{}: tls = none with SCRAM listed", lang.protocol);
+        let server = FakeServer::silent();
+        let run = no_tls_account(lang, server.port, "[\"gssapi\", \"scram-sha-256\"]").run();
+        let rec = server.finish();
+        assert_eq!(run.code, Some(3), "{case}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("\"scram-sha-256\"") && run.stderr.contains("security layer"),
+            "{case}: the message names the mechanism: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{case}: {}", run.stderr);
+        assert_eq!(rec.connections, 0, "{case}: nothing may be dialled");
+    }
+}
+
+#[test]
+fn without_tls_hiding_or_refusing_gssapi_does_not_lead_to_scram() {
+    for lang in LANGS {
+        let scram = "AUTH=SCRAM-SHA-256";
+        // GSSAPI removed from the capabilities: nothing else may run.
+        let mut stripped = (lang.hellos[0].1)(&caps(lang, &[scram, lang.sasl_ir_cap]));
+        stripped.extend([Act::ReadLine, send(lang.auth_no)]);
+        // GSSAPI offered, then refused: nothing else may run after it.
+        let mut refused =
+            (lang.hellos[0].1)(&caps(lang, &[lang.gssapi_cap, scram, lang.sasl_ir_cap]));
+        refused.extend(first_token(lang, true));
+        refused.push(send(lang.auth_no));
+        refused.extend([Act::ReadLine, send(lang.auth_no)]);
+        for (how, script, code) in [
+            ("GSSAPI stripped", stripped, EXIT_POLICY),
+            ("GSSAPI refused", refused, EXIT_AUTH),
+        ] {
+            let case = format!("{}: tls = none, auth = auto, {how}", lang.protocol);
+            let server = FakeServer::start(script);
+            let run = no_tls_account(lang, server.port, "\"auto\"").run();
+            let rec = server.finish();
+            assert_refused(lang, &run, code, &case);
+            let wire = rec.plain_text();
+            assert!(
+                !wire.contains("SCRAM") && !wire.contains(SCRAM_PASSWORD),
+                "{case}: SCRAM ran without TLS: {wire:?}"
+            );
+            assert!(!rec.tls_started, "{case}");
+            assert_eq!(rec.connections, 1, "{case}: no retry");
+        }
+    }
+}
