@@ -597,7 +597,7 @@ fn accounts_lists_effective_settings_without_secrets() {
         pop["password"]["command"],
         format!("cat {}", secret_file.display())
     );
-    assert_eq!(pop["gssapi"]["target"], "pop@mail.example.test");
+    assert_eq!(pop["gssapi"]["target"], "pop/mail.example.test");
     let out = run_mailtun(&["--config", c, "accounts"], b"");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.stdout_text();
