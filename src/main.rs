@@ -15,11 +15,15 @@ use mailtun::{session, tunnel};
 use cli::{Cli, Command, PasswordAction};
 
 /// `eprintln!` that does not panic when stderr is closed (a mail client that went away
-/// with it): the message is lost, the exit code stays the documented one.
+/// with it): the message is lost, the exit code stays the documented one. Every control
+/// character but the line breaks is escaped on the way ([`mailtun::text::escape_lines`]):
+/// server text is escaped where it is captured, and this keeps anything missed there
+/// from reaching the terminal.
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let text = mailtun::text::escape_lines(&format!($($arg)*));
+        let _ = writeln!(std::io::stderr(), "{text}");
     }};
 }
 

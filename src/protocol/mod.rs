@@ -313,7 +313,8 @@ impl Outbox {
     }
 }
 
-/// Shortens and escapes server text for messages: at most 200 characters, printable only.
+/// Shortens and escapes server text for messages: at most 200 bytes (then `…`), every
+/// terminal control and bidi override escaped ([`crate::text::escape`]).
 pub fn shown_text(bytes: &[u8]) -> String {
     let mut s = String::new();
     for c in String::from_utf8_lossy(bytes).chars() {
@@ -321,8 +322,8 @@ pub fn shown_text(bytes: &[u8]) -> String {
             s.push('…');
             break;
         }
-        if c.is_control() {
-            s.extend(c.escape_default());
+        if crate::text::is_unsafe(c) {
+            s.push_str(&crate::text::escape(c.encode_utf8(&mut [0; 4])));
         } else {
             s.push(c);
         }
