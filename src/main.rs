@@ -76,6 +76,8 @@ fn main() -> ExitCode {
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
+    // A password command abandoned at the account's timeout dies with its children.
+    mailtun::credentials::kill_running_commands();
     code
 }
 
@@ -107,9 +109,12 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
         .without_time();
     match &cli.log {
         Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Only the user reads the log: it names servers, accounts and principals.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
             builder
