@@ -421,7 +421,9 @@ fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, S
                 .map_err(|e| format!("cannot read the password: {e}"))?;
         Ok(Secret::new(p))
     } else {
-        let mut raw = String::new();
+        // Room for any sane password up front: a line that fits never reallocates, so no
+        // copy of it is left behind in freed memory.
+        let mut raw = String::with_capacity(4096);
         let read = std::io::stdin().read_line(&mut raw);
         let raw = Secret::new(raw);
         read.map_err(|e| format!("cannot read the password from stdin: {e}"))?;
