@@ -935,35 +935,6 @@ mod tests {
     }
 
     #[test]
-    fn login_buffers_holding_the_password_are_allocated_at_their_final_size() {
-        use crate::protocol::testing::{assert_final_size, queued_sends};
-        for (caps, password, synchronizing) in [
-            (
-                &b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n"[..],
-                "p\"a\\ss w",
-                false,
-            ),
-            (
-                b"* CAPABILITY IMAP4rev1 LITERAL+\r\nm2 OK\r\n",
-                "pässword",
-                false,
-            ),
-            (b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n", "pässword", true),
-        ] {
-            let mut c = ready_with(caps);
-            c.login("alice", Secret::new(password.as_bytes().to_vec()))
-                .unwrap();
-            let mut sends = queued_sends(&mut c);
-            if synchronizing {
-                c.receive(b"+ go ahead\r\n");
-                sends.extend(queued_sends(&mut c));
-                assert_eq!(sends.len(), 2);
-            }
-            assert_final_size(password, &sends);
-        }
-    }
-
-    #[test]
     fn logindisabled_offers_no_login_and_line_breaks_are_refused() {
         let c = ready_with(b"* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=GSSAPI\r\nm2 OK\r\n");
         assert!(c.caps.logins.is_empty());
