@@ -442,3 +442,87 @@ fn check_human_output_and_a_failure_with_its_hint() {
     assert_eq!(doc["class"], "auth");
     assert!(doc["hint"].as_str().unwrap().contains("gssapi.service"));
 }
+
+/// A TLS-port server of `protocol` that accepts PLAIN and answers the logout with
+/// [`HOSTILE_TEXT`].
+fn hostile_logout_server(protocol: &str) -> FakeServer {
+    let h = HOSTILE_TEXT;
+    let mut script = vec![Act::Tls(Cert::Good)];
+    match protocol {
+        "imap" => script.extend([
+            send("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"),
+            Act::ReadLine,
+            send("{tag} OK [CAPABILITY IMAP4rev1] logged in\r\n"),
+            Act::ReadLine,
+            send(format!("* BYE {h}\r\n{{tag}} OK {h}\r\n")),
+        ]),
+        "pop3" => script.extend([
+            send("+OK ready\r\n"),
+            Act::ReadLine,
+            send("+OK\r\nSASL PLAIN\r\n.\r\n"),
+            Act::ReadLine,
+            send("+OK logged in\r\n"),
+            Act::ReadLine,
+            send("+OK\r\nTOP\r\n.\r\n"),
+            Act::ReadLine,
+            send(format!("+OK {h}\r\n")),
+        ]),
+        _ => script.extend([
+            send("220 ready\r\n"),
+            Act::ReadLine,
+            send("250-mail.example.test\r\n250 AUTH PLAIN\r\n"),
+            Act::ReadLine,
+            send("235 2.7.0 ok\r\n"),
+            Act::ReadLine,
+            send("250 mail.example.test\r\n"),
+            Act::ReadLine,
+            send(format!("221 {h}\r\n")),
+        ]),
+    }
+    script.push(Act::Close);
+    FakeServer::start(script)
+}
+
+#[test]
+fn check_shows_the_servers_hostile_logout_reply_escaped() {
+    use std::os::unix::fs::PermissionsExt;
+    for protocol in ["imap", "pop3", "smtp"] {
+        for json in [false, true] {
+            let case = format!("{protocol} (json {json})");
+            let server = hostile_logout_server(protocol);
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("config.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\npassword = {{ command = \"echo pw\" }}\ntimeout_secs = 5\n",
+                    server.port,
+                    pki().ca_file.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let mut args = vec!["--config", config.to_str().unwrap(), "check", "test"];
+            if json {
+                args.push("--json");
+            }
+            let out = run_mailtun(&args, b"");
+            server.finish();
+            assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+            assert_terminal_safe(&format!("{case}: stderr"), &out.stderr);
+            let text = out.stdout_text();
+            assert_terminal_safe(&format!("{case}: stdout"), &text);
+            let logout = if json {
+                let doc: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {text}"));
+                doc["logout"].as_str().unwrap().to_string()
+            } else {
+                text
+            };
+            assert!(
+                logout.contains("\\u{1b}]0;owned") && logout.contains("\\u{202e}txt.exe"),
+                "{case}: the reply is shown escaped: {logout}"
+            );
+        }
+    }
+}
