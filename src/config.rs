@@ -445,6 +445,73 @@ pub fn default_location() -> Option<PathBuf> {
     env("HOME").map(|h| PathBuf::from(h).join(".config/mailtun/config.toml"))
 }
 
+/// Refuses a configuration file that someone other than the user (or root) can change:
+/// the file itself writable by its group or by others, or owned by another user; or one
+/// of the directories above it writable by group or others (without the sticky bit,
+/// which keeps others from replacing entries they do not own) or owned by another user,
+/// since whoever can write a directory can put another file in its place. Such a file
+/// can name a password or token command, which mailtun would run as the user.
+fn refuse_if_others_can_write(file: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |message: String| ConfigError {
+        file: file.to_path_buf(),
+        location: None,
+        account: None,
+        message,
+    };
+    let why = "anyone who can change it can name a password command that runs as you, so mailtun does not read it";
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refuse(format!(
+            "the configuration file is owned by another user (uid {}); {why}: use a file of your own",
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "the configuration file can be written by others than its owner (mode {mode:04o}); {why}: restrict it with `chmod go-w {}`",
+            file.display()
+        )));
+    }
+    // The directories that hold it: the one named, and those of the real file.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(parent) = file.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        dirs.push(parent.to_path_buf());
+    }
+    if let Ok(real) = std::fs::canonicalize(file) {
+        dirs.extend(real.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for dir in dirs {
+        let Ok(d) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        let dmode = d.permissions().mode() & 0o7777;
+        if d.uid() != me && d.uid() != 0 {
+            return Err(refuse(format!(
+                "the directory {} that holds the configuration is owned by another user (uid {}); {why}: keep the configuration in a directory of your own",
+                dir.display(),
+                d.uid()
+            )));
+        }
+        let sticky = dmode & 0o1000 != 0;
+        if dmode & 0o022 != 0 && !sticky {
+            return Err(refuse(format!(
+                "the directory {} that holds the configuration can be written by others than its owner (mode {dmode:04o}), who could replace the file; {why}: restrict it with `chmod go-w {}`",
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// All accounts of a configuration, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -454,15 +521,27 @@ pub struct Config {
 
 impl Config {
     /// Reads and validates a configuration file.
+    ///
+    /// A file that another user can change is refused before it is parsed (see
+    /// [`refuse_if_others_can_write`]): it can name a password command, which runs as
+    /// the user.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        use std::io::Read;
+        let unreadable = |e: std::io::Error| ConfigError {
             file: file.to_path_buf(),
             location: None,
             account: None,
             message: format!(
                 "cannot read the configuration: {e} (create it, or name another with --config or MAILTUN_CONFIG)"
             ),
-        })?;
+        };
+        // The checks look at the file that was opened, so it cannot be swapped between
+        // the check and the read.
+        let mut opened = std::fs::File::open(file).map_err(unreadable)?;
+        let meta = opened.metadata().map_err(unreadable)?;
+        refuse_if_others_can_write(file, &meta)?;
+        let mut text = String::new();
+        opened.read_to_string(&mut text).map_err(unreadable)?;
         let config = Config::parse(file, &text)?;
         config.warn_if_readable_by_others();
         Ok(config)

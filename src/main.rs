@@ -15,11 +15,15 @@ use mailtun::{session, tunnel};
 use cli::{Cli, Command, PasswordAction};
 
 /// `eprintln!` that does not panic when stderr is closed (a mail client that went away
-/// with it): the message is lost, the exit code stays the documented one.
+/// with it): the message is lost, the exit code stays the documented one. Every control
+/// character but the line breaks is escaped on the way ([`mailtun::text::escape_lines`]):
+/// server text is escaped where it is captured, and this keeps anything missed there
+/// from reaching the terminal.
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let text = mailtun::text::escape_lines(&format!($($arg)*));
+        let _ = writeln!(std::io::stderr(), "{text}");
     }};
 }
 
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
+    // A password command abandoned at the account's timeout dies with its children.
+    mailtun::credentials::kill_running_commands();
     code
 }
 
@@ -103,9 +109,12 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
         .without_time();
     match &cli.log {
         Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Only the user reads the log: it names servers, accounts and principals.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
             builder
@@ -427,7 +436,9 @@ fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, S
                 .map_err(|e| format!("cannot read the password: {e}"))?;
         Ok(Secret::new(p))
     } else {
-        let mut raw = String::new();
+        // Room for any sane password up front: a line that fits never reallocates, so no
+        // copy of it is left behind in freed memory.
+        let mut raw = String::with_capacity(4096);
         let read = std::io::stdin().read_line(&mut raw);
         let raw = Secret::new(raw);
         read.map_err(|e| format!("cannot read the password from stdin: {e}"))?;

@@ -138,7 +138,8 @@ fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "no SASL mechanism".into()
     } else {
-        v.join(", ")
+        // The server's words: escaped, since a server chooses them.
+        crate::text::escape(&v.join(", "))
     }
 }
 

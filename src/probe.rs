@@ -453,10 +453,12 @@ const NOTABLE: &[&str] = &[
     "BURL",
 ];
 
+/// The capabilities as the report shows them: the server's words, escaped
+/// ([`crate::text::escape`]).
 fn caps_report(caps: &Capabilities) -> CapsReport {
-    let notable = caps
-        .raw
-        .iter()
+    let escaped = |v: &[String]| v.iter().map(|c| crate::text::escape(c)).collect::<Vec<_>>();
+    let notable = escaped(&caps.raw)
+        .into_iter()
         .filter(|c| {
             let first = c
                 .split_whitespace()
@@ -465,11 +467,10 @@ fn caps_report(caps: &Capabilities) -> CapsReport {
                 .to_ascii_uppercase();
             NOTABLE.contains(&first.as_str())
         })
-        .cloned()
         .collect();
     CapsReport {
-        capabilities: caps.raw.clone(),
-        mechanisms: caps.mechanisms.clone(),
+        capabilities: escaped(&caps.raw),
+        mechanisms: escaped(&caps.mechanisms),
         notable,
     }
 }

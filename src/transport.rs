@@ -560,8 +560,9 @@ fn classify_rustls(rustls_err: &rustls::Error) -> TransportError {
                 expected,
                 presented,
             } => TransportError::NameMismatch {
-                expected: expected.to_str().into_owned(),
-                presented: Some(presented.clone()),
+                expected: crate::text::escape(&expected.to_str()),
+                // The certificate's names: escaped, since the server chose them.
+                presented: Some(presented.iter().map(|p| crate::text::escape(p)).collect()),
             },
             CertificateError::Expired => TransportError::Expired { detail: None },
             CertificateError::ExpiredContext { time, not_after } => TransportError::Expired {
@@ -670,7 +671,7 @@ impl ChainCheck for Explained {
         match result {
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 let issuer = x509_parser::parse_x509_certificate(end_entity.as_ref())
-                    .map(|(_, c)| c.issuer().to_string())
+                    .map(|(_, c)| crate::text::escape(&c.issuer().to_string()))
                     .unwrap_or_default();
                 Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                     rustls::OtherError(Arc::new(UnknownIssuerOf { issuer })),

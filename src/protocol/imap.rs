@@ -14,7 +14,7 @@ use super::{
     Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, check_argument, sasl_command,
     shown_text, unexpected,
 };
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// What the dialect is waiting for.
 #[derive(Debug)]
@@ -318,8 +318,7 @@ impl ImapClient {
                 // The server is ready for the next synchronizing literal.
                 Response::Continuation(_) => match pending.pop_front() {
                     Some(segment) => {
-                        self.out
-                            .send(segment.expose().clone(), "[login continued]".into());
+                        self.out.send_secret(segment, "[login continued]".into());
                         State::ExpectLoginReply { tag, pending }
                     }
                     None => return Err(unexpected(frame)),
@@ -389,40 +388,34 @@ impl ImapClient {
         let tag = self.tag();
         let has = |c: &str| self.caps.raw.iter().any(|r| r.eq_ignore_ascii_case(c));
         let (plus, minus) = (has("LITERAL+"), has("LITERAL-"));
+        // Every buffer that holds the password is made at its final size (no reallocation
+        // leaves a copy behind) and is a Secret, wiped when dropped.
+        let head = format!("{tag} LOGIN ");
         let mut segments: Vec<Secret<Vec<u8>>> = Vec::new();
-        let mut current = Secret::new(format!("{tag} LOGIN ").into_bytes());
+        // The pieces of the segment being built.
+        let mut parts: Vec<Secret<Vec<u8>>> = vec![Secret::new(head.into_bytes())];
         for (i, arg) in [user.as_bytes(), password.expose()].into_iter().enumerate() {
-            let mut cur = std::mem::take(&mut current).expose().clone();
             if i == 1 {
-                cur.push(b' ');
+                parts.push(Secret::new(b" ".to_vec()));
             }
             if arg.iter().all(|b| (0x20..0x7f).contains(b)) {
-                cur.push(b'"');
-                for &b in arg {
-                    if b == b'"' || b == b'\\' {
-                        cur.push(b'\\');
-                    }
-                    cur.push(b);
-                }
-                cur.push(b'"');
-                current = Secret::new(cur);
+                parts.push(quoted(arg));
             } else if plus || (minus && arg.len() <= 4096) {
-                cur.extend_from_slice(format!("{{{}+}}\r\n", arg.len()).as_bytes());
-                cur.extend_from_slice(arg);
-                current = Secret::new(cur);
+                parts.push(Secret::new(format!("{{{}+}}\r\n", arg.len()).into_bytes()));
+                parts.push(Secret::new(arg.to_vec()));
             } else {
-                cur.extend_from_slice(format!("{{{}}}\r\n", arg.len()).as_bytes());
-                segments.push(Secret::new(cur));
-                current = Secret::new(arg.to_vec());
+                parts.push(Secret::new(format!("{{{}}}\r\n", arg.len()).into_bytes()));
+                segments.push(joined(&parts));
+                parts = vec![Secret::new(arg.to_vec())];
             }
         }
-        let mut last = std::mem::take(&mut current).expose().clone();
-        last.extend_from_slice(b"\r\n");
-        segments.push(Secret::new(last));
+        parts.push(Secret::new(b"\r\n".to_vec()));
+        segments.push(joined(&parts));
+        drop(parts);
         let mut pending: VecDeque<_> = segments.into();
         let first = pending.pop_front().expect("at least one segment");
-        self.out.send(
-            first.expose().clone(),
+        self.out.send_secret(
+            first,
             format!("{tag} LOGIN {} [password]", shown_text(user.as_bytes())),
         );
         self.state = State::ExpectLoginReply { tag, pending };
@@ -434,6 +427,28 @@ impl ImapClient {
         self.out.push(Event::Ready(caps));
         State::AwaitDecision
     }
+}
+
+/// `arg` as an IMAP quoted string (RFC 9051 section 4.3: `"` and `\\` escaped), in a
+/// buffer of its final size.
+fn quoted(arg: &[u8]) -> Secret<Vec<u8>> {
+    let escapes = arg.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+    let mut out = Vec::with_capacity(arg.len() + escapes + 2);
+    out.push(b'"');
+    for &b in arg {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    Secret::new(out)
+}
+
+/// The pieces of a command segment in one buffer of its final size.
+fn joined(parts: &[Secret<Vec<u8>>]) -> Secret<Vec<u8>> {
+    let pieces: Vec<Piece<'_>> = parts.iter().map(|p| Piece::Raw(p.expose())).collect();
+    assemble(&pieces)
 }
 
 impl Dialect for ImapClient {

@@ -223,8 +223,10 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// The facts of one DER certificate; `None` if it cannot be parsed.
+/// The facts of one DER certificate; `None` if it cannot be parsed. The names are the
+/// certificate's text with terminal controls escaped ([`crate::text::escape`]).
 pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
+    use crate::text::escape;
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let sans = match cert.subject_alternative_name() {
@@ -233,7 +235,7 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
             .general_names
             .iter()
             .filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some(d.to_string()),
+                GeneralName::DNSName(d) => Some(escape(d)),
                 GeneralName::IPAddress(ip) => match ip.len() {
                     4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
                     16 => {
@@ -253,8 +255,8 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
         .map_or(0, |d| d.as_secs() as i64);
     let not_after = validity.not_after.timestamp();
     Some(CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: escape(&cert.subject().to_string()),
+        issuer: escape(&cert.issuer().to_string()),
         sans,
         not_before: ts(validity.not_before.timestamp()),
         not_after: ts(not_after),

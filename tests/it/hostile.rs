@@ -16,8 +16,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::fake_server::{
-    Act, Cert, FakeServer, HOST, Record, Run, pki, respond, run_args_within, run_mailtun_within,
-    send,
+    Act, Cert, FakeServer, HOST, HOSTILE_TEXT, Record, Run, assert_terminal_safe, pki, respond,
+    run_args_within, run_mailtun_within, send,
 };
 use crate::harness::harness;
 
@@ -367,6 +367,8 @@ struct Account<'a> {
     tls: &'a str,
     timeout_secs: u64,
     extra: String,
+    /// Global flags before `--config` (`-vv`).
+    flags: Vec<&'static str>,
 }
 
 impl<'a> Account<'a> {
@@ -379,6 +381,7 @@ impl<'a> Account<'a> {
             tls: "[\"starttls\"]",
             timeout_secs: 5,
             extra: String::new(),
+            flags: Vec::new(),
         }
     }
 
@@ -396,7 +399,7 @@ impl<'a> Account<'a> {
     fn run(&self) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let path = self.write_config(dir.path());
-        run_mailtun_within(&path, self.deadline())
+        run_mailtun_within(&path, &self.flags, self.deadline())
     }
 
     /// Runs `mailtun ARGS` on this account's configuration: `{config}` in `args` is the
@@ -1831,6 +1834,106 @@ fn without_tls_hiding_or_refusing_gssapi_does_not_lead_to_scram() {
             );
             assert!(!rec.tls_started, "{case}");
             assert_eq!(rec.connections, 1, "{case}: no retry");
+        }
+    }
+}
+
+// 15. Server text cannot drive the terminal (issue 12, item 5).
+
+/// `reply` (one line ending in CRLF) with [`HOSTILE_TEXT`] before its line end.
+fn with_hostile_text(reply: &str) -> String {
+    format!("{} {HOSTILE_TEXT}\r\n", reply.trim_end_matches("\r\n"))
+}
+
+/// The verdict on a run that saw hostile server text: the refusal as usual, stderr
+/// (message, hint and the `-vv` trace) and the client's reply without a raw control
+/// character, and the text shown escaped, so it was not just dropped.
+fn assert_shown_escaped(lang: &Lang, run: &Run, code: i32, case: &str) {
+    assert_refused(lang, run, code, case);
+    assert_terminal_safe(&format!("{case}: stderr"), &run.stderr);
+    let reply = run.stdout_text();
+    let reply = reply.strip_suffix("\r\n").unwrap_or(&reply);
+    assert_terminal_safe(&format!("{case}: the client's reply"), reply);
+    assert!(
+        run.stderr.contains("\\u{1b}") && run.stderr.contains("\\u{202e}"),
+        "{case}: the server's text should be shown escaped: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn server_text_in_greetings_refusals_and_traces_is_shown_escaped() {
+    for lang in LANGS {
+        // (what, script, exit code, implicit TLS, the hostile line is traced by `-vv`)
+        let mut cases: Vec<(&str, Vec<Act>, i32, bool, bool)> = Vec::new();
+        // The greeting is not one: its text goes into the message (not into a trace).
+        cases.push((
+            "a garbage greeting",
+            vec![send(format!("{HOSTILE_TEXT}\r\n"))],
+            EXIT_PROTOCOL,
+            false,
+            false,
+        ));
+        // STARTTLS refused with hostile text.
+        let (_, refusal, code) = lang.starttls_refusals[0];
+        let mut script = up_to_starttls(lang);
+        script.push(send(with_hostile_text(refusal.unwrap())));
+        cases.push(("STARTTLS refused", script, code, false, true));
+        // The authentication refused with hostile text, inside TLS.
+        let mut script = vec![Act::Tls(Cert::Good)];
+        script.extend((lang.hellos[0].1)(&caps(lang, &[lang.gssapi_cap])));
+        script.push(Act::ReadLine);
+        script.push(send(with_hostile_text(lang.auth_no)));
+        cases.push(("authentication refused", script, EXIT_AUTH, true, true));
+        for (what, script, code, implicit, traced) in cases {
+            let case = format!("{}: {what} with hostile text", lang.protocol);
+            let server = FakeServer::start(script);
+            let mut account = if implicit {
+                Account::implicit(lang, server.port)
+            } else {
+                Account::starttls(lang, server.port)
+            };
+            account.flags = vec!["-vv"];
+            let run = account.run();
+            server.finish();
+            assert_shown_escaped(lang, &run, code, &case);
+            if traced {
+                let trace = run
+                    .stderr
+                    .lines()
+                    .find(|l| l.contains("S: ") && l.contains("txt.exe"));
+                assert!(
+                    trace.is_some(),
+                    "{case}: no trace of the line: {}",
+                    run.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn certificate_names_are_shown_escaped() {
+    for lang in LANGS {
+        for implicit in [false, true] {
+            let case = format!(
+                "{}: hostile certificate names (implicit {implicit})",
+                lang.protocol
+            );
+            let script = if implicit {
+                vec![Act::Tls(Cert::HostileNames)]
+            } else {
+                starttls_with_gssapi(lang, Cert::HostileNames)
+            };
+            let server = FakeServer::start(script);
+            let run = if implicit {
+                Account::implicit(lang, server.port).run()
+            } else {
+                Account::starttls(lang, server.port).run()
+            };
+            server.finish();
+            assert_shown_escaped(lang, &run, EXIT_NETWORK, &case);
+            assert!(run.stderr.contains("Evil CA"), "{case}: {}", run.stderr);
         }
     }
 }

@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod imap_tunnel;
 mod krb_name;
+mod local_files;
 mod logins;
 mod pop3_smtp;
 mod probe;
