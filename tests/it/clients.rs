@@ -492,16 +492,8 @@ fn alpine_opens_the_inbox_through_ssh_path() {
     let dir = tempfile::tempdir().unwrap();
     let config = three_accounts(dir.path(), "");
     let pinerc = dir.path().join("pinerc");
-    // The snippet as printed, plus what keeps alpine from asking anything on its first
-    // run (`last-version-used` is what alpine 2.26 itself writes).
-    std::fs::write(
-        &pinerc,
-        format!(
-            "{}personal-name=Alice\nuser-domain=example.test\nlast-version-used=6.26\n",
-            snippet(&config, "alpine", "test")
-        ),
-    )
-    .unwrap();
+    // The snippet as printed is the whole pinerc (alpine only greets a new user).
+    std::fs::write(&pinerc, snippet(&config, "alpine", "test")).unwrap();
     let tmux = Tmux::start(
         "alpine",
         &format!(
