@@ -2,6 +2,8 @@
 //! and is the only place that prints messages and chooses exit codes.
 
 mod cli;
+mod completion;
+mod manual;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -68,7 +70,15 @@ fn main() -> ExitCode {
         Command::Probe { .. } => runtime.block_on(run_probe(&cli)),
         Command::Check { ref account, json } => runtime.block_on(run_check(&cli, account, json)),
         Command::Rimap { ref host, ref user } => runtime.block_on(run_rimap(&cli, host, user)),
-        Command::Accounts { json } => run_accounts(&cli, json),
+        Command::Accounts { json, names } => run_accounts(&cli, json, names),
+        Command::Completions { shell } => {
+            print_stdout(&completion::script(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            print_stdout(&manual::page());
+            ExitCode::SUCCESS
+        }
         Command::Snippet {
             ref client,
             ref account,
@@ -336,7 +346,7 @@ fn report(
     ExitCode::from(exit_code(class))
 }
 
-fn run_accounts(cli: &Cli, json: bool) -> ExitCode {
+fn run_accounts(cli: &Cli, json: bool, names: bool) -> ExitCode {
     let config = match load_config(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -344,7 +354,9 @@ fn run_accounts(cli: &Cli, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let text = if json {
+    let text = if names {
+        config.accounts.keys().map(|n| format!("{n}\n")).collect()
+    } else if json {
         format!("{:#}\n", mailtun::listing::json(&config))
     } else {
         mailtun::listing::text(&config)

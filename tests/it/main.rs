@@ -11,6 +11,7 @@ mod gss_layer;
 mod harness;
 mod hostile;
 mod imap_tunnel;
+mod install;
 mod krb_name;
 mod local_files;
 mod logins;
