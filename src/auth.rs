@@ -40,8 +40,6 @@ pub struct LinkFacts {
     pub port: u16,
     /// Channel-binding data of the TLS session, when it has any.
     pub binding: Option<ChannelBinding>,
-    /// The server also offers the -PLUS form of SCRAM.
-    pub server_offers_plus: bool,
     /// The link is TLS; without it GSSAPI negotiates the account's security layer.
     pub on_tls: bool,
 }
@@ -79,6 +77,7 @@ pub fn build(
                 }
                 Err(e) => return Err(SaslError::Gss(e).into()),
             };
+            tracing::info!("account `{}`: {}", account.name, ctx.target_description());
             let layer = match (link.on_tls, account.gssapi.layer) {
                 (true, _) => LayerWanted::None,
                 (false, GssLayer::Confidentiality) => LayerWanted::Confidentiality,
@@ -98,11 +97,13 @@ pub fn build(
                 MechName::ScramSha256Plus | MechName::ScramSha1Plus => {
                     Binding::Plus(link.binding.ok_or(SetupError::NoChannelBinding)?)
                 }
+                // RFC 5802 section 6: a client that could bind never says "n". The policy
+                // picks the -PLUS form whenever the server offers it, so plain SCRAM with
+                // binding data means the server advertised no -PLUS for it: say so ("y"),
+                // which lets a server that does bind detect a stripped -PLUS.
                 _ => match link.binding {
-                    // We could bind but the server offers no -PLUS: say so (RFC 5802 "y"),
-                    // which lets the server detect a stripped -PLUS.
-                    Some(_) if !link.server_offers_plus => Binding::SupportedButNotAdvertised,
-                    Some(_) | None => Binding::Unsupported,
+                    Some(_) => Binding::SupportedButNotAdvertised,
+                    None => Binding::Unsupported,
                 },
             };
             let nonce = ClientNonce::random().map_err(|_| SaslError::UnusableCredential {

@@ -27,10 +27,13 @@ pub struct CheckReport {
     pub method: String,
     pub port: u16,
     pub tls_version: Option<String>,
+    /// `verified TLS`, `unverified TLS` (`accept_invalid_certs` without a pin) or
+    /// `no TLS`.
+    pub link: String,
     pub cipher_suite: Option<String>,
     pub key_exchange: Option<String>,
     pub mechanism: String,
-    /// `tls+strong` or `tls`.
+    /// `tls+strong`, `tls` or `strong` (unverified TLS, or no TLS with a GSSAPI layer).
     pub combination: String,
     /// Connect, tls, capabilities, authentication, logout: `phase`, `ms`, `round_trips`.
     pub steps: Vec<PhaseTiming>,
@@ -183,6 +186,10 @@ pub async fn check(account: &Account) -> Result<CheckReport, Failure> {
         method: est.method.to_string(),
         port: est.port,
         tls_version: tls.as_ref().map(|t| t.version.clone()),
+        link: tls
+            .as_ref()
+            .map_or(crate::policy::LinkTrust::Plain, |t| t.trust)
+            .to_string(),
         cipher_suite: tls.as_ref().map(|t| t.cipher_suite.clone()),
         key_exchange: tls.as_ref().map(|t| t.key_exchange.clone()),
         mechanism: est.mechanism.to_string(),

@@ -41,6 +41,9 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print only the names, one a line (for shell completion).
+        #[arg(long, hide = true, conflicts_with = "json")]
+        names: bool,
     },
     /// Print the lines to paste into CLIENT's configuration for ACCOUNT.
     Snippet {
@@ -82,11 +85,22 @@ pub enum Command {
     /// Connect and authenticate ACCOUNT as `tunnel` would, log out, and show each step
     /// with its time and round trips.
     Check {
+        /// The account's name in the configuration file.
         account: String,
         /// One JSON document on stdout instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Print the completion script for SHELL, which also completes account names
+    /// (bash: /usr/share/bash-completion/completions/mailtun, or `source <(mailtun
+    /// completions bash)` in ~/.bashrc).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page mailtun(1) in roff (`mailtun man | man -l -`).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,9 +113,15 @@ pub enum ProtocolArg {
 #[derive(Debug, Subcommand)]
 pub enum PasswordAction {
     /// Store the password: asked on the terminal, or read from stdin when it is not one.
-    Set { account: String },
+    Set {
+        /// The account's name in the configuration file.
+        account: String,
+    },
     /// Remove the stored password.
-    Delete { account: String },
+    Delete {
+        /// The account's name in the configuration file.
+        account: String,
+    },
 }
 
 pub const EXIT_CODES: &str = "\

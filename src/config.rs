@@ -191,6 +191,32 @@ impl MechName {
     pub fn needs_tls(self) -> bool {
         !self.is_strong() || self.properties().channel_binding() || self == MechName::External
     }
+
+    /// Whether the mechanism can only run over TLS whose certificate was verified or
+    /// pinned: it gives the peer the password, a password equivalent or a token.
+    pub fn needs_verified_tls(self) -> bool {
+        self.properties().exposes_secret_to_peer()
+    }
+
+    /// Whether this is a -PLUS (channel-binding) mechanism.
+    pub fn is_plus(self) -> bool {
+        self.properties().channel_binding()
+    }
+
+    /// The -PLUS form of a SCRAM mechanism without binding.
+    pub fn plus_form(self) -> Option<MechName> {
+        match self {
+            MechName::ScramSha256 => Some(MechName::ScramSha256Plus),
+            MechName::ScramSha1 => Some(MechName::ScramSha1Plus),
+            _ => None,
+        }
+    }
+
+    /// Whether the mechanism can negotiate a security layer that protects a session
+    /// without TLS (only GSSAPI; see `sasl::properties`).
+    pub fn negotiates_layer(self) -> bool {
+        self.properties().security_layer()
+    }
 }
 
 impl fmt::Display for MechName {
@@ -273,6 +299,11 @@ pub struct GssapiSettings {
     pub kinit_cache: KinitCache,
     /// The RFC 4752 security layer to negotiate when the session has no TLS.
     pub layer: GssLayer,
+    /// Let the Kerberos library build the service principal from `service@host`
+    /// (GSS_C_NT_HOSTBASED_SERVICE), so krb5.conf's `dns_canonicalize_hostname` and `rdns`
+    /// may rewrite the host name through DNS. Off: the principal is `service/host` as
+    /// configured.
+    pub canonicalize: bool,
 }
 
 /// Where `gssapi.kinit` keeps the ticket it obtains.
@@ -402,6 +433,8 @@ struct RawGssapi {
     kinit: bool,
     kinit_cache: Option<KinitCache>,
     layer: Option<GssLayer>,
+    #[serde(default)]
+    canonicalize: bool,
 }
 
 /// The configuration file to read: `--config`, else `$MAILTUN_CONFIG`, else
@@ -427,6 +460,73 @@ pub fn default_location() -> Option<PathBuf> {
     env("HOME").map(|h| PathBuf::from(h).join(".config/mailtun/config.toml"))
 }
 
+/// Refuses a configuration file that someone other than the user (or root) can change:
+/// the file itself writable by its group or by others, or owned by another user; or one
+/// of the directories above it writable by group or others (without the sticky bit,
+/// which keeps others from replacing entries they do not own) or owned by another user,
+/// since whoever can write a directory can put another file in its place. Such a file
+/// can name a password or token command, which mailtun would run as the user.
+fn refuse_if_others_can_write(file: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |message: String| ConfigError {
+        file: file.to_path_buf(),
+        location: None,
+        account: None,
+        message,
+    };
+    let why = "anyone who can change it can name a password command that runs as you, so mailtun does not read it";
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refuse(format!(
+            "the configuration file is owned by another user (uid {}); {why}: use a file of your own",
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "the configuration file can be written by others than its owner (mode {mode:04o}); {why}: restrict it with `chmod go-w {}`",
+            file.display()
+        )));
+    }
+    // The directories that hold it: the one named, and those of the real file.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(parent) = file.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        dirs.push(parent.to_path_buf());
+    }
+    if let Ok(real) = std::fs::canonicalize(file) {
+        dirs.extend(real.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for dir in dirs {
+        let Ok(d) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        let dmode = d.permissions().mode() & 0o7777;
+        if d.uid() != me && d.uid() != 0 {
+            return Err(refuse(format!(
+                "the directory {} that holds the configuration is owned by another user (uid {}); {why}: keep the configuration in a directory of your own",
+                dir.display(),
+                d.uid()
+            )));
+        }
+        let sticky = dmode & 0o1000 != 0;
+        if dmode & 0o022 != 0 && !sticky {
+            return Err(refuse(format!(
+                "the directory {} that holds the configuration can be written by others than its owner (mode {dmode:04o}), who could replace the file; {why}: restrict it with `chmod go-w {}`",
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// All accounts of a configuration, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -436,15 +536,27 @@ pub struct Config {
 
 impl Config {
     /// Reads and validates a configuration file.
+    ///
+    /// A file that another user can change is refused before it is parsed (see
+    /// [`refuse_if_others_can_write`]): it can name a password command, which runs as
+    /// the user.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        use std::io::Read;
+        let unreadable = |e: std::io::Error| ConfigError {
             file: file.to_path_buf(),
             location: None,
             account: None,
             message: format!(
                 "cannot read the configuration: {e} (create it, or name another with --config or MAILTUN_CONFIG)"
             ),
-        })?;
+        };
+        // The checks look at the file that was opened, so it cannot be swapped between
+        // the check and the read.
+        let mut opened = std::fs::File::open(file).map_err(unreadable)?;
+        let meta = opened.metadata().map_err(unreadable)?;
+        refuse_if_others_can_write(file, &meta)?;
+        let mut text = String::new();
+        opened.read_to_string(&mut text).map_err(unreadable)?;
         let config = Config::parse(file, &text)?;
         config.warn_if_readable_by_others();
         Ok(config)
@@ -585,15 +697,19 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let auth_span = raw.auth.as_ref().map(|a| a.span());
     let auth = match raw.auth {
         None => vec![MechName::Gssapi],
         Some(list) => {
             let span = list.span();
             let bad = |what: String| Err((Some(span.clone()), what));
             match list.into_inner() {
+                // Without TLS only a mechanism with a security layer protects the
+                // session, so "auto" means GSSAPI there: a Kerberos user's intent.
                 toml::Value::String(w) if w == "auto" => MechName::ALL
                     .into_iter()
                     .filter(|m| !m.only_by_name())
+                    .filter(|m| tls != [TlsMethod::None] || m.negotiates_layer())
                     .collect(),
                 toml::Value::Array(list) if list.is_empty() => {
                     return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
@@ -634,6 +750,22 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             "`tls = [\"none\"]` gives a session without TLS: set `min_protection = \"strong\"` to accept one protected by a strong mechanism (GSSAPI with its security layer) instead".into(),
         ));
     }
+    // Without a pin, `accept_invalid_certs` gives unverified TLS, which is not the
+    // verified TLS that "tls" and "tls+strong" name: only "strong" may accept it.
+    let unverified = raw
+        .dangerous
+        .as_ref()
+        .is_some_and(|d| d.accept_invalid_certs)
+        && pin_sha256.is_none()
+        && tls != [TlsMethod::None];
+    if unverified && min_protection.requires_tls() {
+        return Err((
+            None,
+            format!(
+                "`[dangerous] accept_invalid_certs` without `pin_sha256` gives unverified TLS, which `min_protection = \"{min_protection}\"` does not accept: pin the server's certificate (`pin_sha256`, as `mailtun probe` prints it), or set `min_protection = \"strong\"` to accept a strong mechanism (GSSAPI, SCRAM) over unverified TLS"
+            ),
+        ));
+    }
     if min_protection.requires_strong() && !auth.iter().any(|m| m.is_strong()) {
         return Err((
             None,
@@ -641,6 +773,26 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
                 "`min_protection = \"{min_protection}\"` needs a strong mechanism in `auth` (GSSAPI, SCRAM, EXTERNAL)"
             ),
         ));
+    }
+    // Without TLS the session has only the mechanism's security layer to protect it: a
+    // mechanism without one would leave the relay in cleartext, and listing it would let
+    // an attacker who hides GSSAPI (or refuses it) push the session onto it.
+    if tls == [TlsMethod::None] {
+        let unlayered: Vec<String> = auth
+            .iter()
+            .filter(|m| !m.negotiates_layer())
+            .map(|m| format!("\"{}\"", m.as_str().to_ascii_lowercase()))
+            .collect();
+        if !unlayered.is_empty() {
+            return Err((
+                auth_span,
+                format!(
+                    "`tls = [\"none\"]` needs a mechanism that negotiates a security layer (GSSAPI), but `auth` also lists {}, which would leave the session in cleartext: remove {}, or use TLS",
+                    unlayered.join(", "),
+                    if unlayered.len() == 1 { "it" } else { "them" }
+                ),
+            ));
+        }
     }
     let password = match raw.password {
         None => PasswordSource::Prompt,
@@ -741,6 +893,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             kinit: g.kinit,
             kinit_cache: g.kinit_cache.unwrap_or_default(),
             layer: g.layer.unwrap_or(GssLayer::Confidentiality),
+            canonicalize: g.canonicalize,
         },
         dangerous: raw.dangerous.unwrap_or_default(),
     })
@@ -787,6 +940,13 @@ mod tests {
     }
 
     #[test]
+    fn gssapi_canonicalize_is_read() {
+        let c = parse("[accounts.a]\nhost = \"h\"\n[accounts.a.gssapi]\ncanonicalize = true\n")
+            .unwrap();
+        assert!(c.account("a").unwrap().gssapi.canonicalize);
+    }
+
+    #[test]
     fn defaults_follow_the_protocol() {
         let c = parse("[accounts.work]\nhost = \"mail.example.org\"\nuser = \"alice\"\n").unwrap();
         let a = c.account("work").unwrap();
@@ -796,6 +956,7 @@ mod tests {
         assert_eq!(a.connect, "mail.example.org");
         assert_eq!(a.gssapi.service, "imap");
         assert!(!a.gssapi.delegate);
+        assert!(!a.gssapi.canonicalize);
     }
 
     #[test]
@@ -830,6 +991,59 @@ mod tests {
         assert!(e.to_string().contains("stands alone"), "{e}");
         let c = parse("[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\n[accounts.a.gssapi]\nlayer = \"integrity\"\n").unwrap();
         assert_eq!(c.account("a").unwrap().gssapi.layer, GssLayer::Integrity);
+    }
+
+    #[test]
+    fn unverified_tls_is_accepted_only_by_min_protection_strong() {
+        let dangerous = "[accounts.a.dangerous]\naccept_invalid_certs = true\n";
+        for min in [
+            "",
+            "min_protection = \"tls\"\n",
+            "min_protection = \"tls+strong\"\n",
+        ] {
+            let e = parse(&format!("[accounts.a]\nhost = \"h\"\n{min}{dangerous}")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("account `a`"), "{text}");
+            assert!(text.contains("unverified TLS"), "{text}");
+            assert!(text.contains("pin_sha256"), "{text}");
+        }
+        parse(&format!(
+            "[accounts.a]\nhost = \"h\"\nmin_protection = \"strong\"\n{dangerous}"
+        ))
+        .unwrap();
+        let pin = "AB:".repeat(31) + "AB";
+        parse(&format!(
+            "[accounts.a]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n{dangerous}"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn without_tls_only_mechanisms_with_a_security_layer_are_accepted() {
+        let none = "[accounts.a]\nhost = \"h\"\ntls = [\"none\"]\nmin_protection = \"strong\"\n";
+        for (auth, named) in [
+            ("[\"gssapi\", \"scram-sha-256\"]", "\"scram-sha-256\""),
+            ("[\"scram-sha-1\"]", "\"scram-sha-1\""),
+            ("[\"gssapi\", \"external\"]", "\"external\""),
+        ] {
+            let e = parse(&format!("{none}auth = {auth}\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(named), "{auth}: {text}");
+            assert!(text.contains("security layer"), "{auth}: {text}");
+            assert_eq!(e.location.map(|l| l.0), Some(5), "{auth}: {text}");
+        }
+        // "auto" keeps GSSAPI only; with TLS it keeps everything.
+        let c = parse(&format!("{none}auth = \"auto\"\n")).unwrap();
+        assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
+        let c = parse("[accounts.a]\nhost = \"h\"\nauth = \"auto\"\n").unwrap();
+        assert!(
+            c.account("a")
+                .unwrap()
+                .auth
+                .contains(&MechName::ScramSha256)
+        );
+        let c = parse(&format!("{none}auth = [\"gssapi\"]\n")).unwrap();
+        assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
     }
 
     #[test]

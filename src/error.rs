@@ -129,6 +129,11 @@ impl Failure {
             FailureKind::Policy(_) => Class::Policy,
             FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }) => Class::Policy,
             FailureKind::Protocol(_) => Class::Protocol,
+            // The server broke the security layer it agreed to.
+            FailureKind::Mechanism {
+                error: SaslError::UnsealedLayerToken | SaslError::LayerTokenTooLarge { .. },
+                ..
+            } => Class::Protocol,
             FailureKind::Mechanism { .. }
             | FailureKind::Rejected { .. }
             | FailureKind::Setup { .. } => Class::Auth,
@@ -156,7 +161,7 @@ impl Failure {
                 "renew the Kerberos ticket with `kinit PRINCIPAL`, or set `gssapi.kinit = true` to get one with the password (for `gssapi.principal`, else `user` in the default realm)".into()
             }
             (_, Some(GssFailureKind::UnknownServer)) => {
-                "the service principal is `gssapi.service`/`host`: check that `host` is the server's canonical name (the one in its keytab), or set `gssapi.service` (imap, pop, smtp...)".into()
+                "the service principal is `gssapi.service`/`host`, with `host` exactly as configured (DNS does not rewrite it): set `host` to the server's name in its keytab, set `gssapi.service` (imap, pop, smtp...), or set `gssapi.canonicalize = true` to let the Kerberos library canonicalize the name through DNS as krb5.conf says".into()
             }
             (_, Some(GssFailureKind::NoTrustPath)) => {
                 "the service's realm comes from `[domain_realm]` in krb5.conf (or the KDC's referral) for `host`: if that realm is wrong, fix `[domain_realm]` or use a ticket of the service's realm (`gssapi.ccache`, `gssapi.principal`); if it is right, the realms need a trust (a shared `krbtgt/SERVICE-REALM@CLIENT-REALM`) and, unless one realm's name is a parent of the other's, a `[capaths]` entry in krb5.conf".into()
@@ -191,6 +196,9 @@ impl Failure {
             (FailureKind::Policy(PolicyError::StartTlsNotOffered { .. }), _)
             | (FailureKind::Protocol(ProtocolError::StartTlsRefused { .. }), _) => {
                 "add \"implicit\" to `tls` to use the server's TLS port, or ask its administrator to enable STARTTLS".into()
+            }
+            (FailureKind::Policy(PolicyError::UnverifiedTls { .. }), _) => {
+                "set `pin_sha256` to the server's certificate (`mailtun probe HOST` prints it) so that the link counts as verified, or authenticate with SCRAM or GSSAPI".into()
             }
             (FailureKind::Policy(PolicyError::NoAcceptableMechanism { .. }), _) => {
                 "add a mechanism the server offers to `auth`, or ask its administrator to enable GSSAPI".into()

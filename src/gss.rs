@@ -83,20 +83,22 @@ fn kdcs_named(message: &str) -> String {
 /// A client security context towards `service@host`, ready for the GSSAPI mechanism.
 pub struct KerberosContext {
     ctx: ClientCtx,
-    /// The service principal asked for, as `service/host@REALM` (the client's realm),
-    /// for messages only.
+    /// The service principal asked for, as `service/host@REALM` (the client's realm when
+    /// the name has none), for messages only.
     target: String,
+    /// The principal asked for and where its realm comes from, for `-v`.
+    description: String,
 }
 
 impl KerberosContext {
-    /// Acquires the account's credentials and prepares a context for `service@host`.
-    /// The target comes from the configuration, never from DNS or server text.
+    /// Acquires the account's credentials and prepares a context for the service
+    /// principal `service/host`: `host` as configured (lower case), never rewritten by DNS
+    /// (forward or reverse) or by server text, unless the account sets
+    /// `gssapi.canonicalize` (then the library's host-based name and its krb5.conf rules).
     pub fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
-        let target = format!("{}@{}", settings.service, host);
-        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
-            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let target = Target::new(settings, host)?;
         let cred = acquire(settings)?;
-        Ok(Self::with_cred(settings, host, target, cred))
+        Ok(Self::with_cred(settings, target, cred))
     }
 
     /// Like [`KerberosContext::new`], with a ticket obtained from the KDC with `password`
@@ -106,9 +108,7 @@ impl KerberosContext {
         host: &str,
         password: &Secret<String>,
     ) -> Result<Self, GssFailure> {
-        let target = format!("{}@{}", settings.service, host);
-        let target = Name::new(target.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE))
-            .map_err(|e| failure("the server name is not a valid Kerberos service name", e))?;
+        let target = Target::new(settings, host)?;
         let principal = settings.principal.as_deref().ok_or(GssFailure {
             kind: GssFailureKind::NoCredentials,
             message: "`gssapi.kinit` needs `gssapi.principal` or `user` (the principal to get a ticket for)"
@@ -169,17 +169,38 @@ impl KerberosContext {
             )
             .map_err(|e| failure(&format!("storing the new ticket in {ccache} failed"), e))?;
         }
-        Ok(Self::with_cred(settings, host, target, cred))
+        Ok(Self::with_cred(settings, target, cred))
     }
 
-    fn with_cred(settings: &GssapiSettings, host: &str, target: Name, cred: Cred) -> Self {
-        let realm = cred
-            .name()
-            .ok()
-            .and_then(|n| n.to_string().rsplit_once('@').map(|(_, r)| r.to_string()));
-        let principal = match realm {
-            Some(r) => format!("{}/{host}@{r}", settings.service),
-            None => format!("{}/{host}", settings.service),
+    fn with_cred(settings: &GssapiSettings, target: Target, cred: Cred) -> Self {
+        // Without a realm of its own, the request starts in the client's realm (where a
+        // referral, if any, comes from): messages name that one.
+        let client_realm = || {
+            cred.name()
+                .ok()
+                .and_then(|n| n.to_string().rsplit_once('@').map(|(_, r)| r.to_string()))
+        };
+        let shown = match (&target.realm, client_realm()) {
+            (Some(r), _) if !r.is_empty() => format!("{}@{r}", target.principal),
+            (_, Some(r)) => format!("{}@{r}", target.principal),
+            (_, None) => target.principal.clone(),
+        };
+        let description = match &target.realm {
+            None => format!(
+                "Kerberos service {}@{}, as the Kerberos library canonicalizes it \
+                 (`gssapi.canonicalize = true`: krb5.conf's dns_canonicalize_hostname and rdns \
+                 may rewrite the host name through DNS)",
+                settings.service, target.host
+            ),
+            Some(r) if r.is_empty() => format!(
+                "Kerberos service principal {}@ (the configured host name, not rewritten by DNS; \
+                 no domain_realm entry for it, so the realm comes from the KDC's referral, \
+                 asked first in the client's realm: {shown})",
+                target.principal
+            ),
+            Some(_) => format!(
+                "Kerberos service principal {shown} (the configured host name, not rewritten by DNS)"
+            ),
         };
         let mut flags = CtxFlags::GSS_C_MUTUAL_FLAG
             | CtxFlags::GSS_C_SEQUENCE_FLAG
@@ -189,12 +210,163 @@ impl KerberosContext {
         if settings.delegate {
             flags |= CtxFlags::GSS_C_DELEG_FLAG;
         }
-        let ctx = ClientCtx::new(Some(cred), target, flags, Some(GSS_MECH_KRB5));
+        let ctx = ClientCtx::new(Some(cred), target.name, flags, Some(GSS_MECH_KRB5));
         KerberosContext {
             ctx,
-            target: principal,
+            target: shown,
+            description,
         }
     }
+
+    /// What `-v` says about the service principal asked for (no secret in it).
+    pub fn target_description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// The target name to import, and how it is shown.
+struct Target {
+    name: Name,
+    /// `service/host` (exact), or `service/host` as configured before the library's
+    /// canonicalization (`gssapi.canonicalize`).
+    principal: String,
+    /// The host part as put in the name.
+    host: String,
+    /// The realm put in the name (empty: the referral realm); `None` when the library
+    /// builds the principal itself (`gssapi.canonicalize`).
+    realm: Option<String>,
+}
+
+impl Target {
+    fn new(settings: &GssapiSettings, host: &str) -> Result<Self, GssFailure> {
+        let invalid = |e| failure("the server name is not a valid Kerberos service name", e);
+        if settings.canonicalize {
+            // The library's own behaviour: GSS_C_NT_HOSTBASED_SERVICE, which krb5.conf's
+            // dns_canonicalize_hostname and rdns apply to.
+            let hostbased = format!("{}@{}", settings.service, host);
+            let name =
+                Name::new(hostbased.as_bytes(), Some(GSS_NT_HOSTBASED_SERVICE)).map_err(invalid)?;
+            return Ok(Target {
+                name,
+                principal: format!("{}/{host}", settings.service),
+                host: host.to_string(),
+                realm: None,
+            });
+        }
+        let host = host.to_ascii_lowercase();
+        let realm = host_realm(&host)?;
+        let full = service_principal(&settings.service, &host, &realm)?;
+        // A Kerberos principal name (not a host-based service name): the library takes it
+        // as it is, and an empty realm is MIT's referral realm.
+        let name = Name::new(full.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(invalid)?;
+        let principal = full
+            .strip_suffix(&format!("@{}", escape(&realm)))
+            .unwrap_or(&full)
+            .to_string();
+        Ok(Target {
+            name,
+            principal,
+            host,
+            realm: Some(realm),
+        })
+    }
+}
+
+/// `service/host@realm` in Kerberos principal syntax: `host` in lower case and otherwise
+/// as given, each part escaped (`\\`, `/`, `@`) so that nothing in the configuration adds
+/// a component or a realm. `realm` may be empty (the referral realm).
+fn service_principal(service: &str, host: &str, realm: &str) -> Result<String, GssFailure> {
+    if [service, host, realm].iter().any(|p| p.contains('\0')) {
+        return Err(GssFailure {
+            kind: GssFailureKind::Other,
+            message: "the server name contains a NUL byte".into(),
+        });
+    }
+    Ok(format!(
+        "{}/{}@{}",
+        escape(service),
+        escape(&host.to_ascii_lowercase()),
+        escape(realm)
+    ))
+}
+
+fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        if matches!(c, '\\' | '/' | '@') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The krb5 library calls for the realm of a host (MIT and Heimdal share these
+/// signatures; `krb5_realm` is `char *` in Heimdal).
+mod krb5 {
+    use std::ffi::{c_char, c_void};
+
+    #[link(name = "krb5")]
+    unsafe extern "C" {
+        pub fn krb5_init_context(context: *mut *mut c_void) -> i32;
+        pub fn krb5_free_context(context: *mut c_void);
+        pub fn krb5_get_host_realm(
+            context: *mut c_void,
+            host: *const c_char,
+            realms: *mut *mut *mut c_char,
+        ) -> i32;
+        pub fn krb5_free_host_realm(context: *mut c_void, realms: *mut *mut c_char) -> i32;
+    }
+}
+
+/// The realm of `host` by krb5.conf's `[domain_realm]` (and the library's other
+/// host-realm rules, none of which canonicalizes the name); empty when none applies:
+/// the referral realm, so the client's KDC decides by referral.
+fn host_realm(host: &str) -> Result<String, GssFailure> {
+    let host = CString::new(host).map_err(|_| GssFailure {
+        kind: GssFailureKind::Other,
+        message: "the server name contains a NUL byte".into(),
+    })?;
+    let config_failure = |what: &str, code: i32| GssFailure {
+        kind: GssFailureKind::Other,
+        message: format!("{what} failed (krb5 error {code}): check krb5.conf (or KRB5_CONFIG)"),
+    };
+    let mut context: *mut std::ffi::c_void = ptr::null_mut();
+    // SAFETY: `context` receives a new krb5 context, freed below.
+    let code = unsafe { krb5::krb5_init_context(&mut context) };
+    if code != 0 {
+        return Err(config_failure("reading the Kerberos configuration", code));
+    }
+    let mut realms: *mut *mut std::ffi::c_char = ptr::null_mut();
+    // SAFETY: `context` is live and `host` a NUL-terminated string for the call; `realms`
+    // receives a NULL-terminated list that krb5_free_host_realm releases.
+    let code = unsafe { krb5::krb5_get_host_realm(context, host.as_ptr(), &mut realms) };
+    let realm = if code != 0 {
+        Err(config_failure(
+            "finding the realm of the server's host name",
+            code,
+        ))
+    } else if realms.is_null() {
+        Ok(String::new())
+    } else {
+        // SAFETY: a non-null list from krb5_get_host_realm; its first entry is a
+        // NUL-terminated string or NULL (an empty list).
+        let first = unsafe { *realms };
+        let realm = if first.is_null() {
+            String::new()
+        } else {
+            // SAFETY: see above.
+            unsafe { std::ffi::CStr::from_ptr(first) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // SAFETY: `realms` came from krb5_get_host_realm on this context, released once.
+        unsafe { krb5::krb5_free_host_realm(context, realms) };
+        Ok(realm)
+    };
+    // SAFETY: `context` came from krb5_init_context and is released once.
+    unsafe { krb5::krb5_free_context(context) };
+    realm
 }
 
 impl GssContext for KerberosContext {
@@ -241,11 +413,13 @@ impl GssContext for KerberosContext {
             .map_err(|e| failure("gss_wrap failed", e))
     }
 
-    fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
-        self.ctx
+    fn unwrap(&mut self, msg: &[u8]) -> Result<(Vec<u8>, bool), GssFailure> {
+        let data = self
+            .ctx
             .unwrap(msg)
             .map(|b| b.to_vec())
-            .map_err(|e| failure("gss_unwrap failed", e))
+            .map_err(|e| failure("gss_unwrap failed", e))?;
+        Ok((data, conf_state(msg)))
     }
 }
 
@@ -285,6 +459,44 @@ fn unknown_server(f: &mut GssFailure, detail: &str, asked: &str) {
             f.message
         ),
     };
+}
+
+/// The `conf_state` that `gss_unwrap` reports for a Kerberos wrap token it accepted:
+/// whether the token was encrypted.
+///
+/// libgssapi's `unwrap` passes no `conf_state` to `gss_unwrap` and its context does not
+/// expose the handle to call it ourselves, so this reads the same bit the Kerberos
+/// mechanism reads: the header of a token that `gss_unwrap` has just verified (the header
+/// is inside the checksum or the encryption, so it cannot have been altered). RFC 4121
+/// section 4.2.6.2 (AES, Camellia): token ID `05 04`, flag `Sealed` (0x02). RFC 1964
+/// section 1.2.2 and RFC 4757 (DES3, RC4): framed token with ID `02 01`, `SEAL_ALG`
+/// `ff ff` for none. Any other form counts as not encrypted, so a confidentiality layer
+/// refuses it.
+fn conf_state(token: &[u8]) -> bool {
+    const SEALED: u8 = 0x02;
+    if let [0x05, 0x04, flags, ..] = token {
+        return flags & SEALED != 0;
+    }
+    rfc1964_seal_alg(token).is_some_and(|alg| alg != [0xff, 0xff])
+}
+
+/// The `SEAL_ALG` of an RFC 1964 wrap token: after the GSS-API framing (RFC 2743
+/// section 3.1: `60`, a DER length, the mechanism OID), the token ID `02 01` and
+/// `SGN_ALG`.
+fn rfc1964_seal_alg(token: &[u8]) -> Option<[u8; 2]> {
+    const KRB5_OID: [u8; 11] = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
+    ];
+    let rest = token.strip_prefix(&[0x60])?;
+    let (&first, rest) = rest.split_first()?;
+    let rest = match first {
+        0..=0x7f => rest,
+        0x81..=0x84 => rest.get(usize::from(first & 0x7f)..)?,
+        _ => return None,
+    };
+    let rest = rest.strip_prefix(&KRB5_OID)?;
+    let rest = rest.strip_prefix(&[0x02, 0x01])?;
+    Some([*rest.get(2)?, *rest.get(3)?])
 }
 
 /// The account's initiator credentials: from its own ccache when it names one (through
@@ -423,4 +635,87 @@ pub fn ticket_facts(settings: &GssapiSettings) -> Option<(String, std::time::Dur
     let cred = acquire(settings).ok()?;
     let name = cred.name().ok()?.to_string();
     Some((name, cred.lifetime().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_principal_is_the_configured_host_in_lower_case_with_the_realm_as_given() {
+        let p = |s, h, r| service_principal(s, h, r).unwrap();
+        assert_eq!(
+            p("imap", "Mail.Example.ORG", "EXAMPLE.ORG"),
+            "imap/mail.example.org@EXAMPLE.ORG"
+        );
+        // The realm is not derived from the host nor case-folded.
+        assert_eq!(
+            p("smtp", "mail.example.org", "Other.Realm"),
+            "smtp/mail.example.org@Other.Realm"
+        );
+        // An empty realm is MIT's referral realm.
+        assert_eq!(p("pop", "MAIL", ""), "pop/mail@");
+        // Nothing in the configuration adds a component or a realm.
+        assert_eq!(
+            p("imap", "evil/x@EVIL.REALM", "EXAMPLE.ORG"),
+            "imap/evil\\/x\\@evil.realm@EXAMPLE.ORG"
+        );
+        assert_eq!(p("a\\b", "h", "R"), "a\\\\b/h@R");
+        assert!(service_principal("imap", "h\0x", "R").is_err());
+    }
+
+    #[test]
+    fn the_library_keeps_the_exact_principal_as_imported() {
+        for principal in [
+            "imap/mail.example.org@EXAMPLE.ORG",
+            "imap/mail.example.org@",
+            "imap/evil\\/x\\@y@EXAMPLE.ORG",
+        ] {
+            let name = Name::new(principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
+            assert_eq!(name.to_string(), principal);
+        }
+    }
+
+    #[test]
+    fn rfc4121_the_sealed_flag_of_a_wrap_token_is_its_conf_state() {
+        // TOK_ID, flags (SentByAcceptor | Sealed | AcceptorSubkey), filler, EC, RRC, SND_SEQ.
+        let sealed = [
+            0x05, 0x04, 0x07, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
+        let signed = [
+            0x05, 0x04, 0x05, 0xff, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9,
+        ];
+        assert!(conf_state(&sealed));
+        assert!(!conf_state(&signed));
+    }
+
+    #[test]
+    fn rfc1964_seal_alg_ffff_means_not_encrypted() {
+        let token = |seal: [u8; 2]| {
+            let mut body = vec![
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x02, 0x01, 0x11,
+                0x00, seal[0], seal[1], 0xff, 0xff,
+            ];
+            body.extend_from_slice(&[0xaa; 40]);
+            let mut t = vec![0x60, body.len() as u8];
+            t.extend_from_slice(&body);
+            t
+        };
+        assert!(conf_state(&token([0x02, 0x00])));
+        assert!(conf_state(&token([0x10, 0x00])));
+        assert!(!conf_state(&token([0xff, 0xff])));
+    }
+
+    #[test]
+    fn a_token_of_no_known_form_counts_as_not_encrypted() {
+        for t in [
+            &b""[..],
+            b"\x05",
+            b"\x60\x85",
+            b"\x04\x04\x02",
+            b"\x60\x03\x06\x01\x00",
+        ] {
+            assert!(!conf_state(t), "{t:?}");
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! - [`policy`]: the four combinations of session protection and authentication.
 //! - [`error`]: the failure type every layer reports into, with its exit-code class.
 //! - [`secret`]: a redacting, zeroizing wrapper for credentials and SASL payloads.
+//! - [`text`]: server text with terminal controls escaped, for messages and reports.
 //! - [`probe`], [`check`]: the `probe` and `check` commands; [`report`] renders them;
 //!   [`timeline`] times a session's steps.
 //! - [`alpine`], [`snippet`], [`listing`]: alpine's ssh-path call form, client settings,
@@ -38,6 +39,7 @@ pub mod sasl;
 pub mod secret;
 pub mod session;
 pub mod snippet;
+pub mod text;
 pub mod timeline;
 pub mod transport;
 pub mod tunnel;

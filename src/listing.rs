@@ -5,6 +5,20 @@
 use serde_json::{Value, json};
 
 use crate::config::{Account, Config, KeyringStore, PasswordSource};
+use crate::policy::LinkTrust;
+
+/// The Kerberos service asked for: the principal `service/host` as configured (lower
+/// case), or the host-based name that the library canonicalizes (`gssapi.canonicalize`).
+fn gss_target(a: &Account) -> String {
+    if a.gssapi.canonicalize {
+        format!(
+            "{}@{} (host-based, canonicalized by the Kerberos library)",
+            a.gssapi.service, a.host
+        )
+    } else {
+        format!("{}/{}", a.gssapi.service, a.host.to_ascii_lowercase())
+    }
+}
 
 fn password(source: &PasswordSource) -> Value {
     match source {
@@ -25,6 +39,11 @@ fn hex_pin(pin: &[u8; 32]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// What a TLS link of this account is worth (`verified TLS` or `unverified TLS`).
+fn tls_trust(a: &Account) -> LinkTrust {
+    LinkTrust::of_tls(a.dangerous.accept_invalid_certs, a.pin_sha256.is_some())
 }
 
 /// One account as JSON.
@@ -50,13 +69,15 @@ pub fn account_json(a: &Account) -> Value {
         "ehlo_name": a.ehlo_name,
         "gssapi": {
             "service": a.gssapi.service,
-            "target": format!("{}@{}", a.gssapi.service, a.host),
+            "target": gss_target(a),
             "principal": a.gssapi.principal,
             "ccache": a.gssapi.ccache,
             "delegate": a.gssapi.delegate,
             "kinit": a.gssapi.kinit,
+            "canonicalize": a.gssapi.canonicalize,
         },
         "accept_invalid_certs": a.dangerous.accept_invalid_certs,
+        "tls_trust": tls_trust(a).to_string(),
     })
 }
 
@@ -116,13 +137,13 @@ pub fn text(config: &Config) -> String {
             (
                 "gssapi",
                 format!(
-                    "target {}@{}, principal {}, ccache {}, delegate {}, kinit {}",
-                    a.gssapi.service,
-                    a.host,
+                    "target {}, principal {}, ccache {}, delegate {}, kinit {}, canonicalize {}",
+                    gss_target(a),
                     a.gssapi.principal.as_deref().unwrap_or("(default)"),
                     a.gssapi.ccache.as_deref().unwrap_or("(default)"),
                     if a.gssapi.delegate { "yes" } else { "no" },
                     if a.gssapi.kinit { "yes" } else { "no" },
+                    if a.gssapi.canonicalize { "yes" } else { "no" },
                 ),
             ),
             ("timeout", format!("{} s", a.timeout.as_secs())),
@@ -148,7 +169,11 @@ pub fn text(config: &Config) -> String {
         if a.dangerous.accept_invalid_certs {
             lines.push((
                 "DANGEROUS",
-                "accept_invalid_certs: the certificate is not verified".into(),
+                if a.pin_sha256.is_some() {
+                    "accept_invalid_certs: chain, name and dates not checked; the certificate must match pin_sha256".into()
+                } else {
+                    "accept_invalid_certs without pin_sha256: unverified TLS; no password or token is sent, only SCRAM, GSSAPI or EXTERNAL can authenticate".into()
+                },
             ));
         }
         out.push_str(&format!("\n[{}]\n", a.name));
@@ -190,7 +215,7 @@ mod tests {
         assert_eq!(work["min_protection"], "tls");
         assert_eq!(work["password"], json!({ "kind": "prompt" }));
         assert_eq!(work["gssapi"]["ccache"], "FILE:/tmp/cc");
-        assert_eq!(work["gssapi"]["target"], "imap@mail.example.org");
+        assert_eq!(work["gssapi"]["target"], "imap/mail.example.org");
         let mail = by("mail");
         assert_eq!(mail["plain_port"], 110);
         assert_eq!(
@@ -211,6 +236,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unpinned_accept_invalid_certs_is_named_unverified_tls() {
+        let pin = "AB".repeat(32);
+        let c = Config::parse(
+            Path::new("/c.toml"),
+            &format!(
+                "[accounts.open]\nhost = \"h\"\nmin_protection = \"strong\"\n[accounts.open.dangerous]\naccept_invalid_certs = true\n\
+                 [accounts.pinned]\nhost = \"h\"\npin_sha256 = \"{pin}\"\n[accounts.pinned.dangerous]\naccept_invalid_certs = true\n\
+                 [accounts.plain]\nhost = \"h\"\n"
+            ),
+        )
+        .unwrap();
+        let v = json(&c);
+        let trust = |n: &str| {
+            v["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == n)
+                .unwrap()["tls_trust"]
+                .clone()
+        };
+        assert_eq!(trust("open"), "unverified TLS");
+        assert_eq!(trust("pinned"), "verified TLS");
+        assert_eq!(trust("plain"), "verified TLS");
+        let t = text(&c);
+        assert!(
+            t.contains("accept_invalid_certs without pin_sha256: unverified TLS"),
+            "{t}"
+        );
+        assert!(t.contains("the certificate must match pin_sha256"), "{t}");
+    }
+
+    #[test]
     fn text_lists_every_account() {
         let t = text(&config());
         assert!(t.contains("[work]\n  protocol        imap\n"), "{t}");
@@ -219,7 +277,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("  password        keyring (keyutils)\n"), "{t}");
-        assert!(t.contains("target imap@mail.example.org"), "{t}");
+        assert!(t.contains("target imap/mail.example.org,"), "{t}");
         assert!(
             t.contains("mail.example.org (plain port 143, TLS port 993)"),
             "{t}"

@@ -2,6 +2,8 @@
 //! and is the only place that prints messages and chooses exit codes.
 
 mod cli;
+mod completion;
+mod manual;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -15,11 +17,15 @@ use mailtun::{session, tunnel};
 use cli::{Cli, Command, PasswordAction};
 
 /// `eprintln!` that does not panic when stderr is closed (a mail client that went away
-/// with it): the message is lost, the exit code stays the documented one.
+/// with it): the message is lost, the exit code stays the documented one. Every control
+/// character but the line breaks is escaped on the way ([`mailtun::text::escape_lines`]):
+/// server text is escaped where it is captured, and this keeps anything missed there
+/// from reaching the terminal.
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let text = mailtun::text::escape_lines(&format!($($arg)*));
+        let _ = writeln!(std::io::stderr(), "{text}");
     }};
 }
 
@@ -64,7 +70,15 @@ fn main() -> ExitCode {
         Command::Probe { .. } => runtime.block_on(run_probe(&cli)),
         Command::Check { ref account, json } => runtime.block_on(run_check(&cli, account, json)),
         Command::Rimap { ref host, ref user } => runtime.block_on(run_rimap(&cli, host, user)),
-        Command::Accounts { json } => run_accounts(&cli, json),
+        Command::Accounts { json, names } => run_accounts(&cli, json, names),
+        Command::Completions { shell } => {
+            print_stdout(&completion::script(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            print_stdout(&manual::page());
+            ExitCode::SUCCESS
+        }
         Command::Snippet {
             ref client,
             ref account,
@@ -72,6 +86,8 @@ fn main() -> ExitCode {
     };
     // Reads of stdin may still be pending on a blocking thread; do not wait for them.
     runtime.shutdown_background();
+    // A password command abandoned at the account's timeout dies with its children.
+    mailtun::credentials::kill_running_commands();
     code
 }
 
@@ -103,9 +119,12 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
         .without_time();
     match &cli.log {
         Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Only the user reads the log: it names servers, accounts and principals.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
             builder
@@ -183,13 +202,28 @@ async fn serve(account: Account) -> ExitCode {
             .map_or("no TLS".to_string(), |t| t.to_string()),
         est.combination
     );
+    let mechanism = est.mechanism;
     let (client_in, client_out) = tunnel::client_stdio();
     match tunnel::hand_over(&account, est, client_in, client_out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let failure = Failure::new(&account.name, Step::Relay, FailureKind::Io(e));
+            // A server that breaks the security layer is a protocol violation; anything
+            // else is the link's (or the client's) end.
+            let kind = match tunnel::LayerFailure::of(&e) {
+                Some(error @ mailtun::sasl::SaslError::UnsealedLayerToken) => {
+                    FailureKind::Mechanism {
+                        mechanism: mechanism.as_str(),
+                        error: error.clone(),
+                    }
+                }
+                _ => FailureKind::Io(e),
+            };
+            let failure = Failure::new(&account.name, Step::Relay, kind);
             eprintln!("mailtun: {failure}");
-            ExitCode::from(EXIT_NETWORK)
+            match failure.class() {
+                Class::Protocol => ExitCode::from(EXIT_PROTOCOL),
+                _ => ExitCode::from(EXIT_NETWORK),
+            }
         }
     }
 }
@@ -312,7 +346,7 @@ fn report(
     ExitCode::from(exit_code(class))
 }
 
-fn run_accounts(cli: &Cli, json: bool) -> ExitCode {
+fn run_accounts(cli: &Cli, json: bool, names: bool) -> ExitCode {
     let config = match load_config(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -320,7 +354,9 @@ fn run_accounts(cli: &Cli, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let text = if json {
+    let text = if names {
+        config.accounts.keys().map(|n| format!("{n}\n")).collect()
+    } else if json {
         format!("{:#}\n", mailtun::listing::json(&config))
     } else {
         mailtun::listing::text(&config)
@@ -412,7 +448,9 @@ fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, S
                 .map_err(|e| format!("cannot read the password: {e}"))?;
         Ok(Secret::new(p))
     } else {
-        let mut raw = String::new();
+        // Room for any sane password up front: a line that fits never reallocates, so no
+        // copy of it is left behind in freed memory.
+        let mut raw = String::with_capacity(4096);
         let read = std::io::stdin().read_line(&mut raw);
         let raw = Secret::new(raw);
         read.map_err(|e| format!("cannot read the password from stdin: {e}"))?;

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{MechName, MinProtection, Protocol, TlsMethod};
 use crate::error::{FailureKind, Step};
-use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::policy::{Combination, LinkTrust, PolicyError, next_mechanism};
 use crate::protocol::imap::ImapClient;
 use crate::protocol::pop3::Pop3Client;
 use crate::protocol::smtp::SmtpClient;
@@ -460,10 +460,12 @@ const NOTABLE: &[&str] = &[
     "BURL",
 ];
 
+/// The capabilities as the report shows them: the server's words, escaped
+/// ([`crate::text::escape`]).
 fn caps_report(caps: &Capabilities) -> CapsReport {
-    let notable = caps
-        .raw
-        .iter()
+    let escaped = |v: &[String]| v.iter().map(|c| crate::text::escape(c)).collect::<Vec<_>>();
+    let notable = escaped(&caps.raw)
+        .into_iter()
         .filter(|c| {
             let first = c
                 .split_whitespace()
@@ -472,11 +474,10 @@ fn caps_report(caps: &Capabilities) -> CapsReport {
                 .to_ascii_uppercase();
             NOTABLE.contains(&first.as_str())
         })
-        .cloned()
         .collect();
     CapsReport {
-        capabilities: caps.raw.clone(),
-        mechanisms: caps.mechanisms.clone(),
+        capabilities: escaped(&caps.raw),
+        mechanisms: escaped(&caps.mechanisms),
         notable,
     }
 }
@@ -600,7 +601,7 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
     let strong_before: Vec<MechName> = before
         .iter()
         .copied()
-        .filter(|m| m.is_strong() && !m.needs_tls())
+        .filter(|m| m.is_strong() && !m.needs_tls() && m.negotiates_layer())
         .collect();
     let weak_before: Vec<MechName> = before.iter().copied().filter(|m| !m.is_strong()).collect();
     let login_in_clear = plain.is_some_and(|c| {
@@ -648,9 +649,9 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         verdict: verdict(Combination::Strong, possible),
         mechanisms: names(&strong_before),
         reason: if possible {
-            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it (GSSAPI then protects the whole session with its security layer; SCRAM protects only the password)".into()
+            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
         } else {
-            "the server offers no strong mechanism before TLS".into()
+            "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
         },
     });
     rows.push(CombinationRow {
@@ -713,7 +714,17 @@ fn choose(methods: &[MethodReport]) -> Choice {
         };
         let allowed = auto();
         let mut tried = Vec::new();
-        while let Some(n) = next_mechanism(&allowed, MinProtection::Tls, true, &c, &tried) {
+        // TLS 1.3 always has channel-binding data (tls-exporter); TLS 1.2 has it for most
+        // certificates (tls-server-end-point), which the order shown assumes.
+        let can_bind = m.tls.is_some();
+        while let Some(n) = next_mechanism(
+            &allowed,
+            MinProtection::Tls,
+            LinkTrust::VerifiedTls,
+            can_bind,
+            &c,
+            &tried,
+        ) {
             tried.push(n);
         }
         choice.method = Some(m.method.clone());

@@ -1,7 +1,8 @@
 //! Property tests (proptest) over the parsers that read what a server or a user wrote:
 //! framing never panics, never returns a frame longer than its limits and never buffers
 //! more than they allow; SASL payloads cross every dialect's base64 unchanged in both
-//! directions; SASLprep is idempotent; the configuration loader never panics.
+//! directions; SASLprep is idempotent; the configuration loader never panics; server text
+//! shown to a person holds no terminal control, and escaping it twice changes nothing.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -165,7 +166,7 @@ proptest! {
                     "pin_sha256", "user", "auth", "timeout_secs", "min_protection", "password",
                     "oauth_token_command", "client_cert", "client_key", "ehlo_name",
                     "keyring_store", "[accounts.a.gssapi]", "service", "principal", "ccache",
-                    "layer", "kinit", "delegate", "[accounts.a.dangerous]",
+                    "layer", "kinit", "delegate", "canonicalize", "[accounts.a.dangerous]",
                     "accept_invalid_certs",
                 ]),
                 prop::sample::select(vec![
@@ -189,5 +190,30 @@ proptest! {
             text.push('\n');
         }
         let _ = Config::parse(std::path::Path::new("p.toml"), &text);
+    }
+
+    #[test]
+    fn server_text_is_shown_without_terminal_controls(
+        text in prop::collection::vec(
+            prop_oneof![
+                3 => any::<char>(),
+                2 => prop::sample::select(vec![
+                    '\u{1b}', '\r', '\n', '\u{7}', '\u{7f}', '\u{85}', '\u{9b}', '\u{202e}',
+                    '\u{2066}', '\u{2069}', '\u{200f}', '\u{2028}', 'a', '\\', '{', 'é',
+                ]),
+            ],
+            0..300,
+        ).prop_map(|v| v.into_iter().collect::<String>()),
+    ) {
+        let escaped = crate::text::escape(&text);
+        prop_assert!(!escaped.chars().any(crate::text::is_unsafe), "{escaped:?}");
+        prop_assert_eq!(crate::text::escape(&escaped), escaped.clone());
+        if !text.chars().any(crate::text::is_unsafe) {
+            prop_assert_eq!(&escaped, &text);
+        }
+        let lines = crate::text::escape_lines(&text);
+        prop_assert!(!lines.chars().any(|c| c != '\n' && crate::text::is_unsafe(c)));
+        let shown = crate::protocol::shown_text(text.as_bytes());
+        prop_assert!(!shown.chars().any(crate::text::is_unsafe), "{shown:?}");
     }
 }

@@ -352,6 +352,9 @@ pub fn render_check(r: &CheckReport, s: Style) -> String {
     ]);
     out.push_str(&t.render("  "));
     let tls = match (&r.tls_version, &r.cipher_suite, &r.key_exchange) {
+        (Some(v), Some(c), Some(k)) if r.link == "unverified TLS" => {
+            format!("{} ({v}, {c}, {k})", r.link)
+        }
         (Some(v), Some(c), Some(k)) => format!("{v}, {c}, {k}"),
         _ => "no TLS".into(),
     };

@@ -46,6 +46,50 @@ impl<T: Zeroize> fmt::Display for Secret<T> {
     }
 }
 
+/// A piece of a buffer that carries a secret: bytes as they are, or their base64 form
+/// (standard alphabet, padded).
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    Raw(&'a [u8]),
+    Base64(&'a [u8]),
+}
+
+impl Piece<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Raw(b) => b.len(),
+            Piece::Base64(b) => {
+                base64::encoded_len(b.len(), true).expect("a payload of addressable size")
+            }
+        }
+    }
+}
+
+/// Puts `pieces` together in one buffer allocated at its final size, the base64 written
+/// straight into it: no reallocation and no intermediate string leaves a copy of a secret
+/// in freed memory, and the buffer is wiped when the [`Secret`] drops.
+pub fn assemble(pieces: &[Piece<'_>]) -> Secret<Vec<u8>> {
+    use base64::Engine;
+    let total = pieces.iter().map(Piece::len).sum();
+    let mut out = Secret::new(vec![0u8; total]);
+    let buf = &mut out.0;
+    let mut at = 0;
+    for p in pieces {
+        let n = p.len();
+        match p {
+            Piece::Raw(b) => buf[at..at + n].copy_from_slice(b),
+            Piece::Base64(b) => {
+                let written = base64::engine::general_purpose::STANDARD
+                    .encode_slice(b, &mut buf[at..at + n])
+                    .expect("the slice has the encoded length");
+                debug_assert_eq!(written, n);
+            }
+        }
+        at += n;
+    }
+    out
+}
+
 /// Keeps secrets out of core dumps: no core file (`RLIMIT_CORE` 0) and the process not
 /// dumpable (`PR_SET_DUMPABLE` 0, which also keeps other processes of the same user from
 /// attaching a debugger). Called first thing by the binary, before any secret is read;
@@ -72,6 +116,18 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assembled_buffers_are_allocated_at_their_final_size() {
+        let s = assemble(&[
+            Piece::Raw(b"AUTH PLAIN "),
+            Piece::Base64(b"\0alice\0hunter2"),
+            Piece::Raw(b"\r\n"),
+        ]);
+        assert_eq!(s.expose(), b"AUTH PLAIN AGFsaWNlAGh1bnRlcjI=\r\n");
+        assert_eq!(s.expose().capacity(), s.expose().len());
+        assert_eq!(assemble(&[]).expose().len(), 0);
+    }
 
     #[test]
     fn debug_and_display_never_show_the_value() {

@@ -11,22 +11,29 @@ use tracing::{debug, info, warn};
 use crate::auth::{self, LinkFacts};
 use crate::config::{Account, MechName, Protocol, TlsMethod};
 use crate::error::{Attempt, Failure, FailureKind, Step};
-use crate::policy::{Combination, PolicyError, next_mechanism};
+use crate::policy::{
+    Combination, PolicyError, check_protected, next_mechanism, refused_for_unverified_tls,
+};
 use crate::protocol::imap::ImapClient;
 use crate::protocol::pop3::Pop3Client;
 use crate::protocol::smtp::SmtpClient;
 use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
 use crate::sasl::scram::{ChannelBinding, ChannelBindingKind};
-use crate::sasl::{Mechanism, SaslError};
+use crate::sasl::{Mechanism, SaslError, frame_layer_token, take_layer_token};
 use crate::timeline::{Phase, Timeline};
 use crate::transport::{self, BindingData, Link, TlsInfo, TlsSettings, TransportError};
 
 /// An authenticated session, ready to be handed to the client.
 pub struct Established {
     pub link: Link,
-    /// Bytes the server sent after its authentication reply; they belong to the client.
+    /// Bytes the server sent after the last reply the session read; they belong to the
+    /// client (with a security layer: already unwrapped).
     pub leftover: Vec<u8>,
-    /// The server's capabilities after authentication.
+    /// With a security layer: bytes received and not yet unwrapped (the start of the
+    /// next layer token), for the relay.
+    pub layer_pending: Vec<u8>,
+    /// The server's capabilities after authentication (with a security layer: asked for
+    /// and answered through it).
     pub capabilities: Capabilities,
     pub mechanism: MechName,
     pub method: TlsMethod,
@@ -45,10 +52,17 @@ pub struct Established {
 pub async fn establish(account: &Account) -> Result<Established, Failure> {
     let fail = |step, kind: FailureKind| Failure::new(&account.name, step, kind);
     if account.dangerous.accept_invalid_certs {
-        warn!(
-            "account `{}`: [dangerous] accept_invalid_certs is set: the server's certificate is NOT verified, so anyone on the path can read this session",
-            account.name
-        );
+        if account.pin_sha256.is_some() {
+            warn!(
+                "account `{}`: [dangerous] accept_invalid_certs is set: the chain, name and dates of the server's certificate are NOT checked; it must match `pin_sha256`",
+                account.name
+            );
+        } else {
+            warn!(
+                "account `{}`: [dangerous] accept_invalid_certs is set without `pin_sha256`: the server's certificate is NOT verified, so anyone on the path may hold the other end of this unverified TLS; no password or token is sent on it",
+                account.name
+            );
+        }
     }
     let tls = transport::tls_settings(
         &account.host,
@@ -177,17 +191,94 @@ async fn attempt(
     };
     timeline.enter(Phase::Capabilities);
     *step = Step::Greeting;
-    let mut dialect = new_dialect(account, matches!(link, Link::Tls(_)));
+    let mut dialect = new_dialect(account, link.trust().is_tls());
     let mut tried: Vec<MechName> = Vec::new();
     let mut running: Option<Running> = None;
     let mut last_refusal: Option<Failure> = None;
     // What the server offers on the protected link, for the next mechanism after a refusal.
     let mut offered = Capabilities::default();
     let mut buf = vec![0u8; 16 * 1024];
+    // Once a security layer is negotiated (from the authentication reply on): the bytes
+    // received and not yet unwrapped. Every byte in both directions then goes through
+    // the layer, the post-authentication capability query and its reply included.
+    let mut layered: Option<Vec<u8>> = None;
 
     loop {
         let event = dialect.poll().map_err(|e| fail(*step, e.into()))?;
         match event {
+            Event::NeedInput if layered.is_some() => {
+                let (Some(raw), Some(Running { name, mech })) =
+                    (layered.as_mut(), running.as_mut())
+                else {
+                    unreachable!("a layer is only switched on for a running mechanism")
+                };
+                let layer_fail = |error| {
+                    fail(
+                        Step::Capabilities,
+                        FailureKind::Mechanism {
+                            mechanism: name.as_str(),
+                            error,
+                        },
+                    )
+                };
+                let max = mech.layer().map_or(0, |l| l.max_receive);
+                loop {
+                    if let Some(token) = take_layer_token(raw, max).map_err(layer_fail)? {
+                        let plain = mech.unwrap(&token).map_err(layer_fail)?;
+                        dialect.receive(&plain);
+                        break;
+                    }
+                    let n = link.read(&mut buf).await.map_err(|e| {
+                        fail(
+                            *step,
+                            TransportError::Handshake {
+                                detail: e.to_string(),
+                            }
+                            .into(),
+                        )
+                    })?;
+                    if n == 0 {
+                        return Err(fail(*step, ProtocolError::ConnectionClosed.into()));
+                    }
+                    timeline.received();
+                    raw.extend_from_slice(&buf[..n]);
+                }
+            }
+            Event::Send(out) if layered.is_some() => {
+                let Some(Running { name, mech }) = running.as_mut() else {
+                    unreachable!("a layer is only switched on for a running mechanism")
+                };
+                debug!("C: {} (through the security layer)", out.shown);
+                let layer_fail = |error| {
+                    fail(
+                        Step::Capabilities,
+                        FailureKind::Mechanism {
+                            mechanism: name.as_str(),
+                            error,
+                        },
+                    )
+                };
+                let max_send = mech.layer().map_or(0, |l| l.max_send);
+                let token = mech.wrap(out.bytes.expose()).map_err(layer_fail)?;
+                if token.len() > max_send as usize {
+                    return Err(layer_fail(SaslError::LayerBufferTooSmall {
+                        size: max_send,
+                    }));
+                }
+                link.write_all(&frame_layer_token(&token))
+                    .await
+                    .map_err(|e| {
+                        fail(
+                            *step,
+                            TransportError::Handshake {
+                                detail: e.to_string(),
+                            }
+                            .into(),
+                        )
+                    })?;
+                link.flush().await.ok();
+                timeline.sent();
+            }
             Event::NeedInput => {
                 let n = link.read(&mut buf).await.map_err(|e| {
                     fail(
@@ -344,6 +435,15 @@ async fn attempt(
                             },
                         ));
                     }
+                    // The layer starts right after the success reply: what the dialect
+                    // holds beyond it is layer tokens, and what the server said before
+                    // (capabilities, in the reply or earlier) was unprotected. The
+                    // dialect's post-authentication query goes through the layer.
+                    if mech.layer().is_some() {
+                        debug!("security layer on: capabilities are asked again through it");
+                        *step = Step::Capabilities;
+                        layered = Some(dialect.take_leftover());
+                    }
                 }
             }
             Event::Authenticated(capabilities) => {
@@ -368,9 +468,19 @@ async fn attempt(
                     ));
                 }
                 let tls_info = link.tls_info();
-                let combination = Combination::of(tls_info.is_some(), name.is_strong());
+                // Whatever led here: no TLS and no layer is a cleartext session.
+                check_protected(tls_info.is_some(), mech.layer().is_some(), name)
+                    .map_err(|e| fail(Step::Authenticate, e.into()))?;
+                debug_assert_eq!(
+                    mech.layer().is_some(),
+                    layered.is_some(),
+                    "dialects report AuthAccepted before their capabilities"
+                );
+                // Unverified TLS is not the "tls" of a combination (see `policy`).
+                let combination = Combination::of(link.trust().is_verified(), name.is_strong());
                 return Ok(Established {
                     leftover: dialect.take_leftover(),
+                    layer_pending: layered.unwrap_or_default(),
                     link,
                     capabilities,
                     mechanism: name,
@@ -400,24 +510,28 @@ async fn start_mechanism(
     last_refusal: Option<Failure>,
 ) -> Result<Running, Failure> {
     let fail = |kind: FailureKind| Failure::new(&account.name, Step::Authenticate, kind);
-    let on_tls = matches!(link, Link::Tls(_));
+    let trust = link.trust();
+    let on_tls = trust.is_tls();
+    let binding = link.channel_binding().map(|b| match b {
+        BindingData::TlsExporter(d) => ChannelBinding::new(ChannelBindingKind::TlsExporter, d),
+        BindingData::TlsServerEndPoint(d) => {
+            ChannelBinding::new(ChannelBindingKind::TlsServerEndPoint, d)
+        }
+    });
     let mut last = last_refusal;
-    while let Some(name) =
-        next_mechanism(&account.auth, account.min_protection, on_tls, caps, tried)
-    {
+    while let Some(name) = next_mechanism(
+        &account.auth,
+        account.min_protection,
+        trust,
+        binding.is_some(),
+        caps,
+        tried,
+    ) {
         tried.push(name);
         let facts = LinkFacts {
             host: account.host.clone(),
             port,
-            binding: link.channel_binding().map(|b| match b {
-                BindingData::TlsExporter(d) => {
-                    ChannelBinding::new(ChannelBindingKind::TlsExporter, d)
-                }
-                BindingData::TlsServerEndPoint(d) => {
-                    ChannelBinding::new(ChannelBindingKind::TlsServerEndPoint, d)
-                }
-            }),
-            server_offers_plus: caps.mechanisms.iter().any(|m| m.ends_with("-PLUS")),
+            binding: binding.clone(),
             on_tls,
         };
         let acct = account.clone();
@@ -464,10 +578,16 @@ async fn start_mechanism(
         }
     }
     Err(last.unwrap_or_else(|| {
+        let refused =
+            refused_for_unverified_tls(&account.auth, account.min_protection, trust, caps);
         fail(
-            PolicyError::NoAcceptableMechanism {
-                offered: caps.mechanisms.clone(),
-                allowed: account.auth.clone(),
+            if refused.is_empty() {
+                PolicyError::NoAcceptableMechanism {
+                    offered: caps.mechanisms.clone(),
+                    allowed: account.auth.clone(),
+                }
+            } else {
+                PolicyError::UnverifiedTls { refused }
             }
             .into(),
         )

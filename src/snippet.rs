@@ -190,15 +190,22 @@ pub fn render(
                 writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE).").unwrap();
                 writeln!(s, "{set_tunnel}").unwrap();
             } else {
-                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# account-hooks set it before each connection to this server and clear it for others.").unwrap();
-                writeln!(s, "account-hook . 'unset tunnel'").unwrap();
-                writeln!(
-                    s,
-                    "account-hook '^{scheme}://{}{}[:/]' '{set_tunnel}'",
+                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# hooks set it before each connection to this server and clear it for others.").unwrap();
+                // The URL a hook sees may end right after the host (neomutt's SMTP), and
+                // neomutt 20220429 picks tunnel or socket before its account-hook runs
+                // for a mailbox: a folder-hook sets $tunnel before the mailbox opens.
+                let url = format!(
+                    "{scheme}://{}{}([:/]|$)",
                     regex_escape(&user),
                     regex_escape(host)
-                )
-                .unwrap();
+                );
+                writeln!(s, "account-hook . 'unset tunnel'").unwrap();
+                writeln!(s, "account-hook '^{url}' '{set_tunnel}'").unwrap();
+                if account.protocol != Protocol::Smtp {
+                    // `^` at the start of a folder-hook pattern means the current mailbox.
+                    writeln!(s, "folder-hook . 'unset tunnel'").unwrap();
+                    writeln!(s, "folder-hook '{url}' '{set_tunnel}'").unwrap();
+                }
             }
             match account.protocol {
                 Protocol::Imap => {
@@ -382,7 +389,8 @@ mod tests {
     fn mutt_imap() {
         let s = render_for("mutt", "work", Some("/etc/m.toml")).unwrap();
         assert!(
-            s.contains("account-hook . 'unset tunnel'\naccount-hook '^imap://alice@mail\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"'\n"),
+            s.contains("account-hook . 'unset tunnel'\naccount-hook '^imap://alice@mail\\.example\\.org([:/]|$)' 'set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"'\n\
+                folder-hook . 'unset tunnel'\nfolder-hook 'imap://alice@mail\\.example\\.org([:/]|$)' 'set tunnel=\"/usr/bin/mailtun --config /etc/m.toml tunnel work\"'\n"),
             "{s}"
         );
         assert!(
@@ -397,7 +405,8 @@ mod tests {
     fn mutt_pop3_and_smtp() {
         let s = render_for("neomutt", "pop", None).unwrap();
         assert!(
-            s.contains("account-hook '^pop://alice@pop\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel pop\"'\n"),
+            s.contains("account-hook '^pop://alice@pop\\.example\\.org([:/]|$)' 'set tunnel=\"/usr/bin/mailtun tunnel pop\"'\n\
+                folder-hook . 'unset tunnel'\nfolder-hook 'pop://alice@pop\\.example\\.org([:/]|$)' 'set tunnel=\"/usr/bin/mailtun tunnel pop\"'\n"),
             "{s}"
         );
         assert!(
@@ -412,9 +421,10 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("account-hook '^smtp://smtp\\.example\\.org[:/]' 'set tunnel=\"/usr/bin/mailtun tunnel out\"'\n"),
+            s.contains("account-hook '^smtp://smtp\\.example\\.org([:/]|$)' 'set tunnel=\"/usr/bin/mailtun tunnel out\"'\n"),
             "{s}"
         );
+        assert!(!s.contains("folder-hook"), "{s}");
     }
 
     #[test]

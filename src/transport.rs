@@ -2,6 +2,10 @@
 //! (implicit or after STARTTLS) with certificate verification against the system roots,
 //! an extra CA file and an optional SHA-256 pin.
 //!
+//! A pin always holds: `[dangerous] accept_invalid_certs` waives only the chain, name and
+//! date checks. A link whose certificate was neither verified nor pinned carries
+//! [`LinkTrust::UnverifiedTls`], which the policy does not count as verified TLS.
+//!
 //! It knows nothing of mail protocols; `session` decides when to call what.
 //!
 //! [`probe`] holds the one handshake that goes on after a failed verification, for
@@ -31,10 +35,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// A connection to the server: plaintext until TLS starts.
+pub use crate::policy::LinkTrust;
+
+/// A connection to the server: plaintext until TLS starts; a TLS link carries how far
+/// its certificate was checked.
 pub enum Link {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TcpStream>>, LinkTrust),
 }
 
 /// What the TLS handshake negotiated, for messages and reports.
@@ -45,11 +52,17 @@ pub struct TlsInfo {
     pub cipher_suite: String,
     /// The key exchange group (`X25519`, `secp256r1`...), when known.
     pub key_exchange: String,
+    /// Whether the certificate was verified (or pinned).
+    pub trust: LinkTrust,
 }
 
 impl fmt::Display for TlsInfo {
+    /// `TLSv1.3`, or `unverified TLS (TLSv1.3)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.version)
+        match self.trust {
+            LinkTrust::UnverifiedTls => write!(f, "unverified TLS ({})", self.version),
+            _ => f.write_str(&self.version),
+        }
     }
 }
 
@@ -65,7 +78,7 @@ pub enum BindingData {
 impl Link {
     /// Channel-binding data for SCRAM-*-PLUS, or `None` on a plaintext link.
     pub fn channel_binding(&self) -> Option<BindingData> {
-        let Link::Tls(s) = self else { return None };
+        let Link::Tls(s, _) = self else { return None };
         let (_, conn) = s.get_ref();
         match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => conn
@@ -82,9 +95,19 @@ impl Link {
 
     /// The negotiated TLS parameters, or `None` on a plaintext link.
     pub fn tls_info(&self) -> Option<TlsInfo> {
-        let Link::Tls(s) = self else { return None };
+        let Link::Tls(s, trust) = self else {
+            return None;
+        };
         let (_, conn) = s.get_ref();
-        Some(tls_info_of(conn))
+        Some(tls_info_of(conn, *trust))
+    }
+
+    /// What the link is worth to the policy.
+    pub fn trust(&self) -> LinkTrust {
+        match self {
+            Link::Plain(_) => LinkTrust::Plain,
+            Link::Tls(_, trust) => *trust,
+        }
     }
 }
 
@@ -138,7 +161,7 @@ pub fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
     Some(hash(der))
 }
 
-fn tls_info_of(conn: &rustls::ClientConnection) -> TlsInfo {
+fn tls_info_of(conn: &rustls::ClientConnection, trust: LinkTrust) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -157,6 +180,7 @@ fn tls_info_of(conn: &rustls::ClientConnection) -> TlsInfo {
         version,
         cipher_suite,
         key_exchange,
+        trust,
     }
 }
 
@@ -212,9 +236,20 @@ pub enum TransportError {
 pub struct TlsSettings {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
+    /// What a link that passes these checks is worth.
+    trust: LinkTrust,
 }
 
-/// Builds the TLS client configuration for `host`.
+impl TlsSettings {
+    /// What a link that passes these checks is worth: unverified TLS under
+    /// `accept_invalid_certs` without a pin, verified TLS otherwise.
+    pub fn trust(&self) -> LinkTrust {
+        self.trust
+    }
+}
+
+/// Builds the TLS client configuration for `host`. `pin` is always enforced;
+/// `accept_invalid_certs` waives the chain, name and date checks only.
 pub fn tls_settings(
     host: &str,
     ca_file: Option<&Path>,
@@ -227,16 +262,16 @@ pub fn tls_settings(
         ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
             detail: format!("{host} is not a valid TLS server name: {e}"),
         })?;
-    let check: Box<dyn ChainCheck> = if accept_invalid_certs {
+    let chain: Box<dyn ChainCheck> = if accept_invalid_certs {
         Box::new(AcceptAnything)
     } else {
-        let roots: Box<dyn ChainCheck> = Box::new(Roots::new(ca_file, provider.clone())?);
-        let checked = match pin {
-            None => roots,
-            Some(pin) => Box::new(Pinned { inner: roots, pin }),
-        };
-        Box::new(Explained { inner: checked })
+        Box::new(Roots::new(ca_file, provider.clone())?)
     };
+    let checked = match pin {
+        None => chain,
+        Some(pin) => Box::new(Pinned { inner: chain, pin }),
+    };
+    let check = Box::new(Explained { inner: checked });
     let verifier = Arc::new(Verifier {
         provider: provider.clone(),
         check,
@@ -268,6 +303,7 @@ pub fn tls_settings(
     Ok(TlsSettings {
         config: Arc::new(config),
         server_name,
+        trust: LinkTrust::of_tls(accept_invalid_certs, pin.is_some()),
     })
 }
 
@@ -498,7 +534,7 @@ pub async fn connect(host: &str, port: u16) -> Result<TcpStream, TransportError>
 pub async fn handshake(tcp: TcpStream, settings: &TlsSettings) -> Result<Link, TransportError> {
     let connector = TlsConnector::from(settings.config.clone());
     match connector.connect(settings.server_name.clone(), tcp).await {
-        Ok(s) => Ok(Link::Tls(Box::new(s))),
+        Ok(s) => Ok(Link::Tls(Box::new(s), settings.trust)),
         Err(e) => Err(classify(e)),
     }
 }
@@ -524,8 +560,9 @@ fn classify_rustls(rustls_err: &rustls::Error) -> TransportError {
                 expected,
                 presented,
             } => TransportError::NameMismatch {
-                expected: expected.to_str().into_owned(),
-                presented: Some(presented.clone()),
+                expected: crate::text::escape(&expected.to_str()),
+                // The certificate's names: escaped, since the server chose them.
+                presented: Some(presented.iter().map(|p| crate::text::escape(p)).collect()),
             },
             CertificateError::Expired => TransportError::Expired { detail: None },
             CertificateError::ExpiredContext { time, not_after } => TransportError::Expired {
@@ -634,7 +671,7 @@ impl ChainCheck for Explained {
         match result {
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
                 let issuer = x509_parser::parse_x509_certificate(end_entity.as_ref())
-                    .map(|(_, c)| c.issuer().to_string())
+                    .map(|(_, c)| crate::text::escape(&c.issuer().to_string()))
                     .unwrap_or_default();
                 Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                     rustls::OtherError(Arc::new(UnknownIssuerOf { issuer })),
@@ -689,7 +726,8 @@ impl ChainCheck for Pinned {
     }
 }
 
-/// `[dangerous] accept_invalid_certs`: any certificate, but handshake signatures checked.
+/// `[dangerous] accept_invalid_certs`: any chain, name and dates (a pin around it still
+/// holds), but handshake signatures checked.
 #[derive(Debug)]
 struct AcceptAnything;
 
@@ -714,7 +752,7 @@ impl AsyncRead for Link {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Link::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Link::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Link::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -727,21 +765,21 @@ impl AsyncWrite for Link {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Link::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Link::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Link::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Link::Plain(s) => Pin::new(s).poll_flush(cx),
-            Link::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Link::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Link::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Link::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Link::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::config::{Account, Protocol};
 use crate::error::Class;
 use crate::protocol::Capabilities;
 use crate::protocol::local::{LocalEvent, LocalPop3, LocalSide, LocalSmtp};
-use crate::sasl::{Layer, Mechanism, SaslError};
+use crate::sasl::{Layer, Mechanism, SaslError, take_layer_token};
 use crate::session::Established;
 
 /// Size of each direction's buffer.
@@ -60,6 +60,10 @@ pub fn summary(account: &Account, est: &Established) -> String {
         "the Kerberos principal".into()
     };
     let protection = match (&est.tls, est.layer.as_ref().and_then(|m| m.layer())) {
+        (Some(t), _) if t.trust == crate::policy::LinkTrust::UnverifiedTls => format!(
+            "unverified TLS ({}, {} on port {})",
+            t.version, est.method, est.port
+        ),
         (Some(t), _) => format!("{} ({} on port {})", t.version, est.method, est.port),
         (None, Some(l)) if l.confidentiality => {
             format!(
@@ -109,14 +113,12 @@ where
     // command), and the exit code is 0.
     let stop = termination_signal();
     tokio::pin!(stop);
-    // With a security layer, every byte after the authentication reply is a layer token,
-    // those already received included.
-    let (mut server, leftover): (Box<dyn ServerStream>, Vec<u8>) = match est.layer {
-        Some(mech) => (
-            Box::new(Layered::new(est.link, mech, est.leftover)),
-            Vec::new(),
-        ),
-        None => (Box::new(est.link), est.leftover),
+    // With a security layer, every byte after the authentication reply is a layer token:
+    // the session unwrapped those it read, the rest is still to unwrap.
+    let leftover = est.leftover;
+    let mut server: Box<dyn ServerStream> = match est.layer {
+        Some(mech) => Box::new(Layered::new(est.link, mech, est.layer_pending)),
+        None => Box::new(est.link),
     };
     let mut local: Box<dyn LocalSide> = match account.protocol {
         Protocol::Imap => {
@@ -237,23 +239,13 @@ impl<S> Layered<S> {
 
     /// Unwraps the first whole token of `raw`, if there is one.
     fn unwrap_one(&mut self) -> io::Result<bool> {
-        if self.raw.len() < 4 {
+        let Some(token) =
+            take_layer_token(&mut self.raw, self.layer.max_receive).map_err(layer_error)?
+        else {
             return Ok(false);
-        }
-        let size = u32::from_be_bytes([self.raw[0], self.raw[1], self.raw[2], self.raw[3]]);
-        if size > self.layer.max_receive {
-            return Err(layer_error(SaslError::LayerTokenTooLarge {
-                size,
-                max: self.layer.max_receive,
-            }));
-        }
-        let end = 4 + size as usize;
-        if self.raw.len() < end {
-            return Ok(false);
-        }
-        self.plain = self.mech.unwrap(&self.raw[4..end]).map_err(layer_error)?;
+        };
+        self.plain = self.mech.unwrap(&token).map_err(layer_error)?;
         self.plain_pos = 0;
-        self.raw.drain(..end);
         Ok(true)
     }
 
@@ -286,7 +278,23 @@ impl<S> Layered<S> {
 }
 
 fn layer_error(e: SaslError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("security layer: {e}"))
+    io::Error::new(io::ErrorKind::InvalidData, LayerFailure(e))
+}
+
+/// A security-layer failure during the relay, kept typed inside the `io::Error` the relay
+/// returns, so that a server's violation (an unencrypted token on a confidentiality
+/// layer) can be told from a broken link.
+#[derive(Debug, thiserror::Error)]
+#[error("security layer: {0}")]
+pub struct LayerFailure(pub SaslError);
+
+impl LayerFailure {
+    /// The layer failure inside a relay error, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&SaslError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<LayerFailure>())
+            .map(|l| &l.0)
+    }
 }
 
 impl<S: AsyncWrite + Unpin> Layered<S> {

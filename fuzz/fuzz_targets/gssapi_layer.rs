@@ -22,8 +22,8 @@ impl GssContext for Identity {
     fn wrap(&mut self, _encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
         Ok(msg.to_vec())
     }
-    fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
-        Ok(msg.to_vec())
+    fn unwrap(&mut self, msg: &[u8]) -> Result<(Vec<u8>, bool), GssFailure> {
+        Ok((msg.to_vec(), true))
     }
 }
 

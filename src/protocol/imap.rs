@@ -14,7 +14,7 @@ use super::{
     Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, check_argument, sasl_command,
     shown_text, unexpected,
 };
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// What the dialect is waiting for.
 #[derive(Debug)]
@@ -318,8 +318,7 @@ impl ImapClient {
                 // The server is ready for the next synchronizing literal.
                 Response::Continuation(_) => match pending.pop_front() {
                     Some(segment) => {
-                        self.out
-                            .send(segment.expose().clone(), "[login continued]".into());
+                        self.out.send_secret(segment, "[login continued]".into());
                         State::ExpectLoginReply { tag, pending }
                     }
                     None => return Err(unexpected(frame)),
@@ -358,13 +357,12 @@ impl ImapClient {
     fn auth_reply(&mut self, status: &str, rest: &[u8]) -> Option<State> {
         if status == "OK" {
             self.out.push(Event::AuthAccepted);
-            match capability_code(rest) {
+            // RFC 3501 section 6.2.2: capabilities in the tagged OK are not protected by
+            // the security layer that starts after it, so with one they are asked again
+            // (the driver sends the command through the layer).
+            match capability_code(rest).filter(|_| !self.layer_follows) {
                 Some(atoms) => {
                     self.out.push(Event::Authenticated(capabilities(atoms)));
-                    Some(State::Done)
-                }
-                None if self.layer_follows => {
-                    self.out.push(Event::Authenticated(self.caps.clone()));
                     Some(State::Done)
                 }
                 None => {
@@ -390,40 +388,34 @@ impl ImapClient {
         let tag = self.tag();
         let has = |c: &str| self.caps.raw.iter().any(|r| r.eq_ignore_ascii_case(c));
         let (plus, minus) = (has("LITERAL+"), has("LITERAL-"));
+        // Every buffer that holds the password is made at its final size (no reallocation
+        // leaves a copy behind) and is a Secret, wiped when dropped.
+        let head = format!("{tag} LOGIN ");
         let mut segments: Vec<Secret<Vec<u8>>> = Vec::new();
-        let mut current = Secret::new(format!("{tag} LOGIN ").into_bytes());
+        // The pieces of the segment being built.
+        let mut parts: Vec<Secret<Vec<u8>>> = vec![Secret::new(head.into_bytes())];
         for (i, arg) in [user.as_bytes(), password.expose()].into_iter().enumerate() {
-            let mut cur = std::mem::take(&mut current).expose().clone();
             if i == 1 {
-                cur.push(b' ');
+                parts.push(Secret::new(b" ".to_vec()));
             }
             if arg.iter().all(|b| (0x20..0x7f).contains(b)) {
-                cur.push(b'"');
-                for &b in arg {
-                    if b == b'"' || b == b'\\' {
-                        cur.push(b'\\');
-                    }
-                    cur.push(b);
-                }
-                cur.push(b'"');
-                current = Secret::new(cur);
+                parts.push(quoted(arg));
             } else if plus || (minus && arg.len() <= 4096) {
-                cur.extend_from_slice(format!("{{{}+}}\r\n", arg.len()).as_bytes());
-                cur.extend_from_slice(arg);
-                current = Secret::new(cur);
+                parts.push(Secret::new(format!("{{{}+}}\r\n", arg.len()).into_bytes()));
+                parts.push(Secret::new(arg.to_vec()));
             } else {
-                cur.extend_from_slice(format!("{{{}}}\r\n", arg.len()).as_bytes());
-                segments.push(Secret::new(cur));
-                current = Secret::new(arg.to_vec());
+                parts.push(Secret::new(format!("{{{}}}\r\n", arg.len()).into_bytes()));
+                segments.push(joined(&parts));
+                parts = vec![Secret::new(arg.to_vec())];
             }
         }
-        let mut last = std::mem::take(&mut current).expose().clone();
-        last.extend_from_slice(b"\r\n");
-        segments.push(Secret::new(last));
+        parts.push(Secret::new(b"\r\n".to_vec()));
+        segments.push(joined(&parts));
+        drop(parts);
         let mut pending: VecDeque<_> = segments.into();
         let first = pending.pop_front().expect("at least one segment");
-        self.out.send(
-            first.expose().clone(),
+        self.out.send_secret(
+            first,
             format!("{tag} LOGIN {} [password]", shown_text(user.as_bytes())),
         );
         self.state = State::ExpectLoginReply { tag, pending };
@@ -435,6 +427,28 @@ impl ImapClient {
         self.out.push(Event::Ready(caps));
         State::AwaitDecision
     }
+}
+
+/// `arg` as an IMAP quoted string (RFC 9051 section 4.3: `"` and `\\` escaped), in a
+/// buffer of its final size.
+fn quoted(arg: &[u8]) -> Secret<Vec<u8>> {
+    let escapes = arg.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+    let mut out = Vec::with_capacity(arg.len() + escapes + 2);
+    out.push(b'"');
+    for &b in arg {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    Secret::new(out)
+}
+
+/// The pieces of a command segment in one buffer of its final size.
+fn joined(parts: &[Secret<Vec<u8>>]) -> Secret<Vec<u8>> {
+    let pieces: Vec<Piece<'_>> = parts.iter().map(|p| Piece::Raw(p.expose())).collect();
+    assemble(&pieces)
 }
 
 impl Dialect for ImapClient {
@@ -715,6 +729,39 @@ mod tests {
         .unwrap();
         assert_eq!(sent, "");
         assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE", "MOVE"]"#]);
+    }
+
+    #[test]
+    fn rfc3501_6_2_2_with_a_security_layer_the_capabilities_in_the_ok_are_asked_again() {
+        // No TLS: GSSAPI with a layer. The [CAPABILITY] code of the tagged OK is outside
+        // the layer, so it is ignored and CAPABILITY follows (the driver wraps it); the
+        // bytes after the OK are left for the driver to unwrap.
+        let mut c = ImapClient::new(false);
+        run(
+            &mut c,
+            b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI] hi\r\n",
+        )
+        .unwrap();
+        c.layer_follows();
+        c.authenticate("GSSAPI", Some(Secret::new(b"tok".to_vec())));
+        let (sent, _) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m1 AUTHENTICATE GSSAPI dG9r\r\n");
+        c.receive(b"m1 OK [CAPABILITY IMAP4rev1 INJECTED] Logged in\r\n\x00\x00");
+        let mut events = Vec::new();
+        loop {
+            match c.poll().unwrap() {
+                Event::AuthAccepted => break,
+                Event::Received(_) => {}
+                other => events.push(format!("{other:?}")),
+            }
+        }
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(c.take_leftover(), b"\x00\x00");
+        let (sent, ev) = run(&mut c, b"").unwrap();
+        assert_eq!(sent, "m2 CAPABILITY\r\n");
+        assert!(ev.is_empty(), "{ev:?}");
+        let (_, ev) = run(&mut c, b"* CAPABILITY IMAP4rev1 IDLE\r\nm2 OK\r\n").unwrap();
+        assert_eq!(ev, [r#"authenticated ["IMAP4rev1", "IDLE"]"#]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod smtp;
 
 use std::fmt;
 
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// What the server offers on the current link (before TLS, or after it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,9 +122,11 @@ pub trait Dialect: Send {
     }
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
-    /// A SASL security layer starts right after the authentication reply: nothing more
-    /// may be sent in the clear, so the capabilities after authentication are not asked
-    /// for and [`Event::Authenticated`] carries those known before.
+    /// A SASL security layer starts right after the authentication reply. The driver
+    /// then wraps what the dialect sends and unwraps what it receives from
+    /// [`Event::AuthAccepted`] on, so the post-authentication capability query and its
+    /// reply travel through the layer; capabilities that came with the reply itself
+    /// (IMAP's `[CAPABILITY]` code, outside the layer) are not trusted and asked again.
     fn layer_follows(&mut self);
 }
 
@@ -233,7 +235,6 @@ pub(crate) fn sasl_command(
     inline_allowed: bool,
     max_len: usize,
 ) -> (Outgoing, Option<Secret<Vec<u8>>>) {
-    use base64::Engine;
     let mechanism = mechanism.to_ascii_uppercase();
     let bare = || Outgoing {
         bytes: Secret::new(format!("{prefix} {mechanism}\r\n").into_bytes()),
@@ -242,20 +243,22 @@ pub(crate) fn sasl_command(
     match initial {
         Some(ir) if inline_allowed => {
             let payload = if ir.expose().is_empty() {
-                "=".to_string()
+                Piece::Raw(b"=")
             } else {
-                base64::engine::general_purpose::STANDARD.encode(ir.expose())
+                Piece::Base64(ir.expose())
             };
-            let bytes = format!("{prefix} {mechanism} {payload}\r\n").into_bytes();
-            if bytes.len() <= max_len {
+            // One buffer of the final size: the payload's base64 leaves no copy behind.
+            let bytes = assemble(&[
+                Piece::Raw(prefix.as_bytes()),
+                Piece::Raw(b" "),
+                Piece::Raw(mechanism.as_bytes()),
+                Piece::Raw(b" "),
+                payload,
+                Piece::Raw(b"\r\n"),
+            ]);
+            if bytes.expose().len() <= max_len {
                 let shown = format!("{prefix} {mechanism} [SASL payload]");
-                (
-                    Outgoing {
-                        bytes: Secret::new(bytes),
-                        shown,
-                    },
-                    None,
-                )
+                (Outgoing { bytes, shown }, None)
             } else {
                 (bare(), Some(ir))
             }
@@ -301,19 +304,22 @@ impl Outbox {
         self.send(format!("{line}\r\n").into_bytes(), line.to_string());
     }
 
+    /// Bytes for the server that carry a secret, already in their buffer.
+    pub fn send_secret(&mut self, bytes: Secret<Vec<u8>>, shown: String) {
+        self.push(Event::Send(Outgoing { bytes, shown }));
+    }
+
     /// A SASL continuation payload as the client sends it (base64, then CRLF: IMAP, POP3
-    /// and SMTP alike); the trace shows a marker.
+    /// and SMTP alike); the trace shows a marker. The base64 is written straight into a
+    /// buffer of the line's final size, wiped when sent ([`crate::secret::assemble`]).
     pub fn payload(&mut self, payload: &Secret<Vec<u8>>) {
-        use base64::Engine;
-        let mut line = base64::engine::general_purpose::STANDARD
-            .encode(payload.expose())
-            .into_bytes();
-        line.extend_from_slice(b"\r\n");
-        self.send(line, "[SASL payload]".into());
+        let line = assemble(&[Piece::Base64(payload.expose()), Piece::Raw(b"\r\n")]);
+        self.send_secret(line, "[SASL payload]".into());
     }
 }
 
-/// Shortens and escapes server text for messages: at most 200 characters, printable only.
+/// Shortens and escapes server text for messages: at most 200 bytes (then `…`), every
+/// terminal control and bidi override escaped ([`crate::text::escape`]).
 pub fn shown_text(bytes: &[u8]) -> String {
     let mut s = String::new();
     for c in String::from_utf8_lossy(bytes).chars() {
@@ -321,8 +327,8 @@ pub fn shown_text(bytes: &[u8]) -> String {
             s.push('…');
             break;
         }
-        if c.is_control() {
-            s.extend(c.escape_default());
+        if crate::text::is_unsafe(c) {
+            s.push_str(&crate::text::escape(c.encode_utf8(&mut [0; 4])));
         } else {
             s.push(c);
         }
@@ -354,6 +360,29 @@ pub(crate) mod testing {
             .map(String::from)
             .to_vec(),
         )
+    }
+
+    /// What the dialect queued for the server, up to its next [`Event::NeedInput`]
+    /// (other events are dropped).
+    pub fn queued_sends(d: &mut dyn Dialect) -> Vec<super::Outgoing> {
+        let mut out = Vec::new();
+        loop {
+            match d.poll().unwrap() {
+                Event::NeedInput => return out,
+                Event::Send(o) => out.push(o),
+                _ => {}
+            }
+        }
+    }
+
+    /// Panics unless every buffer in `sends` was allocated at its final size: one that
+    /// grew was reallocated, and the old allocation (with the secret) was freed unwiped.
+    pub fn assert_final_size(case: &str, sends: &[super::Outgoing]) {
+        assert!(!sends.is_empty(), "{case}: nothing sent");
+        for o in sends {
+            let b = o.bytes.expose();
+            assert_eq!(b.capacity(), b.len(), "{case}: {:?} grew", o.shown);
+        }
     }
 
     /// Where a scripted session ended.
@@ -479,5 +508,31 @@ pub(crate) mod testing {
             }
         }
         panic!("the dialect loops without progress");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::assert_final_size;
+    use super::*;
+
+    #[test]
+    fn sasl_payload_lines_are_allocated_at_their_final_size() {
+        // The writers every dialect (IMAP, POP3, SMTP) uses for SASL payloads.
+        let secret = || Secret::new(b"\0alice\0hunter2 and more".to_vec());
+        let mut out = Outbox::default();
+        out.payload(&secret());
+        let Some(Event::Send(line)) = out.pop() else {
+            panic!("no line")
+        };
+        assert_eq!(line.bytes.expose(), b"AGFsaWNlAGh1bnRlcjIgYW5kIG1vcmU=\r\n");
+        assert_eq!(line.shown, "[SASL payload]");
+        let (inline, rest) = sasl_command("AUTH", "plain", Some(secret()), true, 512);
+        assert!(rest.is_none());
+        assert_eq!(
+            inline.bytes.expose(),
+            b"AUTH PLAIN AGFsaWNlAGh1bnRlcjIgYW5kIG1vcmU=\r\n"
+        );
+        assert_final_size("payload and initial response", &[line, inline]);
     }
 }

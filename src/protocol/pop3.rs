@@ -17,7 +17,7 @@ use super::{
     Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, UnsafeArgument,
     check_argument, sasl_command, shown_text, unexpected,
 };
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// Longest command line, CRLF included (RFC 2449 section 4). An `AUTH` whose initial
 /// response would make it longer is sent without one (RFC 5034 section 4).
@@ -64,7 +64,6 @@ pub struct Pop3Client {
     caps: Capabilities,
     apop_timestamp: Option<String>,
     out: Outbox,
-    layer_follows: bool,
 }
 
 /// A parsed server line.
@@ -140,12 +139,14 @@ pub fn apop_digest(timestamp: &str, password: &[u8]) -> Secret<String> {
     md5.update(timestamp.as_bytes());
     md5.update(password);
     let hash = Secret::new(md5.finalize().to_vec());
-    Secret::new(
-        hash.expose()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-    )
+    // Lower-case hex written into a string of its final size.
+    let mut hex = String::with_capacity(2 * hash.expose().len());
+    for b in hash.expose() {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Secret::new(hex)
 }
 
 /// The `<...>` timestamp of an APOP-capable greeting (RFC 1939 section 7).
@@ -166,7 +167,6 @@ impl Pop3Client {
             caps: Capabilities::default(),
             apop_timestamp: None,
             out: Outbox::default(),
-            layer_follows: false,
         }
     }
 
@@ -202,10 +202,14 @@ impl Pop3Client {
             .as_deref()
             .ok_or(LoginError::NoApopTimestamp)?;
         let digest = apop_digest(timestamp, pass.expose());
-        let mut bytes = format!("APOP {user} ").into_bytes();
-        bytes.extend_from_slice(digest.expose().as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        self.out.send(bytes, format!("APOP {user} [digest]"));
+        let bytes = assemble(&[
+            Piece::Raw(b"APOP "),
+            Piece::Raw(user.as_bytes()),
+            Piece::Raw(b" "),
+            Piece::Raw(digest.expose().as_bytes()),
+            Piece::Raw(b"\r\n"),
+        ]);
+        self.out.send_secret(bytes, format!("APOP {user} [digest]"));
         self.state = State::ExpectPassReply;
         Ok(())
     }
@@ -213,11 +217,6 @@ impl Pop3Client {
     fn ask_capa(&mut self, after_auth: bool) {
         if after_auth {
             self.out.push(Event::AuthAccepted);
-        }
-        if after_auth && self.layer_follows {
-            self.out.push(Event::Authenticated(self.caps.clone()));
-            self.state = State::Done;
-            return;
         }
         self.out.command("CAPA");
         self.state = State::ExpectCapaStatus { after_auth };
@@ -340,10 +339,12 @@ impl Pop3Client {
             },
 
             (State::ExpectUserReply { pass }, Some(Reply::Ok(_))) => {
-                let mut bytes = b"PASS ".to_vec();
-                bytes.extend_from_slice(pass.expose());
-                bytes.extend_from_slice(b"\r\n");
-                self.out.send(bytes, "PASS [password]".into());
+                let bytes = assemble(&[
+                    Piece::Raw(b"PASS "),
+                    Piece::Raw(pass.expose()),
+                    Piece::Raw(b"\r\n"),
+                ]);
+                self.out.send_secret(bytes, "PASS [password]".into());
                 State::ExpectPassReply
             }
             (State::ExpectPassReply, Some(Reply::Ok(_))) => {
@@ -470,7 +471,8 @@ impl Dialect for Pop3Client {
     }
 
     fn layer_follows(&mut self) {
-        self.layer_follows = true;
+        // The success reply carries no capabilities (RFC 5034); the query after it goes
+        // through the layer like any other command.
     }
 }
 
@@ -1009,6 +1011,33 @@ mod tests {
         );
         assert!(shown.contains(&"APOP mrose [digest]".to_string()));
         assert!(!shown.iter().any(|s| s.contains("c4c9")));
+    }
+
+    #[test]
+    fn pass_and_apop_lines_are_allocated_at_their_final_size() {
+        use crate::protocol::testing::{assert_final_size, queued_sends};
+        for login in [crate::protocol::USER_PASS, crate::protocol::APOP] {
+            let mut d = Pop3Client::new(true);
+            d.receive(APOP_GREETING);
+            d.receive(CAPA_TLS);
+            loop {
+                match d.poll().unwrap() {
+                    Event::Ready(_) => break,
+                    Event::NeedInput => panic!("{login}: not ready"),
+                    _ => {}
+                }
+            }
+            d.password_login(login, "mrose", Secret::new(b"tanstaaf".to_vec()))
+                .unwrap();
+            let mut sends = queued_sends(&mut d);
+            if login == crate::protocol::USER_PASS {
+                // USER first; PASS after its +OK.
+                d.receive(b"+OK\r\n");
+                sends = queued_sends(&mut d);
+                assert_eq!(sends[0].shown, "PASS [password]");
+            }
+            assert_final_size(login, &sends);
+        }
     }
 
     #[test]

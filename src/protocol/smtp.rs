@@ -75,7 +75,6 @@ pub struct SmtpClient {
     caps: Capabilities,
     partial: Partial,
     out: Outbox,
-    layer_follows: bool,
 }
 
 /// Splits `ddd-text` / `ddd text` / `ddd`: (code, is the last line, text).
@@ -150,7 +149,6 @@ impl SmtpClient {
             caps: Capabilities::default(),
             partial: Partial::default(),
             out: Outbox::default(),
-            layer_follows: false,
         }
     }
 
@@ -162,11 +160,6 @@ impl SmtpClient {
     fn ehlo(&mut self, after_auth: bool) {
         if after_auth {
             self.out.push(Event::AuthAccepted);
-        }
-        if after_auth && self.layer_follows {
-            self.out.push(Event::Authenticated(self.caps.clone()));
-            self.state = State::Done;
-            return;
         }
         self.out.command(&format!("EHLO {}", self.ehlo_name));
         self.state = State::ExpectEhloReply { after_auth };
@@ -399,7 +392,8 @@ impl Dialect for SmtpClient {
     }
 
     fn layer_follows(&mut self) {
-        self.layer_follows = true;
+        // The success reply carries no capabilities (RFC 4954); the query after it goes
+        // through the layer like any other command.
     }
 }
 

@@ -22,8 +22,9 @@ pub trait GssContext: Send {
     fn mutual(&self) -> bool;
     /// `gss_wrap`, with confidentiality when `encrypt`.
     fn wrap(&mut self, encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure>;
-    /// `gss_unwrap`.
-    fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure>;
+    /// `gss_unwrap`: the message, and its `conf_state` (whether the token was
+    /// encrypted, not just integrity-protected).
+    fn unwrap(&mut self, msg: &[u8]) -> Result<(Vec<u8>, bool), GssFailure>;
 }
 
 /// Which security layer the account wants from the negotiation.
@@ -102,7 +103,9 @@ impl<C: GssContext> Gssapi<C> {
     }
 
     fn answer_layer_offer(&mut self, challenge: &[u8]) -> Result<Secret<Vec<u8>>, SaslError> {
-        let offer = Secret::new(self.ctx.unwrap(challenge).map_err(SaslError::Gss)?);
+        // RFC 4752 section 3.1: the offer is wrapped without confidentiality.
+        let (offer, _) = self.ctx.unwrap(challenge).map_err(SaslError::Gss)?;
+        let offer = Secret::new(offer);
         let offer = offer.expose();
         if offer.len() != 4 {
             return Err(SaslError::MalformedLayerOffer { len: offer.len() });
@@ -180,8 +183,14 @@ impl<C: GssContext> Mechanism for Gssapi<C> {
         self.ctx.wrap(conf, data).map_err(SaslError::Gss)
     }
 
+    /// On a confidentiality layer every token must have been encrypted: an
+    /// integrity-only one (valid, but readable by anyone on the path) is refused.
     fn unwrap(&mut self, token: &[u8]) -> Result<Vec<u8>, SaslError> {
-        self.ctx.unwrap(token).map_err(SaslError::Gss)
+        let (data, sealed) = self.ctx.unwrap(token).map_err(SaslError::Gss)?;
+        if self.negotiated.is_some_and(|l| l.confidentiality) && !sealed {
+            return Err(SaslError::UnsealedLayerToken);
+        }
+        Ok(data)
     }
 }
 
@@ -191,7 +200,8 @@ mod tests {
     use super::*;
     use crate::sasl::GssFailureKind;
 
-    /// A context that returns scripted tokens and "wraps" by prefixing `W:`.
+    /// A context that returns scripted tokens and "wraps" by prefixing `S:` (sealed) or
+    /// `W:` (integrity only).
     struct Scripted {
         tokens: Vec<Option<Vec<u8>>>,
         complete_after: usize,
@@ -213,12 +223,16 @@ mod tests {
         fn mutual(&self) -> bool {
             self.mutual
         }
-        fn wrap(&mut self, _encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
-            Ok([b"W:".as_slice(), msg].concat())
+        fn wrap(&mut self, encrypt: bool, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+            let prefix: &[u8] = if encrypt { b"S:" } else { b"W:" };
+            Ok([prefix, msg].concat())
         }
-        fn unwrap(&mut self, msg: &[u8]) -> Result<Vec<u8>, GssFailure> {
+        fn unwrap(&mut self, msg: &[u8]) -> Result<(Vec<u8>, bool), GssFailure> {
+            if let Some(m) = msg.strip_prefix(b"S:") {
+                return Ok((m.to_vec(), true));
+            }
             msg.strip_prefix(b"W:")
-                .map(<[u8]>::to_vec)
+                .map(|m| (m.to_vec(), false))
                 .ok_or(GssFailure {
                     kind: GssFailureKind::Other,
                     message: "bad token".into(),
@@ -298,6 +312,33 @@ mod tests {
         assert_eq!(e, SaslError::LayerBufferTooSmall { size: 16 });
         assert!(e.to_string().contains("16-byte"), "{e}");
         assert!(!m.is_complete() && m.layer().is_none());
+    }
+
+    /// A mechanism that negotiated `wanted` with a server offering every layer.
+    fn layered(wanted: LayerWanted) -> Gssapi<Scripted> {
+        let mut m = mech(true);
+        m.layer = wanted;
+        m.initial_response().unwrap();
+        m.step(b"AP-REP").unwrap();
+        m.step(b"W:\x07\x00\x10\x00").unwrap();
+        assert!(m.layer().is_some());
+        m
+    }
+
+    #[test]
+    fn on_a_confidentiality_layer_an_integrity_only_token_is_refused() {
+        let mut m = layered(LayerWanted::Confidentiality);
+        assert_eq!(m.wrap(b"a1 NOOP\r\n").unwrap(), b"S:a1 NOOP\r\n");
+        assert_eq!(m.unwrap(b"S:* OK\r\n").unwrap(), b"* OK\r\n");
+        assert_eq!(m.unwrap(b"W:* OK\r\n"), Err(SaslError::UnsealedLayerToken));
+    }
+
+    #[test]
+    fn on_an_integrity_layer_both_kinds_of_token_are_read() {
+        let mut m = layered(LayerWanted::Integrity);
+        assert_eq!(m.wrap(b"x").unwrap(), b"W:x");
+        assert_eq!(m.unwrap(b"W:y").unwrap(), b"y");
+        assert_eq!(m.unwrap(b"S:z").unwrap(), b"z");
     }
 
     #[test]

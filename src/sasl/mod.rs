@@ -81,6 +81,34 @@ pub struct Layer {
     pub max_receive: u32,
 }
 
+/// Takes the first whole security-layer token off `raw` (RFC 4422 section 3.7: a 4-octet
+/// big-endian length, then that many octets), if it holds one; a length above `max`
+/// (the size this client announced) is refused before any of the token is awaited.
+pub fn take_layer_token(raw: &mut Vec<u8>, max: u32) -> Result<Option<Vec<u8>>, SaslError> {
+    let Some(len) = raw.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes(*len);
+    if size > max {
+        return Err(SaslError::LayerTokenTooLarge { size, max });
+    }
+    let end = 4 + size as usize;
+    if raw.len() < end {
+        return Ok(None);
+    }
+    let token = raw[4..end].to_vec();
+    raw.drain(..end);
+    Ok(Some(token))
+}
+
+/// A wrapped token with its 4-octet length in front, as it goes on the wire.
+pub fn frame_layer_token(token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + token.len());
+    out.extend_from_slice(&(token.len() as u32).to_be_bytes());
+    out.extend_from_slice(token);
+    out
+}
+
 /// How a GSS-API operation failed, as far as a user can act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GssFailureKind {
@@ -128,6 +156,13 @@ pub enum SaslError {
     /// The server sent a security-layer token larger than the size this client announced.
     #[error("the server sent a {size}-byte security-layer token; at most {max} were allowed")]
     LayerTokenTooLarge { size: u32, max: u32 },
+    /// A security-layer token that was not encrypted on a session whose confidentiality
+    /// layer was negotiated: its `conf_state` was false. Someone in the middle (or a
+    /// broken server) is sending readable, merely signed data where encryption was agreed.
+    #[error(
+        "the server sent a security-layer token that is not encrypted, although the confidentiality layer was negotiated"
+    )]
+    UnsealedLayerToken,
     /// The Kerberos library failed (no ticket, unknown server principal...).
     #[error("Kerberos: {0}")]
     Gss(GssFailure),
@@ -275,4 +310,28 @@ pub(crate) fn printable(raw: &str) -> String {
         out.push_str("...");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4422_layer_tokens_are_length_prefixed_and_bounded() {
+        let mut raw = frame_layer_token(b"abc");
+        raw.extend_from_slice(&frame_layer_token(b"de")[..3]);
+        assert_eq!(take_layer_token(&mut raw, 16), Ok(Some(b"abc".to_vec())));
+        assert_eq!(take_layer_token(&mut raw, 16), Ok(None));
+        raw.extend_from_slice(b"\x02de");
+        assert_eq!(take_layer_token(&mut raw, 16), Ok(Some(b"de".to_vec())));
+        assert!(raw.is_empty());
+        let mut big = vec![0, 0, 1, 0];
+        assert_eq!(
+            take_layer_token(&mut big, 255),
+            Err(SaslError::LayerTokenTooLarge {
+                size: 256,
+                max: 255
+            })
+        );
+    }
 }

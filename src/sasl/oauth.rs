@@ -9,7 +9,7 @@
 
 use super::gs2::{self, CbFlag};
 use super::{Mechanism, SaslError, printable, require_nonempty};
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// Checks RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
 /// *"="`. Anything else could break the framing (`\x01`) or is not a bearer token.
@@ -138,19 +138,23 @@ impl Mechanism for OAuthBearer {
     }
 
     fn initial_response(&mut self) -> Result<Option<Secret<Vec<u8>>>, SaslError> {
-        let mut msg = gs2::header(CbFlag::No, self.authzid.as_deref()).into_bytes();
-        msg.push(1);
+        // The parts without the token first; then one buffer of the final size.
+        let mut head = gs2::header(CbFlag::No, self.authzid.as_deref());
+        head.push('\x01');
         if let Some(host) = &self.host {
-            msg.extend_from_slice(format!("host={host}\x01").as_bytes());
+            head.push_str(&format!("host={host}\x01"));
         }
         if let Some(port) = self.port {
-            msg.extend_from_slice(format!("port={port}\x01").as_bytes());
+            head.push_str(&format!("port={port}\x01"));
         }
-        msg.extend_from_slice(b"auth=Bearer ");
-        msg.extend_from_slice(self.token.expose().as_bytes());
-        msg.extend_from_slice(b"\x01\x01");
+        head.push_str("auth=Bearer ");
+        let msg = assemble(&[
+            Piece::Raw(head.as_bytes()),
+            Piece::Raw(self.token.expose().as_bytes()),
+            Piece::Raw(b"\x01\x01"),
+        ]);
         self.state = State::Sent;
-        Ok(Some(Secret::new(msg)))
+        Ok(Some(msg))
     }
 
     /// The only challenge after the token is the JSON error (RFC 7628 section 3.2.2):
@@ -196,11 +200,14 @@ impl Mechanism for XOAuth2 {
     }
 
     fn initial_response(&mut self) -> Result<Option<Secret<Vec<u8>>>, SaslError> {
-        let mut msg = format!("user={}\x01auth=Bearer ", self.user).into_bytes();
-        msg.extend_from_slice(self.token.expose().as_bytes());
-        msg.extend_from_slice(b"\x01\x01");
+        let head = format!("user={}\x01auth=Bearer ", self.user);
+        let msg = assemble(&[
+            Piece::Raw(head.as_bytes()),
+            Piece::Raw(self.token.expose().as_bytes()),
+            Piece::Raw(b"\x01\x01"),
+        ]);
         self.state = State::Sent;
-        Ok(Some(Secret::new(msg)))
+        Ok(Some(msg))
     }
 
     /// The only challenge after the token is the JSON error: answered with an empty
@@ -239,6 +246,23 @@ mod tests {
         );
         assert!(m.is_complete());
         assert_eq!(m.server_failure(), None);
+    }
+
+    #[test]
+    fn token_buffers_are_allocated_at_their_final_size() {
+        // A buffer that grew was reallocated, leaving the token in freed memory.
+        let token = || Secret::new(RFC7628_TOKEN.to_string());
+        let mut mechs: Vec<Box<dyn Mechanism>> = vec![
+            Box::new(
+                OAuthBearer::new(Some("u@example.com"), Some("h.example"), Some(993), token())
+                    .unwrap(),
+            ),
+            Box::new(XOAuth2::new("u@example.com", token()).unwrap()),
+        ];
+        for m in &mut mechs {
+            let ir = m.initial_response().unwrap().unwrap();
+            assert_eq!(ir.expose().capacity(), ir.expose().len(), "{}", m.name());
+        }
     }
 
     #[test]

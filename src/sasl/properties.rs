@@ -27,6 +27,16 @@
 //!   CRAM-MD5 does not make an unprotected link acceptable: the policy treats it like
 //!   PLAIN (allowed only over verified TLS), where it adds nothing but also costs
 //!   nothing.
+//!
+//! # What "exposes a secret to the peer" means
+//! Strength is about an eavesdropper; a TLS link whose certificate was neither verified
+//! nor pinned (`[dangerous] accept_invalid_certs`) may have an attacker at the other end,
+//! who then runs the exchange itself. A mechanism exposes a secret to the peer when that
+//! peer learns the password, a password equivalent, a response open to an offline
+//! dictionary attack, or a bearer token: PLAIN, LOGIN, CRAM-MD5, OAUTHBEARER, XOAUTH2, and
+//! the protocol logins (IMAP LOGIN, POP3 USER/PASS, APOP). Those run only on verified TLS.
+//! GSSAPI and SCRAM do not (the server proves its own identity; a -PLUS exchange also
+//! detects a relay), nor does EXTERNAL (the client's private key never leaves).
 
 /// The properties of one mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +48,7 @@ pub struct Properties {
     client_first: bool,
     mutual: bool,
     channel_binding: bool,
+    exposes_secret: bool,
 }
 
 impl Properties {
@@ -73,6 +84,19 @@ impl Properties {
     pub const fn channel_binding(&self) -> bool {
         self.channel_binding
     }
+    /// Whether the peer that runs the exchange learns the password, a password
+    /// equivalent, an offline-crackable response or a bearer token (see the module
+    /// documentation): such a mechanism needs a peer whose certificate was verified.
+    pub const fn exposes_secret_to_peer(&self) -> bool {
+        self.exposes_secret
+    }
+    /// Whether the mechanism can negotiate a security layer (RFC 4422 section 3.7) that
+    /// protects the session itself, so that it may run without TLS. Of the mechanisms
+    /// here only GSSAPI does (RFC 4752); SCRAM defines none (RFC 5802 section 6 leaves
+    /// the session to TLS), and DIGEST-MD5 is not implemented.
+    pub fn security_layer(&self) -> bool {
+        self.name == "GSSAPI"
+    }
 }
 
 const fn mech(
@@ -92,6 +116,17 @@ const fn mech(
         client_first,
         mutual,
         channel_binding,
+        exposes_secret: false,
+    }
+}
+
+impl Properties {
+    /// The same mechanism, marked as exposing a secret to the peer.
+    const fn exposing(self) -> Properties {
+        Properties {
+            exposes_secret: true,
+            ..self
+        }
     }
 }
 
@@ -104,11 +139,11 @@ pub const ALL: &[Properties] = &[
     mech("SCRAM-SHA-256", true, true, false, true, true, false),
     mech("SCRAM-SHA-1", true, true, false, true, true, false),
     mech("EXTERNAL", true, false, false, true, false, false),
-    mech("OAUTHBEARER", false, false, true, true, false, false),
-    mech("XOAUTH2", false, false, true, true, false, false),
-    mech("CRAM-MD5", false, true, false, false, false, false),
-    mech("PLAIN", false, true, false, true, false, false),
-    mech("LOGIN", false, true, false, false, false, false),
+    mech("OAUTHBEARER", false, false, true, true, false, false).exposing(),
+    mech("XOAUTH2", false, false, true, true, false, false).exposing(),
+    mech("CRAM-MD5", false, true, false, false, false, false).exposing(),
+    mech("PLAIN", false, true, false, true, false, false).exposing(),
+    mech("LOGIN", false, true, false, false, false, false).exposing(),
 ];
 
 /// The protocols' own password logins, which the policy treats like mechanisms (see
@@ -122,9 +157,9 @@ pub const ALL: &[Properties] = &[
 /// None of them is in `auth = "auto"`: an account gets them only by listing them.
 pub const PROTOCOL_LOGINS: &[Properties] = &[
     //   name           strong  passwd token  first  mutual cb
-    mech("IMAP-LOGIN", false, true, false, true, false, false),
-    mech("USER-PASS", false, true, false, true, false, false),
-    mech("APOP", false, true, false, true, false, false),
+    mech("IMAP-LOGIN", false, true, false, true, false, false).exposing(),
+    mech("USER-PASS", false, true, false, true, false, false).exposing(),
+    mech("APOP", false, true, false, true, false, false).exposing(),
 ];
 
 /// The properties of a mechanism name (case-insensitive), if this crate implements it;
@@ -181,6 +216,40 @@ mod tests {
         }
         assert!(!is_protocol_login("LOGIN"));
         assert!(properties("ANONYMOUS").is_none());
+    }
+
+    #[test]
+    fn only_gssapi_scram_and_external_may_meet_an_unverified_peer() {
+        let exposing: Vec<_> = ALL
+            .iter()
+            .chain(PROTOCOL_LOGINS)
+            .filter(|p| p.exposes_secret_to_peer())
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(
+            exposing,
+            [
+                "OAUTHBEARER",
+                "XOAUTH2",
+                "CRAM-MD5",
+                "PLAIN",
+                "LOGIN",
+                "IMAP-LOGIN",
+                "USER-PASS",
+                "APOP"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_gssapi_negotiates_a_security_layer() {
+        let layered: Vec<_> = ALL
+            .iter()
+            .chain(PROTOCOL_LOGINS)
+            .filter(|p| p.security_layer())
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(layered, ["GSSAPI"]);
     }
 
     /// The table agrees with the mechanisms themselves: names, and who speaks first.

@@ -15,7 +15,7 @@ use hmac::{Mac, SimpleHmac};
 
 use super::gs2::{self, CbFlag};
 use super::{Mechanism, SaslError, printable, require_nonempty};
-use crate::secret::Secret;
+use crate::secret::{Piece, Secret, assemble};
 
 /// Accepted SCRAM iteration counts, inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,12 +315,17 @@ impl Scram {
                 derive::<sha2::Sha256>(&password, &salt, iterations, &auth_message)
             }
         };
-        let response = format!("{without_proof},p={}", B64.encode(keys.proof.expose()));
+        // The proof's base64 goes straight into a buffer of the final size.
+        let response = assemble(&[
+            Piece::Raw(without_proof.as_bytes()),
+            Piece::Raw(b",p="),
+            Piece::Base64(keys.proof.expose()),
+        ]);
         self.state = State::ExpectServerFinal {
             server_key: keys.server_key,
             auth_message,
         };
-        Ok(Secret::new(response.into_bytes()))
+        Ok(response)
     }
 
     fn check_server_final(

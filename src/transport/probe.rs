@@ -30,7 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{Link, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors};
+use super::{
+    Link, LinkTrust, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors,
+};
 
 /// One certificate of the chain the server presented, as a report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -98,7 +100,7 @@ impl UnverifiedLink {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.0, Link::Tls(_))
+        matches!(self.0, Link::Tls(..))
     }
 
     /// Runs the TLS handshake over a plaintext link, recording the chain and the real
@@ -130,15 +132,19 @@ impl UnverifiedLink {
             .connect(settings.server_name.clone(), tcp)
             .await
             .map_err(classify)?;
-        let (_, conn) = stream.get_ref();
-        let info = super::tls_info_of(conn);
         let seen = recorder.seen.lock().expect("verifier lock").take();
         let (chain, verification_error) = match seen {
             Some(s) => (s.chain, s.verdict.err()),
             None => (Vec::new(), None),
         };
+        let trust = match verification_error {
+            None => LinkTrust::VerifiedTls,
+            Some(_) => LinkTrust::UnverifiedTls,
+        };
+        let (_, conn) = stream.get_ref();
+        let info = super::tls_info_of(conn, trust);
         Ok((
-            UnverifiedLink(Link::Tls(Box::new(stream))),
+            UnverifiedLink(Link::Tls(Box::new(stream), LinkTrust::UnverifiedTls)),
             ProbeTls {
                 info,
                 chain,
@@ -217,8 +223,10 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// The facts of one DER certificate; `None` if it cannot be parsed.
+/// The facts of one DER certificate; `None` if it cannot be parsed. The names are the
+/// certificate's text with terminal controls escaped ([`crate::text::escape`]).
 pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
+    use crate::text::escape;
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let sans = match cert.subject_alternative_name() {
@@ -227,7 +235,7 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
             .general_names
             .iter()
             .filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some(d.to_string()),
+                GeneralName::DNSName(d) => Some(escape(d)),
                 GeneralName::IPAddress(ip) => match ip.len() {
                     4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
                     16 => {
@@ -247,8 +255,8 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
         .map_or(0, |d| d.as_secs() as i64);
     let not_after = validity.not_after.timestamp();
     Some(CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: escape(&cert.subject().to_string()),
+        issuer: escape(&cert.issuer().to_string()),
         sans,
         not_before: ts(validity.not_before.timestamp()),
         not_after: ts(not_after),

@@ -1,85 +1,156 @@
-//! Real mail clients driving the tunnel: mutt (under tmux), mbsync, fetchmail, alpine
-//! (under tmux), and the settings `mailtun snippet` prints for them.
+//! Real mail clients driving the tunnel, each configured with exactly what `mailtun
+//! snippet` prints for it (plus only what the README tells the user to add): mutt and
+//! neomutt (under tmux), mbsync, offlineimap, fetchmail, alpine (under tmux).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    harness, mailtun_bin, mailtun_command, run_command, run_mailtun, run_tunnel,
-    wait_for_sink_message,
+    harness, mailtun_command, run_command, run_mailtun, run_tunnel, wait_for_sink_message,
 };
 
-/// A shell-quoted tunnel command for `config`.
-fn tunnel_command(config: &Path) -> String {
-    format!(
-        "{} --config {} tunnel test",
-        mailtun_bin(),
-        config.display()
-    )
-}
-
 #[test]
-fn mutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
+fn mutt_opens_the_inbox_with_the_pasted_imap_snippet() {
     opens_the_inbox("mutt");
 }
 
 #[test]
-fn neomutt_opens_the_inbox_through_the_tunnel_and_shows_the_message_count() {
+fn neomutt_opens_the_inbox_with_the_pasted_imap_snippet() {
     opens_the_inbox("neomutt");
 }
 
-/// `client` (mutt or neomutt, same muttrc) under tmux shows INBOX and its message count.
-fn opens_the_inbox(client: &str) {
+/// `client` (mutt or neomutt) under tmux with `muttrc` as its whole configuration and
+/// an empty home; `label` tells apart the tmux sessions of tests running at once.
+fn mutt_screen(label: &str, client: &str, dir: &Path, muttrc: &Path) -> Tmux {
     let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let config = h.config(dir.path(), "", "");
-    let muttrc = dir.path().join("muttrc");
-    std::fs::write(
-        &muttrc,
-        format!(
-            "set tunnel=\"{}\"\nset folder=\"imap://alice@{}/\"\nset spoolfile=\"+INBOX\"\nset imap_user=alice\nset status_format=\"STATUS %f msgs=%m\"\nset header_cache=\"\"\nset message_cachedir=\"\"\nset mail_check=60\nset imap_passive=yes\n",
-            tunnel_command(&config),
-            h.get("MAIL_HOST")
-        ),
-    )
-    .unwrap();
-    let tmux = Tmux::start(
-        &format!("test-{client}"),
+    Tmux::start(
+        &format!("{label}-{client}"),
         &format!(
             "env KRB5_CONFIG={} HOME={} TERM=xterm {client} -n -F {}",
             h.get("KRB5_CONFIG"),
-            dir.path().display(),
+            dir.display(),
             muttrc.display()
         ),
-    );
-    let screen = tmux.wait(20, |s| s.contains("msgs="), |_, _| {});
+    )
+}
+
+/// The message count mutt's and neomutt's default status line shows.
+fn msgs(count: &str) -> String {
+    format!("[Msgs:{count} ")
+}
+
+/// `client` (mutt or neomutt) with the IMAP snippet as its whole muttrc shows INBOX and
+/// its message count.
+fn opens_the_inbox(client: &str) {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
+    let muttrc = dir.path().join("muttrc");
+    std::fs::write(&muttrc, snippet(&config, client, "test")).unwrap();
+    let tmux = mutt_screen("inbox", client, dir.path(), &muttrc);
+    let count = h.get("INBOX_MESSAGES");
+    let screen = tmux.wait(20, |s| s.contains(&msgs(count)), |_, _| {});
     tmux.keys("q");
     std::thread::sleep(Duration::from_millis(300));
     drop(tmux);
-    let count = h.get("INBOX_MESSAGES");
     assert!(
-        screen.contains(&format!("msgs={count}")),
+        screen.contains(&format!("INBOX {}", msgs(count))),
         "{client}'s screen:\n{screen}"
     );
-    assert!(screen.contains("INBOX"), "{client}'s screen:\n{screen}");
+    assert!(
+        screen.contains("Hello Alice"),
+        "{client}'s screen:\n{screen}"
+    );
 }
 
 #[test]
-fn offlineimap_syncs_the_mailbox_through_preauthtunnel() {
+fn mutt_with_three_pasted_snippets_reads_pop3_and_imap_and_sends() {
+    three_snippets_in_one_muttrc("mutt");
+}
+
+#[test]
+fn neomutt_with_three_pasted_snippets_reads_pop3_and_imap_and_sends() {
+    three_snippets_in_one_muttrc("neomutt");
+}
+
+/// The snippets of the IMAP, POP3 and SMTP accounts pasted one after the other as the
+/// whole muttrc: `client` opens the POP3 spool (the last `spoolfile`), then the IMAP
+/// INBOX, each through its own account's tunnel, and sends through the SMTP one.
+fn three_snippets_in_one_muttrc(client: &str) {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = h.config(dir.path(), "", "");
+    let config = three_accounts(dir.path(), "");
+    let muttrc = dir.path().join("muttrc");
+    std::fs::write(
+        &muttrc,
+        ["test", "pop", "out"]
+            .map(|a| snippet(&config, client, a))
+            .concat(),
+    )
+    .unwrap();
+    let host = h.get("MAIL_HOST");
+    let count = h.get("INBOX_MESSAGES");
+    let tmux = mutt_screen("three", client, dir.path(), &muttrc);
+    let pop = format!(": pop://alice@{host}/ {}", msgs(count));
+    let screen = tmux.wait(20, |s| s.contains(&pop), |_, _| {});
+    assert!(screen.contains(&pop), "{client}'s screen:\n{screen}");
+    assert!(
+        screen.contains("Hello Alice"),
+        "{client}'s screen:\n{screen}"
+    );
+    // change-folder to the IMAP INBOX.
+    tmux.keys("c");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys("C-u");
+    tmux.keys(&format!("imap://alice@{host}/INBOX"));
+    tmux.keys("Enter");
+    let imap = format!("INBOX {}", msgs(count));
+    let screen = tmux.wait(20, |s| s.contains(&imap), |_, _| {});
+    tmux.keys("q");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tmux);
+    assert!(screen.contains(&imap), "{client}'s screen:\n{screen}");
+    let subject = format!("{client}-smtp-{}-{:?}", std::process::id(), Instant::now());
+    let mut child = Command::new(client)
+        .args(["-n", "-F", muttrc.to_str().unwrap(), "-s", &subject])
+        .arg("bob@example.test")
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mutt");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"Sent through mailtun.\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{client} failed:\n{}", log_of(&out));
+    wait_for_sink_message(&format!("{client}'s message"), |m| {
+        m.contains(&format!("Subject: {subject}")) && m.contains("Sent through mailtun.")
+    });
+}
+
+#[test]
+fn offlineimap_syncs_the_mailbox_with_the_pasted_snippet() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = three_accounts(dir.path(), "");
     let local = dir.path().join("mail");
     std::fs::create_dir_all(&local).unwrap();
     let rc = dir.path().join("offlineimaprc");
+    // The snippet, plus the general section, the account and the local repository, as
+    // the README says.
     std::fs::write(
         &rc,
         format!(
-            "[general]\naccounts = test\nmetadata = {meta}\n[Account test]\nlocalrepository = local\nremoterepository = remote\n[Repository local]\ntype = Maildir\nlocalfolders = {local}\n[Repository remote]\ntype = IMAP\npreauthtunnel = {tunnel}\nfolderfilter = lambda f: f == 'INBOX'\n",
+            "[general]\naccounts = test\nmetadata = {meta}\n\n[Account test]\nlocalrepository = test-local\nremoterepository = test-remote\n\n[Repository test-local]\ntype = Maildir\nlocalfolders = {local}\n\n{snippet}",
             meta = dir.path().join("meta").display(),
             local = local.display(),
-            tunnel = tunnel_command(&config),
+            snippet = snippet(&config, "offlineimap", "test"),
         ),
     )
     .unwrap();
@@ -104,18 +175,19 @@ fn offlineimap_syncs_the_mailbox_through_preauthtunnel() {
 }
 
 #[test]
-fn mbsync_syncs_the_mailbox_through_the_tunnel_with_the_big_message_intact() {
+fn mbsync_syncs_the_mailbox_with_the_pasted_snippet_and_the_big_message_intact() {
     let h = harness();
     let dir = tempfile::tempdir().unwrap();
-    let config = h.config(dir.path(), "", "");
+    let config = three_accounts(dir.path(), "");
     let local = dir.path().join("mail");
     std::fs::create_dir_all(&local).unwrap();
     let rc = dir.path().join("mbsyncrc");
+    // The snippet, plus the local store and the channel, as the README says.
     std::fs::write(
         &rc,
         format!(
-            "IMAPAccount test\nTunnel \"{}\"\n\nIMAPStore remote\nAccount test\n\nMaildirStore local\nPath {}/\nInbox {}/INBOX\n\nChannel test\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
-            tunnel_command(&config),
+            "{}\nMaildirStore test-local\nPath {}/\nInbox {}/INBOX\n\nChannel test\nFar :test-remote:\nNear :test-local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
+            snippet(&config, "mbsync", "test"),
             local.display(),
             local.display()
         ),
@@ -184,16 +256,25 @@ fn without_tuid(data: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn fetchmail_retrieves_a_message_through_the_plugin() {
-    let h = harness();
+fn fetchmail_retrieves_over_imap_through_the_pasted_snippet() {
+    fetchmail_with_the_snippet_of("test");
+}
+
+#[test]
+fn fetchmail_retrieves_over_pop3_through_the_pasted_snippet() {
+    fetchmail_with_the_snippet_of("pop");
+}
+
+/// fetchmail with the snippet of `account`, plus the delivery options the README says to
+/// add on its user line (here: leave the messages on the server, deliver one to a file).
+fn fetchmail_with_the_snippet_of(account: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = h.config(dir.path(), "", "");
+    let config = three_accounts(dir.path(), "");
     fetchmail_fetches_hello_alice(dir.path(), |out_file| {
         format!(
-            "poll {host} via localhost no dns with proto IMAP plugin \"{tunnel}\" auth ssh\n  user alice is root here keep fetchall sslproto \"\" fetchlimit 1 mda \"cat > {out}\"\n",
-            host = h.get("MAIL_HOST"),
-            tunnel = tunnel_command(&config),
-            out = out_file.display()
+            "{}  keep fetchall fetchlimit 1 mda \"cat > {}\"\n",
+            snippet(&config, "fetchmail", account),
+            out_file.display()
         )
     });
 }
@@ -411,16 +492,8 @@ fn alpine_opens_the_inbox_through_ssh_path() {
     let dir = tempfile::tempdir().unwrap();
     let config = three_accounts(dir.path(), "");
     let pinerc = dir.path().join("pinerc");
-    // The snippet as printed, plus what keeps alpine from asking anything on its first
-    // run (`last-version-used` is what alpine 2.26 itself writes).
-    std::fs::write(
-        &pinerc,
-        format!(
-            "{}personal-name=Alice\nuser-domain=example.test\nlast-version-used=6.26\n",
-            snippet(&config, "alpine", "test")
-        ),
-    )
-    .unwrap();
+    // The snippet as printed is the whole pinerc (alpine only greets a new user).
+    std::fs::write(&pinerc, snippet(&config, "alpine", "test")).unwrap();
     let tmux = Tmux::start(
         "alpine",
         &format!(
@@ -474,99 +547,6 @@ fn alpine_opens_the_inbox_through_ssh_path() {
     assert!(out.stdout_text().contains("b OK"), "{}", out.stdout_text());
 }
 
-/// A muttrc made of the POP3 and the SMTP snippets, pasted one after the other, plus
-/// what the test needs.
-fn pop_and_smtp_muttrc(dir: &Path, config: &Path) -> std::path::PathBuf {
-    let muttrc = dir.join("muttrc");
-    std::fs::create_dir_all(dir.join("Mail")).unwrap();
-    std::fs::write(
-        &muttrc,
-        format!(
-            "{}{}set folder=\"{}/Mail\"\nset from=\"alice@example.test\"\nset record=\"\"\nset status_format=\"STATUS %f msgs=%m\"\nset header_cache=\"\"\nset message_cachedir=\"\"\nset mail_check=60\n",
-            snippet(config, "mutt", "pop"),
-            snippet(config, "mutt", "out"),
-            dir.display()
-        ),
-    )
-    .unwrap();
-    muttrc
-}
-
-#[test]
-fn mutt_reads_pop3_through_the_tunnel_with_the_pasted_snippet() {
-    let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let config = three_accounts(dir.path(), "");
-    let muttrc = pop_and_smtp_muttrc(dir.path(), &config);
-    let tmux = Tmux::start(
-        "mutt-pop",
-        &format!(
-            "env KRB5_CONFIG={} HOME={} TERM=xterm mutt -n -F {}",
-            h.get("KRB5_CONFIG"),
-            dir.path().display(),
-            muttrc.display()
-        ),
-    );
-    let count = h.get("INBOX_MESSAGES");
-    let screen = tmux.wait(20, |s| s.contains("msgs="), |_, _| {});
-    tmux.keys("q");
-    assert!(
-        screen.contains(&format!(
-            "STATUS pop://alice@{}/ msgs={count}",
-            h.get("MAIL_HOST")
-        )),
-        "mutt's screen:\n{screen}"
-    );
-    assert!(screen.contains("Hello Alice"), "mutt's screen:\n{screen}");
-    assert!(
-        screen.contains("Big attachment"),
-        "mutt's screen:\n{screen}"
-    );
-}
-
-#[test]
-fn mutt_sends_through_the_smtp_tunnel_with_the_pasted_snippet() {
-    let h = harness();
-    let dir = tempfile::tempdir().unwrap();
-    let config = three_accounts(dir.path(), "");
-    // The same muttrc as for reading: the account-hooks pick the SMTP tunnel.
-    let muttrc = pop_and_smtp_muttrc(dir.path(), &config);
-    let subject = format!("mutt-smtp-{}-{:?}", std::process::id(), Instant::now());
-    let mut child = Command::new("mutt")
-        .args(["-n", "-F", muttrc.to_str().unwrap(), "-s", &subject])
-        .arg("bob@example.test")
-        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
-        .env("HOME", dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run mutt");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"Sent by mutt through mailtun.\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "mutt failed:\n{}", log_of(&out));
-    wait_for_sink_message("mutt's message", |m| {
-        m.contains(&format!("Subject: {subject}")) && m.contains("Sent by mutt through mailtun.")
-    });
-}
-
-#[test]
-fn fetchmail_retrieves_over_pop3_through_the_pasted_snippet() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = three_accounts(dir.path(), "");
-    fetchmail_fetches_hello_alice(dir.path(), |out_file| {
-        format!(
-            "{}  keep fetchall fetchlimit 1 mda \"cat > {}\"\n",
-            snippet(&config, "fetchmail", "pop"),
-            out_file.display()
-        )
-    });
-}
-
 #[test]
 fn accounts_lists_effective_settings_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
@@ -597,7 +577,7 @@ fn accounts_lists_effective_settings_without_secrets() {
         pop["password"]["command"],
         format!("cat {}", secret_file.display())
     );
-    assert_eq!(pop["gssapi"]["target"], "pop@mail.example.test");
+    assert_eq!(pop["gssapi"]["target"], "pop/mail.example.test");
     let out = run_mailtun(&["--config", c, "accounts"], b"");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.stdout_text();

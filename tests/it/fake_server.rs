@@ -10,7 +10,7 @@
 //! The certificates come from one test PKI made with rcgen on first use ([`pki`]): a CA
 //! that the account trusts through `ca_file`, and leaves for `mail.example.test` that are
 //! good, self-signed, issued by an unknown CA, for another name, expired, not yet valid,
-//! or naming the host only in their CN.
+//! naming the host only in their CN, or full of terminal escapes.
 //!
 //! [`run_mailtun_within`] runs the real binary with a deadline, so that a hang fails the
 //! test instead of stalling the suite.
@@ -57,6 +57,30 @@ pub enum Cert {
     NotYetValid,
     /// Issued by the trusted CA with [`HOST`] as CN and no subjectAltName.
     NoSan,
+    /// Issued for [`HOST`] by an untrusted CA, with [`HOSTILE_TEXT`] in the CA's name, the
+    /// subject and a second DNS name: terminal escapes, CR, LF and bidi overrides.
+    HostileNames,
+}
+
+/// Text a hostile server puts wherever it can: an OSC title change, a screen clear, a CR
+/// and a fake mailtun line, a right-to-left override, an isolate, a C1 NEL and DEL.
+pub const HOSTILE_TEXT: &str =
+    "\u{1b}]0;owned\u{7}\u{1b}[2J\rmailtun: all good \u{202e}txt.exe\u{2066}\u{85}\u{7f}";
+
+/// Panics if `text` holds a character that can drive a terminal: a C0 or C1 control
+/// other than LF, DEL, or a bidi control.
+pub fn assert_terminal_safe(case: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{case}: raw control characters {bad:?} in: {text:?}"
+    );
 }
 
 /// One step of a server's script.
@@ -452,6 +476,8 @@ pub struct Pki {
     configs: Vec<(Cert, Arc<ServerConfig>)>,
     /// SHA-256 of the good certificate, for pins.
     pub good_sha256: [u8; 32],
+    /// SHA-256 of the self-signed certificate, for pins.
+    pub self_signed_sha256: [u8; 32],
     _dir: tempfile::TempDir,
 }
 
@@ -491,6 +517,7 @@ pub fn pki() -> &'static Pki {
         let (other_ca, other_key) = ca("mailtun unknown CA");
         let mut configs = Vec::new();
         let mut good_sha256 = [0u8; 32];
+        let mut self_signed_sha256 = [0u8; 32];
         for kind in [
             Cert::Good,
             Cert::SelfSigned,
@@ -499,6 +526,7 @@ pub fn pki() -> &'static Pki {
             Cert::Expired,
             Cert::NotYetValid,
             Cert::NoSan,
+            Cert::HostileNames,
         ] {
             let key = KeyPair::generate().unwrap();
             let cert = match kind {
@@ -521,11 +549,28 @@ pub fn pki() -> &'static Pki {
                     p.signed_by(&key, &ca_cert, &ca_key)
                 }
                 Cert::NoSan => leaf_params(&[]).signed_by(&key, &ca_cert, &ca_key),
+                Cert::HostileNames => {
+                    let (evil_ca, evil_key) = ca(&format!("Evil CA {HOSTILE_TEXT}"));
+                    let mut p = leaf_params(&[HOST]);
+                    p.distinguished_name = rcgen::DistinguishedName::new();
+                    p.distinguished_name
+                        .push(DnType::CommonName, format!("{HOST} {HOSTILE_TEXT}"));
+                    p.subject_alt_names.push(rcgen::SanType::DnsName(
+                        "evil\u{1b}[31m.example.test".try_into().unwrap(),
+                    ));
+                    p.signed_by(&key, &evil_ca, &evil_key)
+                }
             }
             .unwrap();
-            if kind == Cert::Good {
+            {
                 use sha2::Digest;
-                good_sha256 = sha2::Sha256::digest(cert.der()).into();
+                match kind {
+                    Cert::Good => good_sha256 = sha2::Sha256::digest(cert.der()).into(),
+                    Cert::SelfSigned => {
+                        self_signed_sha256 = sha2::Sha256::digest(cert.der()).into()
+                    }
+                    _ => {}
+                }
             }
             let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -546,6 +591,7 @@ pub fn pki() -> &'static Pki {
             ca_file,
             configs,
             good_sha256,
+            self_signed_sha256,
             _dir: dir,
         }
     })
@@ -578,9 +624,17 @@ impl Run {
 
 /// Runs `mailtun --config CONFIG tunnel test` with an empty stdin, the harness's
 /// Kerberos configuration, and kills it after `deadline`.
-pub fn run_mailtun_within(config: &std::path::Path, deadline: Duration) -> Run {
+/// Global `flags` (`-vv`) go before `--config`.
+pub fn run_mailtun_within(config: &std::path::Path, flags: &[&str], deadline: Duration) -> Run {
+    let mut args = flags.to_vec();
+    args.extend(["--config", config.to_str().unwrap(), "tunnel", "test"]);
+    run_args_within(&args, deadline)
+}
+
+/// Runs `mailtun ARGS` as [`run_mailtun_within`] does.
+pub fn run_args_within(args: &[&str], deadline: Duration) -> Run {
     let start = Instant::now();
-    let mut child = mailtun_command(&["--config", config.to_str().unwrap(), "tunnel", "test"])
+    let mut child = mailtun_command(args)
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn mailtun");

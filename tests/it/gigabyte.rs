@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use libgssapi::context::{SecurityContext, ServerCtx};
 
-use crate::gss_layer::{Accepted, Offer, accept, layer_config, send_token};
+use crate::gss_layer::{Accepted, Offer, Proto, accept, layer_config, send_token};
 use crate::harness::{harness, mailtun_command};
 
 const GIB: u64 = 1 << 30;
@@ -458,13 +458,16 @@ enum Event {
 /// The acceptor for the 1 GiB layer test: a `UID FETCH` starts sending message 2 while
 /// the client's `APPEND` (LITERAL+) of message 1 is read and checked at the same time.
 fn serve_gib(listener: TcpListener) -> LayerReport {
+    let mut accepted =
+        accept(&listener, Offer::Layers(0x04), ANNOUNCED).expect("the client took the layer");
+    accepted.answer_capability(Proto::Imap);
     let Accepted {
         ctx,
         r,
         w,
         chosen,
         client_max,
-    } = accept(&listener, Offer::Layers(0x04), ANNOUNCED).expect("the client took the layer");
+    } = accepted;
     let ctx = Arc::new(Mutex::new(ctx));
     let (tx, rx) = mpsc::channel();
     let mut out = LayerWriter {

@@ -73,6 +73,63 @@ pub enum Offer {
 /// so that the client must split its writes.
 const ANNOUNCED_MAX: u32 = 0x4000;
 
+/// The protocol the acceptor speaks. Before authentication it announces capabilities
+/// named `X-PLAINTEXT-...` (in the greeting, CAPA or EHLO, and IMAP's tagged OK); inside
+/// the layer `X-THROUGH-LAYER`, so a test can tell which ones reached the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+impl Proto {
+    const ALL: [Proto; 3] = [Proto::Imap, Proto::Pop3, Proto::Smtp];
+
+    /// `protocol` in the configuration.
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Imap => "imap",
+            Proto::Pop3 => "pop3",
+            Proto::Smtp => "smtp",
+        }
+    }
+
+    fn challenge_prefix(self) -> &'static str {
+        match self {
+            Proto::Smtp => "334 ",
+            _ => "+ ",
+        }
+    }
+
+    /// The reply to the capability command `line` inside the layer, if it is one.
+    fn capabilities_through_layer(self, line: &str) -> Option<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match (self, words.as_slice()) {
+            (Proto::Imap, [tag, cmd]) if cmd.eq_ignore_ascii_case("CAPABILITY") => Some(format!(
+                "* CAPABILITY IMAP4rev1 IDLE X-THROUGH-LAYER\r\n{tag} OK done\r\n"
+            )),
+            (Proto::Pop3, [cmd]) if cmd.eq_ignore_ascii_case("CAPA") => {
+                Some("+OK\r\nTOP\r\nUIDL\r\nX-THROUGH-LAYER\r\n.\r\n".into())
+            }
+            (Proto::Smtp, [cmd, _]) if cmd.eq_ignore_ascii_case("EHLO") => {
+                Some("250-mail.example.test\r\n250-8BITMIME\r\n250 X-THROUGH-LAYER\r\n".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The test client's input: a capability query answered by mailtun's local side
+    /// (POP3, SMTP), then the end of the session.
+    fn client_input(self) -> &'static [u8] {
+        match self {
+            Proto::Imap => b"b LOGOUT\r\n",
+            Proto::Pop3 => b"CAPA\r\nQUIT\r\n",
+            Proto::Smtp => b"EHLO client.example\r\nQUIT\r\n",
+        }
+    }
+}
+
 /// An authenticated session under the security layer the client chose.
 pub struct Accepted {
     pub ctx: ServerCtx,
@@ -84,20 +141,73 @@ pub struct Accepted {
     pub client_max: usize,
 }
 
-/// Accepts one connection and runs GSSAPI with the layer message `offer` (announcing
-/// `announced_max` octets as the largest token the acceptor takes). `None` when the
-/// client refused the offer and closed.
+impl Accepted {
+    /// Reads the client's first command under the layer, which must be its capability
+    /// query, and answers it through the layer.
+    pub fn answer_capability(&mut self, proto: Proto) {
+        let token = read_token(&mut self.r, &mut Vec::new()).expect("the capability query");
+        let line = String::from_utf8(self.ctx.unwrap(&token).unwrap().to_vec()).unwrap();
+        let reply = proto
+            .capabilities_through_layer(&line)
+            .unwrap_or_else(|| panic!("expected the capability query, got {line:?}"));
+        let token = self.ctx.wrap(self.chosen == 4, reply.as_bytes()).unwrap();
+        send_token(&mut self.w, &token);
+    }
+}
+
+/// Accepts one IMAP connection: see [`accept_as`].
 pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Option<Accepted> {
+    accept_as(Proto::Imap, listener, offer, announced_max)
+}
+
+/// Accepts one connection and runs GSSAPI in `proto` with the layer message `offer`
+/// (announcing `announced_max` octets as the largest token the acceptor takes), up to the
+/// success reply. `None` when the client refused the offer and closed.
+pub fn accept_as(
+    proto: Proto,
+    listener: &TcpListener,
+    offer: Offer,
+    announced_max: u32,
+) -> Option<Accepted> {
     acceptor_env();
     let (stream, _) = listener.accept().unwrap();
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
-    w.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI] test acceptor\r\n")
-        .unwrap();
+    match proto {
+        Proto::Imap => w.write_all(
+            b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=GSSAPI X-PLAINTEXT-GREETING] test acceptor\r\n",
+        ),
+        Proto::Pop3 => {
+            w.write_all(b"+OK test acceptor\r\n").unwrap();
+            assert_eq!(read_line(&mut r), "CAPA");
+            w.write_all(b"+OK\r\nSASL GSSAPI\r\nX-PLAINTEXT-CAPA\r\n.\r\n")
+        }
+        Proto::Smtp => {
+            w.write_all(b"220 mail.example.test test acceptor\r\n").unwrap();
+            assert!(read_line(&mut r).starts_with("EHLO "));
+            w.write_all(b"250-mail.example.test\r\n250-X-PLAINTEXT-EHLO\r\n250 AUTH GSSAPI\r\n")
+        }
+    }
+    .unwrap();
+    let prefix = proto.challenge_prefix();
     let cmd = read_line(&mut r);
-    let ir = cmd
-        .strip_prefix("m1 AUTHENTICATE GSSAPI ")
-        .expect("AUTHENTICATE with SASL-IR");
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let tag = match proto {
+        Proto::Imap => words[0].to_string(),
+        _ => String::new(),
+    };
+    let gssapi_at = words
+        .iter()
+        .position(|w| *w == "GSSAPI")
+        .unwrap_or_else(|| panic!("an authentication command for GSSAPI: {cmd:?}"));
+    let ir = match words.get(gssapi_at + 1) {
+        Some(ir) => ir.to_string(),
+        // The token did not fit on the command line: it answers an empty challenge.
+        None => {
+            w.write_all(format!("{prefix}\r\n").as_bytes()).unwrap();
+            read_line(&mut r)
+        }
+    };
     let mechs = OidSet::singleton(GSS_MECH_KRB5).unwrap();
     let cred = Cred::acquire(None, None, CredUsage::Accept, Some(&mechs))
         .expect("acceptor credentials from the keytab");
@@ -107,7 +217,7 @@ pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Optio
         .expect("accept the client's token");
     assert!(ctx.is_complete());
     let out = out.map(|b| b.to_vec()).unwrap_or_default();
-    w.write_all(format!("+ {}\r\n", B64.encode(out)).as_bytes())
+    w.write_all(format!("{prefix}{}\r\n", B64.encode(out)).as_bytes())
         .unwrap();
     assert_eq!(
         read_line(&mut r),
@@ -123,7 +233,7 @@ pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Optio
         Offer::Short => ctx.wrap(false, &[0x07, max[1], max[2]]).unwrap().to_vec(),
         Offer::Garbage => b"\x05\x04\xffnot a wrap token at all, just bytes".to_vec(),
     };
-    w.write_all(format!("+ {}\r\n", B64.encode(&offer_msg)).as_bytes())
+    w.write_all(format!("{prefix}{}\r\n", B64.encode(&offer_msg)).as_bytes())
         .unwrap();
     let line = read_line(&mut r);
     if line.is_empty() {
@@ -132,7 +242,14 @@ pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Optio
     let reply = ctx.unwrap(&B64.decode(line).unwrap()).unwrap();
     let chosen = reply[0];
     let client_max = u32::from_be_bytes([0, reply[1], reply[2], reply[3]]) as usize;
-    w.write_all(b"m1 OK authenticated\r\n").unwrap();
+    let ok = match proto {
+        // RFC 3501 section 6.2.2: a server should not send capabilities here when a
+        // layer was negotiated; one in the middle can.
+        Proto::Imap => format!("{tag} OK [CAPABILITY IMAP4rev1 X-PLAINTEXT-OK] authenticated\r\n"),
+        Proto::Pop3 => "+OK logged in\r\n".into(),
+        Proto::Smtp => "235 2.7.0 authenticated\r\n".into(),
+    };
+    w.write_all(ok.as_bytes()).unwrap();
     Some(Accepted {
         ctx,
         r,
@@ -142,16 +259,27 @@ pub fn accept(listener: &TcpListener, offer: Offer, announced_max: u32) -> Optio
     })
 }
 
-/// Serves one session: GSSAPI with the layer message `offer`, then IMAP under the layer.
-/// Returns (the layer the client chose, every raw byte received under the layer).
-fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
+/// Which of the acceptor's tokens under a confidentiality layer go out unencrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsealed {
+    /// None: every token as negotiated.
+    None,
+    /// The reply to the capability query.
+    Capabilities,
+    /// Every reply after it (the relayed session).
+    Data,
+}
+
+/// Serves one session: GSSAPI with the layer message `offer`, then `proto` under the
+/// layer. Returns (the layer the client chose, every raw byte received under the layer).
+fn serve(proto: Proto, listener: TcpListener, offer: Offer, unsealed: Unsealed) -> (u8, Vec<u8>) {
     let Some(Accepted {
         mut ctx,
         mut r,
         mut w,
         chosen,
         client_max,
-    }) = accept(&listener, offer, ANNOUNCED_MAX)
+    }) = accept_as(proto, &listener, offer, ANNOUNCED_MAX)
     else {
         // The client refused the offer and closed.
         return (0, Vec::new());
@@ -163,23 +291,35 @@ fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
         commands.extend_from_slice(&ctx.unwrap(&token).unwrap());
         while let Some(end) = commands.windows(2).position(|x| x == b"\r\n") {
             let line: Vec<u8> = commands.drain(..end + 2).collect();
-            let reply: Vec<u8> = if line.starts_with(b"a FETCH") {
-                let body = payload();
-                [
-                    format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).as_bytes(),
-                    &body,
-                    b")\r\na OK done\r\n",
-                ]
-                .concat()
-            } else if line.starts_with(b"b LOGOUT") {
-                b"* BYE bye\r\nb OK done\r\n".to_vec()
-            } else {
-                b"* BAD what\r\n".to_vec()
-            };
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let upper = text.to_ascii_uppercase();
+            let quit = upper.starts_with("B LOGOUT") || upper.starts_with("QUIT");
+            let (reply, seal): (Vec<u8>, bool) =
+                if let Some(caps) = proto.capabilities_through_layer(&text) {
+                    (caps.into_bytes(), unsealed != Unsealed::Capabilities)
+                } else if line.starts_with(b"a FETCH") {
+                    let body = payload();
+                    let reply = [
+                        format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).as_bytes(),
+                        &body,
+                        b")\r\na OK done\r\n",
+                    ]
+                    .concat();
+                    (reply, unsealed != Unsealed::Data)
+                } else if quit {
+                    let bye: &[u8] = match proto {
+                        Proto::Imap => b"* BYE bye\r\nb OK done\r\n",
+                        Proto::Pop3 => b"+OK bye\r\n",
+                        Proto::Smtp => b"221 2.0.0 bye\r\n",
+                    };
+                    (bye.to_vec(), unsealed != Unsealed::Data)
+                } else {
+                    (b"* BAD what\r\n".to_vec(), true)
+                };
             for chunk in reply.chunks(client_max - 256) {
-                send_token(&mut w, &ctx.wrap(encrypt, chunk).unwrap());
+                send_token(&mut w, &ctx.wrap(encrypt && seal, chunk).unwrap());
             }
-            if line.starts_with(b"b LOGOUT") {
+            if quit {
                 return (chosen, raw);
             }
         }
@@ -190,12 +330,17 @@ fn serve(listener: TcpListener, offer: Offer) -> (u8, Vec<u8>) {
 /// A config file for an account `test` on the acceptor at 127.0.0.1:`port`, without TLS,
 /// asking for the GSSAPI `layer`.
 pub fn layer_config(dir: &Path, port: u16, layer: &str) -> PathBuf {
+    layer_config_for(Proto::Imap, dir, port, layer)
+}
+
+fn layer_config_for(proto: Proto, dir: &Path, port: u16, layer: &str) -> PathBuf {
     let h = harness();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[accounts.test]\nhost = \"{}\"\nconnect = \"127.0.0.1\"\nplain_port = {port}\ntls = [\"none\"]\nmin_protection = \"strong\"\nuser = \"alice\"\ntimeout_secs = 10\n[accounts.test.gssapi]\nccache = \"{}\"\nlayer = \"{layer}\"\n",
+            "[accounts.test]\nprotocol = \"{}\"\nhost = \"{}\"\nconnect = \"127.0.0.1\"\nplain_port = {port}\ntls = [\"none\"]\nmin_protection = \"strong\"\nuser = \"alice\"\ntimeout_secs = 10\n[accounts.test.gssapi]\nccache = \"{}\"\nlayer = \"{layer}\"\n",
+            proto.name(),
             h.get("MAIL_HOST"),
             h.get("ALICE_CCACHE")
         ),
@@ -204,15 +349,33 @@ pub fn layer_config(dir: &Path, port: u16, layer: &str) -> PathBuf {
     config
 }
 
-fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
+/// Runs mailtun with `stdin` against an acceptor of `proto`; returns (the run, the layer
+/// the client chose, the raw bytes the acceptor received under the layer).
+fn run_with(
+    proto: Proto,
+    layer: &str,
+    offer: Offer,
+    unsealed: Unsealed,
+    stdin: &[u8],
+) -> (crate::harness::Output, u8, Vec<u8>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || serve(listener, offer));
+    let server = std::thread::spawn(move || serve(proto, listener, offer, unsealed));
     let dir = tempfile::tempdir().unwrap();
-    let config = layer_config(dir.path(), port, layer);
-    let out = run_tunnel(&config, &[], b"a FETCH 1 BODY[]\r\nb LOGOUT\r\n");
+    let config = layer_config_for(proto, dir.path(), port, layer);
+    let out = run_tunnel(&config, &[], stdin);
     let (chosen, raw) = server.join().unwrap();
     (out, chosen, raw)
+}
+
+fn run(layer: &str, offer: Offer) -> (crate::harness::Output, u8, Vec<u8>) {
+    run_with(
+        Proto::Imap,
+        layer,
+        offer,
+        Unsealed::None,
+        b"a FETCH 1 BODY[]\r\nb LOGOUT\r\n",
+    )
 }
 
 #[test]
@@ -297,5 +460,89 @@ fn rfc4752_a_malformed_security_layer_message_is_an_authentication_failure() {
             "{offer:?}: {}",
             out.stderr
         );
+    }
+}
+
+#[test]
+fn rfc4752_on_a_layered_session_the_client_gets_the_capabilities_asked_through_the_layer() {
+    for proto in Proto::ALL {
+        let (out, chosen, raw) = run_with(
+            proto,
+            "confidentiality",
+            Offer::Layers(0x07),
+            Unsealed::None,
+            proto.client_input(),
+        );
+        let case = proto.name();
+        assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+        assert_eq!(chosen, 0x04, "{case}");
+        let stdout = out.stdout_text();
+        assert!(
+            stdout.contains("X-THROUGH-LAYER"),
+            "{case}: the client must see the capabilities from inside the layer: {stdout:?}"
+        );
+        assert!(
+            !stdout.contains("X-PLAINTEXT"),
+            "{case}: capabilities from outside the layer reached the client: {stdout:?}"
+        );
+        if proto == Proto::Imap {
+            let first = out.first_line();
+            assert!(
+                first.starts_with("* PREAUTH [CAPABILITY IMAP4rev1 IDLE X-THROUGH-LAYER]"),
+                "{case}: {first}"
+            );
+        }
+        // The query itself went encrypted.
+        for word in [&b"CAPABILITY"[..], b"CAPA", b"EHLO"] {
+            assert!(
+                !raw.windows(word.len()).any(|w| w == word),
+                "{case}: a capability query crossed the wire in clear"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unencrypted_token_on_a_confidentiality_layer_is_a_protocol_violation() {
+    for proto in Proto::ALL {
+        for unsealed in [Unsealed::Capabilities, Unsealed::Data] {
+            let case = format!("{}: {unsealed:?} sent integrity-only", proto.name());
+            let (out, chosen, _) = run_with(
+                proto,
+                "confidentiality",
+                Offer::Layers(0x07),
+                unsealed,
+                proto.client_input(),
+            );
+            assert_eq!(chosen, 0x04, "{case}");
+            assert_eq!(out.code, Some(7), "{case}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("not encrypted"),
+                "{case}: {}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("panicked"), "{case}: {}", out.stderr);
+            let stdout = out.stdout_text();
+            match unsealed {
+                // Before the hand-over: the protocol's refusal, and nothing else.
+                Unsealed::Capabilities => {
+                    let refusal = match proto {
+                        Proto::Imap => "* BYE [UNAVAILABLE] mailtun: ",
+                        Proto::Pop3 => "-ERR [SYS/TEMP] mailtun: ",
+                        Proto::Smtp => "421 mailtun: ",
+                    };
+                    assert!(stdout.starts_with(refusal), "{case}: {stdout:?}");
+                    assert_eq!(stdout.matches('\n').count(), 1, "{case}: {stdout:?}");
+                }
+                // During the relay: the unencrypted reply never reaches the client.
+                Unsealed::Data => {
+                    assert!(
+                        !stdout.contains("bye") && !stdout.contains("BYE bye"),
+                        "{case}: {stdout:?}"
+                    );
+                }
+                Unsealed::None => unreachable!(),
+            }
+        }
     }
 }

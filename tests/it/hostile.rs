@@ -16,7 +16,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::fake_server::{
-    Act, Cert, FakeServer, HOST, Record, Run, pki, respond, run_mailtun_within, send,
+    Act, Cert, FakeServer, HOST, HOSTILE_TEXT, Record, Run, assert_terminal_safe, pki, respond,
+    run_args_within, run_mailtun_within, send,
 };
 use crate::harness::harness;
 
@@ -89,6 +90,9 @@ struct Lang {
     huge_literal: Option<&'static str>,
     /// The start of the reply mailtun gives the client for a failure of each class.
     bye: fn(Bye) -> &'static str,
+    /// The protocol's own password logins: the capability word that offers it (empty:
+    /// offered unless refused) and its name in `auth`.
+    password_logins: &'static [(&'static str, &'static str)],
 }
 
 fn imap_hello_in_greeting(caps: &str) -> Vec<Act> {
@@ -165,6 +169,7 @@ const IMAP: Lang = Lang {
     greeting_prefix: "* OK ",
     huge_literal: Some("* CAPABILITY IMAP4rev1 {4294967296}\r\n"),
     bye: imap_bye,
+    password_logins: &[("", "imap-login")],
 };
 
 /// Capability words in the suite's spelling (IMAP's: `AUTH=X` for a mechanism) split
@@ -251,6 +256,8 @@ const POP3: Lang = Lang {
     greeting_prefix: "+OK ",
     huge_literal: None,
     bye: pop3_bye,
+    // The greeting of `pop3_hello_by_capa` carries an APOP timestamp.
+    password_logins: &[("USER", "user-pass"), ("", "apop")],
 };
 
 /// An SMTP `EHLO` reply: the server's name, then one extension per line, the mechanisms
@@ -346,6 +353,7 @@ const SMTP: Lang = Lang {
     greeting_prefix: "220 ",
     huge_literal: None,
     bye: smtp_bye,
+    password_logins: &[],
 };
 
 /// Every protocol the suite covers.
@@ -359,6 +367,8 @@ struct Account<'a> {
     tls: &'a str,
     timeout_secs: u64,
     extra: String,
+    /// Global flags before `--config` (`-vv`).
+    flags: Vec<&'static str>,
 }
 
 impl<'a> Account<'a> {
@@ -371,6 +381,7 @@ impl<'a> Account<'a> {
             tls: "[\"starttls\"]",
             timeout_secs: 5,
             extra: String::new(),
+            flags: Vec::new(),
         }
     }
 
@@ -386,9 +397,32 @@ impl<'a> Account<'a> {
     /// Writes the configuration and runs mailtun with a deadline of the timeout plus a
     /// margin.
     fn run(&self) -> Run {
-        let h = harness();
         let dir = tempfile::tempdir().unwrap();
-        let path: PathBuf = dir.path().join("config.toml");
+        let path = self.write_config(dir.path());
+        run_mailtun_within(&path, &self.flags, self.deadline())
+    }
+
+    /// Runs `mailtun ARGS` on this account's configuration: `{config}` in `args` is the
+    /// path of the configuration file.
+    fn run_with(&self, args: &[&str]) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let path = self.write_config(dir.path());
+        let path = path.to_str().unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "{config}" { path } else { a })
+            .collect();
+        run_args_within(&args, self.deadline())
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs) + Duration::from_secs(5)
+    }
+
+    /// Writes the configuration file of account `test` into `dir`.
+    fn write_config(&self, dir: &std::path::Path) -> PathBuf {
+        let h = harness();
+        let path: PathBuf = dir.join("config.toml");
         let text = format!(
             "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\nplain_port = {plain}\ntls_port = {tlsp}\ntls = {tls}\nca_file = \"{ca}\"\nuser = \"alice\"\ntimeout_secs = {timeout}\n{extra}\n[accounts.test.gssapi]\nccache = \"{cc}\"\n",
             protocol = self.lang.protocol,
@@ -401,10 +435,7 @@ impl<'a> Account<'a> {
             cc = h.get("ALICE_CCACHE"),
         );
         std::fs::write(&path, text).unwrap();
-        run_mailtun_within(
-            &path,
-            Duration::from_secs(self.timeout_secs) + Duration::from_secs(5),
-        )
+        path
     }
 }
 
@@ -1315,4 +1346,594 @@ fn stall_case(lang: &'static Lang, how: &str, script: Vec<Act>) {
         secs(run.elapsed)
     );
     assert!(run.stderr.contains("within 2 s"), "{case}: {}", run.stderr);
+}
+
+// 13. Issue 12: a pin holds under `dangerous`, unverified TLS carries no password or
+// token, and no SCRAM channel-binding strip.
+
+/// `[dangerous] accept_invalid_certs = true`, in the account's own table.
+const DANGEROUS: &str = "dangerous = { accept_invalid_certs = true }";
+
+/// [`DANGEROUS`] without a pin: unverified TLS, which only `min_protection = "strong"`
+/// accepts (any other level is a configuration error).
+const DANGEROUS_UNPINNED: &str =
+    "min_protection = \"strong\"\ndangerous = { accept_invalid_certs = true }";
+
+/// The bearer token the account's command prints.
+const TOKEN: &str = "tok-Hostile.13";
+
+/// Extra settings: `auth`, the password and token commands, and `more`.
+fn with_auth(auth: &str, more: &str) -> String {
+    format!(
+        "auth = {auth}\npassword = {{ command = \"echo {SCRAM_PASSWORD}\" }}\noauth_token_command = \"echo {TOKEN}\"\n{more}"
+    )
+}
+
+/// Script: TLS with `cert` (after STARTTLS, or at once on the SSL port), then the
+/// capabilities `after` inside it, up to the client's decision.
+fn tls_offering(lang: &Lang, implicit: bool, cert: Cert, after: &[&str]) -> Vec<Act> {
+    if implicit {
+        let mut s = vec![Act::Tls(cert)];
+        s.extend((lang.hellos[0].1)(&caps(lang, after)));
+        s
+    } else {
+        let mut s = up_to_tls(
+            lang,
+            lang.hellos[0].1,
+            &caps(lang, &[lang.starttls_cap]),
+            cert,
+        );
+        s.extend((lang.caps_after_tls)(&caps(lang, after)));
+        s
+    }
+}
+
+/// Plays `script` to the account `extra` (on STARTTLS or the SSL port).
+fn run_account(lang: &Lang, implicit: bool, extra: String, script: Vec<Act>) -> (Run, Record) {
+    let server = FakeServer::start(script);
+    let mut account = if implicit {
+        Account::implicit(lang, server.port)
+    } else {
+        Account::starttls(lang, server.port)
+    };
+    account.extra = extra;
+    let run = account.run();
+    (run, server.finish())
+}
+
+/// Neither the password nor the token, nor their base64 forms, reached the server.
+fn assert_no_secret_sent(rec: &Record, case: &str) {
+    let wire = format!("{}{}", rec.plain_text(), rec.decrypted_text());
+    for secret in [SCRAM_PASSWORD, TOKEN] {
+        assert!(!wire.contains(secret), "{case}: {secret} on the wire");
+        assert!(
+            !wire.contains(&B64.encode(secret)[..12]),
+            "{case}: {secret} in base64 on the wire"
+        );
+    }
+}
+
+/// The SASL mechanisms the client started over TLS, each with its decoded initial
+/// response.
+fn started(lang: &Lang, rec: &Record) -> Vec<(String, String)> {
+    rec.decrypted_lines()
+        .iter()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let pos = words.position(|w| w == lang.auth_command)?;
+            let mut rest = l.split_whitespace().skip(pos + 1);
+            let mech = rest.next()?.to_string();
+            let ir = rest.next().unwrap_or_default();
+            let ir = String::from_utf8_lossy(&B64.decode(ir).unwrap_or_default()).into_owned();
+            Some((mech, ir))
+        })
+        .collect()
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Script: a SCRAM-SHA-256 server that knows [`SCRAM_PASSWORD`]: reads the
+/// authentication command (its initial response is the client-first message), sends the
+/// server-first message, reads the client-final message and answers with the server
+/// signature, then reads the client's empty response and accepts. It does not check the
+/// client's proof: the cases look at the client.
+fn scram_server(lang: &Lang) -> Vec<Act> {
+    use std::sync::{Arc, Mutex};
+    const SALT: &[u8] = b"hostile salt";
+    let p = lang.challenge_prefix;
+    // client-first-bare and server-first, for the AuthMessage.
+    let state = Arc::new(Mutex::new((String::new(), String::new())));
+    let first_state = state.clone();
+    let first = respond(move |line| {
+        let text = String::from_utf8_lossy(line);
+        let ir = text.split_whitespace().last().unwrap_or_default();
+        let msg = String::from_utf8(B64.decode(ir).unwrap_or_default()).unwrap_or_default();
+        // The GS2 header is the first two fields.
+        let bare = msg.splitn(3, ',').nth(2).unwrap_or_default().to_string();
+        let nonce = bare
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .unwrap_or("none");
+        let server_first = format!("r={nonce}srvEXT,s={},i=4096", B64.encode(SALT));
+        let reply = format!("{p}{}\r\n", B64.encode(&server_first));
+        *first_state.lock().unwrap() = (bare, server_first);
+        reply.into_bytes()
+    });
+    let last = respond(move |line| {
+        let client_final =
+            String::from_utf8(B64.decode(line).unwrap_or_default()).unwrap_or_default();
+        let without_proof = client_final.split(",p=").next().unwrap_or_default();
+        let (bare, server_first) = state.lock().unwrap().clone();
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let mut salted = [0u8; 32];
+        pbkdf2::pbkdf2::<hmac::Hmac<sha2::Sha256>>(
+            SCRAM_PASSWORD.as_bytes(),
+            SALT,
+            4096,
+            &mut salted,
+        )
+        .unwrap();
+        let server_key = hmac_sha256(&salted, b"Server Key");
+        let signature = hmac_sha256(&server_key, auth_message.as_bytes());
+        format!(
+            "{p}{}\r\n",
+            B64.encode(format!("v={}", B64.encode(signature)))
+        )
+        .into_bytes()
+    });
+    vec![
+        Act::ReadLine,
+        first,
+        Act::ReadLine,
+        last,
+        Act::ReadLine,
+        send(lang.auth_ok),
+    ]
+}
+
+#[test]
+fn a_pin_holds_under_accept_invalid_certs() {
+    for lang in LANGS {
+        for implicit in [false, true] {
+            let method = if implicit { "SSL port" } else { "STARTTLS" };
+            // A self-signed certificate other than the pinned one: refused, although
+            // `accept_invalid_certs` waives the chain and name checks.
+            let case = format!("{}: dangerous, another pin, on {method}", lang.protocol);
+            let mut script = tls_offering(
+                lang,
+                implicit,
+                Cert::SelfSigned,
+                &[lang.plain_cap, lang.sasl_ir_cap],
+            );
+            script.push(Act::ReadLine);
+            script.push(send(lang.auth_no));
+            let pin = format!("pin_sha256 = \"{}\"", pin_hex(&pki().good_sha256));
+            let extra = with_auth("[\"plain\"]", &format!("{pin}\n{DANGEROUS}"));
+            let (run, rec) = run_account(lang, implicit, extra, script);
+            assert_refused(lang, &run, EXIT_NETWORK, &case);
+            assert!(
+                run.stderr.contains("does not match `pin_sha256`"),
+                "{case}: {}",
+                run.stderr
+            );
+            assert!(!rec.tls_established, "{case}: the client must abort");
+            assert_no_auth(lang, &rec, &case);
+            assert_no_secret_sent(&rec, &case);
+
+            // The control: the pin of the self-signed certificate makes the link
+            // verified, so even PLAIN goes (and the server's refusal is an
+            // authentication failure).
+            let case = format!("{}: dangerous, the right pin, on {method}", lang.protocol);
+            let mut script = tls_offering(
+                lang,
+                implicit,
+                Cert::SelfSigned,
+                &[lang.plain_cap, lang.sasl_ir_cap],
+            );
+            script.push(Act::ReadLine);
+            script.push(send(lang.auth_no));
+            let pin = format!("pin_sha256 = \"{}\"", pin_hex(&pki().self_signed_sha256));
+            let extra = with_auth("[\"plain\"]", &format!("{pin}\n{DANGEROUS}"));
+            let (run, rec) = run_account(lang, implicit, extra, script);
+            assert_refused(lang, &run, EXIT_AUTH, &case);
+            assert!(rec.tls_established, "{case}: {:?}", rec.tls_error);
+            let mechs: Vec<String> = started(lang, &rec).into_iter().map(|(m, _)| m).collect();
+            assert_eq!(mechs, ["PLAIN"], "{case}");
+        }
+
+        // And a whole session over the pinned self-signed certificate is verified TLS.
+        let case = format!("{}: dangerous, the right pin, SCRAM", lang.protocol);
+        let server = FakeServer::start(scram_over_self_signed(lang));
+        let mut account = Account::starttls(lang, server.port);
+        let pin = format!("pin_sha256 = \"{}\"", pin_hex(&pki().self_signed_sha256));
+        account.extra = with_auth("[\"scram-sha-256\"]", &format!("{pin}\n{DANGEROUS}"));
+        let run = account.run();
+        server.finish();
+        assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+        let greeting = run.stdout_text();
+        let greeting = greeting.lines().next().unwrap_or_default();
+        assert!(
+            greeting.contains("with SCRAM-SHA-256 over TLSv1.3 (starttls")
+                && greeting.ends_with("protection tls+strong"),
+            "{case}: {greeting:?}"
+        );
+    }
+}
+
+#[test]
+fn unverified_tls_carries_no_password_and_no_token() {
+    for lang in LANGS {
+        let mut offers: Vec<(&str, &str)> = vec![
+            ("AUTH=PLAIN", "plain"),
+            ("AUTH=LOGIN", "login"),
+            ("AUTH=CRAM-MD5", "cram-md5"),
+            ("AUTH=OAUTHBEARER", "oauthbearer"),
+            ("AUTH=XOAUTH2", "xoauth2"),
+        ];
+        offers.extend(lang.password_logins.iter().copied());
+        for (cap, auth) in offers {
+            let case = format!("{}: dangerous without pin, only {auth}", lang.protocol);
+            let mut script = tls_offering(lang, false, Cert::SelfSigned, &[cap, lang.sasl_ir_cap]);
+            // Should the client send anything, it is refused (and recorded).
+            script.push(Act::ReadLine);
+            script.push(send(lang.auth_no));
+            // SCRAM is listed too (`min_protection = "strong"` needs a strong mechanism)
+            // but not offered: only the weak mechanism is left.
+            let extra = with_auth(
+                &format!("[\"{auth}\", \"scram-sha-256\"]"),
+                DANGEROUS_UNPINNED,
+            );
+            let (run, rec) = run_account(lang, false, extra, script);
+            assert_refused(lang, &run, EXIT_POLICY, &case);
+            assert!(
+                run.stderr.contains("unverified TLS"),
+                "{case}: the refusal names the reason: {}",
+                run.stderr
+            );
+            assert!(rec.tls_established, "{case}: {:?}", rec.tls_error);
+            let lines = rec.decrypted_lines();
+            assert!(
+                lines.iter().all(|l| is_capability_request(lang, l)),
+                "{case}: only capability requests may go over unverified TLS: {lines:?}"
+            );
+            assert_no_secret_sent(&rec, &case);
+        }
+    }
+}
+
+/// Script: SCRAM-SHA-256 accepted over TLS with the self-signed certificate, then the
+/// capabilities after authentication, then (for `check`) the logout command read and
+/// the connection closed.
+fn scram_over_self_signed(lang: &Lang) -> Vec<Act> {
+    let mut script = tls_offering(
+        lang,
+        false,
+        Cert::SelfSigned,
+        &["AUTH=SCRAM-SHA-256", lang.sasl_ir_cap],
+    );
+    script.extend(scram_server(lang));
+    script.extend((lang.caps_after_tls)(&caps(lang, &[])));
+    script.push(Act::ReadLine);
+    script.push(Act::Close);
+    script
+}
+
+#[test]
+fn scram_over_unverified_tls_runs_and_says_unverified_tls() {
+    for lang in LANGS {
+        let case = format!("{}: dangerous without pin, SCRAM", lang.protocol);
+        let server = FakeServer::start(scram_over_self_signed(lang));
+        let mut account = Account::starttls(lang, server.port);
+        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS_UNPINNED);
+        let run = account.run_with(&["-v", "--config", "{config}", "tunnel", "test"]);
+        let rec = server.finish();
+        assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+        let greeting = run.stdout_text();
+        let greeting = greeting.lines().next().unwrap_or_default();
+        assert!(
+            greeting.contains("with SCRAM-SHA-256 over unverified TLS"),
+            "{case}: the greeting says how the session is protected: {greeting:?}"
+        );
+        assert!(
+            greeting.ends_with("protection strong"),
+            "{case}: unverified TLS is not the \"tls\" of a combination: {greeting:?}"
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("authenticated with SCRAM-SHA-256 over unverified TLS")),
+            "{case}: -v says it too: {}",
+            run.stderr
+        );
+        // The client could bind (TLS 1.3) and the server offered no -PLUS.
+        let first = started(lang, &rec);
+        assert_eq!(first.len(), 1, "{case}: {first:?}");
+        assert!(first[0].1.starts_with("y,,n=alice,r="), "{case}: {first:?}");
+        assert_no_secret_sent(&rec, &case);
+
+        let case = format!("{}: dangerous without pin, SCRAM, check", lang.protocol);
+        let server = FakeServer::start(scram_over_self_signed(lang));
+        let mut account = Account::starttls(lang, server.port);
+        account.extra = with_auth("[\"scram-sha-256\"]", DANGEROUS_UNPINNED);
+        let run = account.run_with(&["--config", "{config}", "check", "test"]);
+        server.finish();
+        assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+        let report = run.stdout_text();
+        assert!(
+            report.contains("with SCRAM-SHA-256 over unverified TLS"),
+            "{case}: {report}"
+        );
+        assert!(report.contains("protection strong"), "{case}: {report}");
+
+        let case = format!("{}: dangerous without pin, accounts", lang.protocol);
+        let run = account.run_with(&["--config", "{config}", "accounts"]);
+        assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+        assert!(
+            run.stdout_text().contains("unverified TLS"),
+            "{case}: {}",
+            run.stdout_text()
+        );
+    }
+}
+
+#[test]
+fn rfc5802_6_a_refused_plus_is_final_for_scram() {
+    for lang in LANGS {
+        let case = format!("{}: SCRAM-SHA-256-PLUS refused", lang.protocol);
+        let mut script = tls_offering(
+            lang,
+            false,
+            Cert::Good,
+            &[
+                "AUTH=SCRAM-SHA-256-PLUS",
+                "AUTH=SCRAM-SHA-256",
+                lang.sasl_ir_cap,
+            ],
+        );
+        // Refuse -PLUS, and whatever comes next.
+        script.extend([
+            Act::ReadLine,
+            send(lang.auth_no),
+            Act::ReadLine,
+            send(lang.auth_no),
+        ]);
+        let extra = with_auth("[\"scram-sha-256-plus\", \"scram-sha-256\"]", "");
+        let (run, rec) = run_account(lang, false, extra, script);
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+        let first = started(lang, &rec);
+        assert_eq!(first.len(), 1, "{case}: nothing after -PLUS: {first:?}");
+        assert_eq!(first[0].0, "SCRAM-SHA-256-PLUS", "{case}");
+        assert!(
+            !first.iter().any(|(_, ir)| ir.starts_with("n,")),
+            "{case}: no client-first without binding: {first:?}"
+        );
+        assert_no_secret_sent(&rec, &case);
+    }
+}
+
+#[test]
+fn rfc5802_6_plain_scram_in_auth_uses_plus_when_the_server_offers_it() {
+    for lang in LANGS {
+        let case = format!(
+            "{}: auth scram-sha-256, server offers -PLUS too",
+            lang.protocol
+        );
+        let mut script = tls_offering(
+            lang,
+            false,
+            Cert::Good,
+            &[
+                "AUTH=SCRAM-SHA-256",
+                "AUTH=SCRAM-SHA-256-PLUS",
+                lang.sasl_ir_cap,
+            ],
+        );
+        script.extend([
+            Act::ReadLine,
+            send(lang.auth_no),
+            Act::ReadLine,
+            send(lang.auth_no),
+        ]);
+        let extra = with_auth("[\"scram-sha-256\"]", "");
+        let (run, rec) = run_account(lang, false, extra, script);
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+        let first = started(lang, &rec);
+        assert_eq!(first.len(), 1, "{case}: {first:?}");
+        assert_eq!(first[0].0, "SCRAM-SHA-256-PLUS", "{case}: {first:?}");
+        assert!(
+            first[0].1.starts_with("p=tls-exporter,,n=alice,r="),
+            "{case}: {first:?}"
+        );
+    }
+}
+
+#[test]
+fn rfc5802_6_plain_scram_says_y_when_the_client_could_bind() {
+    for lang in LANGS {
+        let case = format!("{}: only SCRAM-SHA-256 on TLS 1.3", lang.protocol);
+        let mut script = tls_offering(
+            lang,
+            false,
+            Cert::Good,
+            &["AUTH=SCRAM-SHA-256", lang.sasl_ir_cap],
+        );
+        script.extend([Act::ReadLine, send(lang.auth_no)]);
+        let extra = with_auth("[\"scram-sha-256-plus\", \"scram-sha-256\"]", "");
+        let (run, rec) = run_account(lang, false, extra, script);
+        assert_refused(lang, &run, EXIT_AUTH, &case);
+        let first = started(lang, &rec);
+        assert_eq!(first.len(), 1, "{case}: {first:?}");
+        assert_eq!(first[0].0, "SCRAM-SHA-256", "{case}");
+        assert!(first[0].1.starts_with("y,,n=alice,r="), "{case}: {first:?}");
+    }
+}
+
+// 14. No TLS: only a mechanism with a security layer (GSSAPI) may run (issue 12, item 1).
+
+/// A `tls = ["none"]` account of `lang` whose `auth` is `auth` (TOML), with a password
+/// command, so that a password mechanism could start if the policy let it.
+fn no_tls_account<'a>(lang: &'a Lang, plain_port: u16, auth: &str) -> Account<'a> {
+    Account {
+        tls: "[\"none\"]",
+        extra: format!(
+            "min_protection = \"strong\"\nauth = {auth}\npassword = {{ command = \"echo {SCRAM_PASSWORD}\" }}"
+        ),
+        ..Account::starttls(lang, plain_port)
+    }
+}
+
+#[test]
+fn without_tls_a_mechanism_without_a_security_layer_is_a_configuration_error() {
+    for lang in LANGS {
+        let case = format!("{}: tls = none with SCRAM listed", lang.protocol);
+        let server = FakeServer::silent();
+        let run = no_tls_account(lang, server.port, "[\"gssapi\", \"scram-sha-256\"]").run();
+        let rec = server.finish();
+        assert_eq!(run.code, Some(3), "{case}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("\"scram-sha-256\"") && run.stderr.contains("security layer"),
+            "{case}: the message names the mechanism: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{case}: {}", run.stderr);
+        assert_eq!(rec.connections, 0, "{case}: nothing may be dialled");
+    }
+}
+
+#[test]
+fn without_tls_hiding_or_refusing_gssapi_does_not_lead_to_scram() {
+    for lang in LANGS {
+        let scram = "AUTH=SCRAM-SHA-256";
+        // GSSAPI removed from the capabilities: nothing else may run.
+        let mut stripped = (lang.hellos[0].1)(&caps(lang, &[scram, lang.sasl_ir_cap]));
+        stripped.extend([Act::ReadLine, send(lang.auth_no)]);
+        // GSSAPI offered, then refused: nothing else may run after it.
+        let mut refused =
+            (lang.hellos[0].1)(&caps(lang, &[lang.gssapi_cap, scram, lang.sasl_ir_cap]));
+        refused.extend(first_token(lang, true));
+        refused.push(send(lang.auth_no));
+        refused.extend([Act::ReadLine, send(lang.auth_no)]);
+        for (how, script, code) in [
+            ("GSSAPI stripped", stripped, EXIT_POLICY),
+            ("GSSAPI refused", refused, EXIT_AUTH),
+        ] {
+            let case = format!("{}: tls = none, auth = auto, {how}", lang.protocol);
+            let server = FakeServer::start(script);
+            let run = no_tls_account(lang, server.port, "\"auto\"").run();
+            let rec = server.finish();
+            assert_refused(lang, &run, code, &case);
+            let wire = rec.plain_text();
+            assert!(
+                !wire.contains("SCRAM") && !wire.contains(SCRAM_PASSWORD),
+                "{case}: SCRAM ran without TLS: {wire:?}"
+            );
+            assert!(!rec.tls_started, "{case}");
+            assert_eq!(rec.connections, 1, "{case}: no retry");
+        }
+    }
+}
+
+// 15. Server text cannot drive the terminal (issue 12, item 5).
+
+/// `reply` (one line ending in CRLF) with [`HOSTILE_TEXT`] before its line end.
+fn with_hostile_text(reply: &str) -> String {
+    format!("{} {HOSTILE_TEXT}\r\n", reply.trim_end_matches("\r\n"))
+}
+
+/// The verdict on a run that saw hostile server text: the refusal as usual, stderr
+/// (message, hint and the `-vv` trace) and the client's reply without a raw control
+/// character, and the text shown escaped, so it was not just dropped.
+fn assert_shown_escaped(lang: &Lang, run: &Run, code: i32, case: &str) {
+    assert_refused(lang, run, code, case);
+    assert_terminal_safe(&format!("{case}: stderr"), &run.stderr);
+    let reply = run.stdout_text();
+    let reply = reply.strip_suffix("\r\n").unwrap_or(&reply);
+    assert_terminal_safe(&format!("{case}: the client's reply"), reply);
+    assert!(
+        run.stderr.contains("\\u{1b}") && run.stderr.contains("\\u{202e}"),
+        "{case}: the server's text should be shown escaped: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn server_text_in_greetings_refusals_and_traces_is_shown_escaped() {
+    for lang in LANGS {
+        // (what, script, exit code, implicit TLS, the hostile line is traced by `-vv`)
+        let mut cases: Vec<(&str, Vec<Act>, i32, bool, bool)> = Vec::new();
+        // The greeting is not one: its text goes into the message (not into a trace).
+        cases.push((
+            "a garbage greeting",
+            vec![send(format!("{HOSTILE_TEXT}\r\n"))],
+            EXIT_PROTOCOL,
+            false,
+            false,
+        ));
+        // STARTTLS refused with hostile text.
+        let (_, refusal, code) = lang.starttls_refusals[0];
+        let mut script = up_to_starttls(lang);
+        script.push(send(with_hostile_text(refusal.unwrap())));
+        cases.push(("STARTTLS refused", script, code, false, true));
+        // The authentication refused with hostile text, inside TLS.
+        let mut script = vec![Act::Tls(Cert::Good)];
+        script.extend((lang.hellos[0].1)(&caps(lang, &[lang.gssapi_cap])));
+        script.push(Act::ReadLine);
+        script.push(send(with_hostile_text(lang.auth_no)));
+        cases.push(("authentication refused", script, EXIT_AUTH, true, true));
+        for (what, script, code, implicit, traced) in cases {
+            let case = format!("{}: {what} with hostile text", lang.protocol);
+            let server = FakeServer::start(script);
+            let mut account = if implicit {
+                Account::implicit(lang, server.port)
+            } else {
+                Account::starttls(lang, server.port)
+            };
+            account.flags = vec!["-vv"];
+            let run = account.run();
+            server.finish();
+            assert_shown_escaped(lang, &run, code, &case);
+            if traced {
+                let trace = run
+                    .stderr
+                    .lines()
+                    .find(|l| l.contains("S: ") && l.contains("txt.exe"));
+                assert!(
+                    trace.is_some(),
+                    "{case}: no trace of the line: {}",
+                    run.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn certificate_names_are_shown_escaped() {
+    for lang in LANGS {
+        for implicit in [false, true] {
+            let case = format!(
+                "{}: hostile certificate names (implicit {implicit})",
+                lang.protocol
+            );
+            let script = if implicit {
+                vec![Act::Tls(Cert::HostileNames)]
+            } else {
+                starttls_with_gssapi(lang, Cert::HostileNames)
+            };
+            let server = FakeServer::start(script);
+            let run = if implicit {
+                Account::implicit(lang, server.port).run()
+            } else {
+                Account::starttls(lang, server.port).run()
+            };
+            server.finish();
+            assert_shown_escaped(lang, &run, EXIT_NETWORK, &case);
+            assert!(run.stderr.contains("Evil CA"), "{case}: {}", run.stderr);
+        }
+    }
 }

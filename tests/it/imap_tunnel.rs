@@ -229,7 +229,7 @@ fn dangerous_accept_invalid_certs_works_but_warns_on_every_use() {
     let dir = tempfile::tempdir().unwrap();
     let config = h.config(
         dir.path(),
-        "tls = [\"implicit\"]\n[accounts.test.dangerous]\naccept_invalid_certs = true",
+        "tls = [\"implicit\"]\nmin_protection = \"strong\"\n[accounts.test.dangerous]\naccept_invalid_certs = true",
         "",
     );
     // Trust nothing that issued the server's certificate; only the dangerous key lets it through.

@@ -64,8 +64,8 @@ fn imap_login_command_over_both_tls_methods() {
 
 #[test]
 fn imap_login_is_never_sent_without_tls() {
-    // `tls = ["none"]` needs `min_protection = "strong"`; LOGIN is listed first but the
-    // policy skips it (no TLS, not strong) and SCRAM-SHA-256 runs instead.
+    // `tls = ["none"]` accepts only GSSAPI (the one mechanism with a security layer):
+    // LOGIN, and SCRAM with it, is a configuration error, named.
     let dir = tempfile::tempdir().unwrap();
     let c = account(
         dir.path(),
@@ -74,29 +74,14 @@ fn imap_login_is_never_sent_without_tls() {
         "[\"imap-login\", \"scram-sha-256\"]",
         "min_protection = \"strong\"",
     );
-    let log_from = dovecot_log_len();
-    let out = run_tunnel(&c, &["-vv"], b"a LOGOUT\r\n");
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let first = out.first_line();
-    assert!(first.contains("with SCRAM-SHA-256 over no TLS"), "{first}");
-    assert!(!out.stderr.contains(" LOGIN "), "{}", out.stderr);
-    assert!(!out.stderr.contains("IMAP-LOGIN"), "{}", out.stderr);
-    assert_no_secret(&out.stderr);
-    // Dovecot logs a LOGIN command as `method=PLAIN`; on a plaintext connection its line
-    // lacks ", TLS". (Other tests may log in at the same time, all over TLS.)
-    let log = dovecot_log_since(log_from);
-    let plaintext_logins: Vec<_> = log
-        .lines()
-        .filter(|l| l.contains("imap-login: Info: Login:") && !l.contains(", TLS"))
-        .collect();
+    let out = run_tunnel(&c, &[], b"");
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(
-        plaintext_logins
-            .iter()
-            .all(|l| l.contains("method=SCRAM-SHA-256")),
-        "Dovecot saw a login without TLS other than SCRAM: {plaintext_logins:?}"
+        out.stderr.contains("\"imap-login\", \"scram-sha-256\""),
+        "{}",
+        out.stderr
     );
-    assert!(!plaintext_logins.is_empty(), "{log}");
-    // Listed alone, the configuration refuses it.
+    // Listed alone, the configuration refuses it as not strong.
     let c = account(
         dir.path(),
         "imap",
@@ -107,6 +92,48 @@ fn imap_login_is_never_sent_without_tls() {
     let out = run_tunnel(&c, &[], b"");
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(out.stderr.contains("strong mechanism"), "{}", out.stderr);
+}
+
+#[test]
+fn an_account_without_tls_that_skipped_the_configuration_check_still_gets_no_cleartext_session() {
+    // The same account forced past the load-time check (as any future way to build an
+    // account could): against the real Dovecot, which offers SCRAM-SHA-256 without TLS,
+    // neither LOGIN nor SCRAM runs, and the session is refused as a policy failure.
+    let dir = tempfile::tempdir().unwrap();
+    let c = account(
+        dir.path(),
+        "imap",
+        "starttls",
+        "[\"imap-login\", \"scram-sha-256\"]",
+        "min_protection = \"strong\"",
+    );
+    let mut acct = mailtun::config::Config::load(&c)
+        .unwrap()
+        .account("test")
+        .unwrap()
+        .clone();
+    acct.tls = vec![mailtun::config::TlsMethod::None];
+    let log_from = dovecot_log_len();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(mailtun::session::establish(&acct));
+    let failure = match result {
+        Ok(est) => panic!(
+            "a session without TLS was established with {} (layer: {})",
+            est.mechanism,
+            est.layer.is_some()
+        ),
+        Err(f) => f,
+    };
+    assert_eq!(failure.class(), mailtun::error::Class::Policy, "{failure}");
+    let log = dovecot_log_since(log_from);
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("imap-login: Info: Login:") && !l.contains(", TLS")),
+        "Dovecot saw a login without TLS: {log}"
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
+use crate::fake_server::{
+    Act, Cert, FakeServer, HOST, HOSTILE_TEXT, assert_terminal_safe, pki, send,
+};
 use crate::harness::{Output, harness, run_mailtun};
 
 fn probe_json(args: &[&str]) -> (Value, Output) {
@@ -243,6 +245,101 @@ fn probe_reads_bad_certificates_and_the_capabilities_behind_them_without_authent
     }
 }
 
+/// A TLS-port server of `protocol` with the hostile certificate whose greeting and
+/// capabilities carry [`HOSTILE_TEXT`], answering the logout.
+fn hostile_tls_server(protocol: &str) -> FakeServer {
+    let h = HOSTILE_TEXT;
+    let mut script = vec![Act::Tls(Cert::HostileNames)];
+    match protocol {
+        "imap" => script.extend([send(format!(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=X\u{1b}[2J AUTH=Y\u{202e}] {h}\r\n"
+        ))]),
+        "pop3" => script.extend([
+            send(format!("+OK {h}\r\n")),
+            Act::ReadLine,
+            send("+OK\r\nSASL PLAIN X\u{1b}[2J Y\u{202e}\r\n.\r\n"),
+        ]),
+        _ => script.extend([
+            send(format!("220 {h}\r\n")),
+            Act::ReadLine,
+            send("250-mail.example.test\r\n250 AUTH PLAIN X\u{1b}[2J Y\u{202e}\r\n"),
+        ]),
+    }
+    script.extend([Act::ReadLine, send(format!("{h}\r\n")), Act::Close]);
+    FakeServer::start(script)
+}
+
+/// Every string of a JSON document.
+fn all_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| all_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| all_strings(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn probe_shows_hostile_greetings_capabilities_and_certificate_names_escaped() {
+    for protocol in ["imap", "pop3", "smtp"] {
+        for json in [false, true] {
+            let case = format!("{protocol} (json {json})");
+            let server = hostile_tls_server(protocol);
+            let port = server.port.to_string();
+            let mut args = vec!["probe"];
+            if json {
+                args.push("--json");
+            }
+            args.extend([
+                HOST,
+                "--protocol",
+                protocol,
+                "--connect",
+                "127.0.0.1",
+                "--plain-port",
+                "1",
+                "--tls-port",
+                &port,
+                "--ca-file",
+                pki().ca_file.to_str().unwrap(),
+                "--timeout",
+                "5",
+            ]);
+            let out = run_mailtun(&args, b"");
+            server.finish();
+            assert_eq!(out.code, Some(4), "{case}: {}", out.stderr);
+            assert_terminal_safe(&format!("{case}: stderr"), &out.stderr);
+            let text = out.stdout_text();
+            assert_terminal_safe(&format!("{case}: stdout"), &text);
+            let shown = if json {
+                let doc: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {text}"));
+                let mut strings = Vec::new();
+                all_strings(&doc, &mut strings);
+                for s in &strings {
+                    assert_terminal_safe(&format!("{case}: a JSON string"), s);
+                }
+                strings.join("\n")
+            } else {
+                text
+            };
+            // The hostile parts are there, escaped: greeting, capabilities, certificate.
+            for needle in [
+                "\\u{1b}]0;owned",
+                "X\\u{1b}[2J",
+                "Y\\u{202e}",
+                "Evil CA",
+                "evil\\u{1b}[31m.example.test",
+            ] {
+                assert!(
+                    shown.contains(needle),
+                    "{case}: {needle:?} missing: {shown}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn probe_of_nothing_listening_reports_both_ports_refused() {
     let (doc, out) = probe_json(&[
@@ -344,4 +441,88 @@ fn check_human_output_and_a_failure_with_its_hint() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["class"], "auth");
     assert!(doc["hint"].as_str().unwrap().contains("gssapi.service"));
+}
+
+/// A TLS-port server of `protocol` that accepts PLAIN and answers the logout with
+/// [`HOSTILE_TEXT`].
+fn hostile_logout_server(protocol: &str) -> FakeServer {
+    let h = HOSTILE_TEXT;
+    let mut script = vec![Act::Tls(Cert::Good)];
+    match protocol {
+        "imap" => script.extend([
+            send("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"),
+            Act::ReadLine,
+            send("{tag} OK [CAPABILITY IMAP4rev1] logged in\r\n"),
+            Act::ReadLine,
+            send(format!("* BYE {h}\r\n{{tag}} OK {h}\r\n")),
+        ]),
+        "pop3" => script.extend([
+            send("+OK ready\r\n"),
+            Act::ReadLine,
+            send("+OK\r\nSASL PLAIN\r\n.\r\n"),
+            Act::ReadLine,
+            send("+OK logged in\r\n"),
+            Act::ReadLine,
+            send("+OK\r\nTOP\r\n.\r\n"),
+            Act::ReadLine,
+            send(format!("+OK {h}\r\n")),
+        ]),
+        _ => script.extend([
+            send("220 ready\r\n"),
+            Act::ReadLine,
+            send("250-mail.example.test\r\n250 AUTH PLAIN\r\n"),
+            Act::ReadLine,
+            send("235 2.7.0 ok\r\n"),
+            Act::ReadLine,
+            send("250 mail.example.test\r\n"),
+            Act::ReadLine,
+            send(format!("221 {h}\r\n")),
+        ]),
+    }
+    script.push(Act::Close);
+    FakeServer::start(script)
+}
+
+#[test]
+fn check_shows_the_servers_hostile_logout_reply_escaped() {
+    use std::os::unix::fs::PermissionsExt;
+    for protocol in ["imap", "pop3", "smtp"] {
+        for json in [false, true] {
+            let case = format!("{protocol} (json {json})");
+            let server = hostile_logout_server(protocol);
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("config.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[accounts.test]\nprotocol = \"{protocol}\"\nhost = \"{HOST}\"\nconnect = \"127.0.0.1\"\ntls_port = {}\ntls = [\"implicit\"]\nca_file = \"{}\"\nuser = \"alice\"\nauth = [\"plain\"]\npassword = {{ command = \"echo pw\" }}\ntimeout_secs = 5\n",
+                    server.port,
+                    pki().ca_file.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let mut args = vec!["--config", config.to_str().unwrap(), "check", "test"];
+            if json {
+                args.push("--json");
+            }
+            let out = run_mailtun(&args, b"");
+            server.finish();
+            assert_eq!(out.code, Some(0), "{case}: {}", out.stderr);
+            assert_terminal_safe(&format!("{case}: stderr"), &out.stderr);
+            let text = out.stdout_text();
+            assert_terminal_safe(&format!("{case}: stdout"), &text);
+            let logout = if json {
+                let doc: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {text}"));
+                doc["logout"].as_str().unwrap().to_string()
+            } else {
+                text
+            };
+            assert!(
+                logout.contains("\\u{1b}]0;owned") && logout.contains("\\u{202e}txt.exe"),
+                "{case}: the reply is shown escaped: {logout}"
+            );
+        }
+    }
 }
