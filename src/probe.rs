@@ -14,18 +14,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use crate::config::{MechName, MinProtection, Protocol, TlsMethod};
 use crate::error::{FailureKind, Step};
 use crate::policy::{Combination, LinkTrust, PolicyError, next_mechanism};
-use crate::protocol::imap::ImapClient;
-use crate::protocol::pop3::Pop3Client;
-use crate::protocol::smtp::SmtpClient;
-use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
+use crate::protocol::{Capabilities, ProtocolError};
+use crate::session::{DriveError, Driver, Fallback, Next, Opening};
 use crate::transport::probe::{CertInfo, ProbeTlsSettings, UnverifiedLink};
 use crate::transport::{self, TransportError};
+use serde::Serialize;
 
 /// What to probe.
 #[derive(Debug, Clone)]
@@ -79,6 +75,9 @@ pub struct MethodReport {
     pub tls: Option<TlsReport>,
     /// What is offered once TLS is up.
     pub after_tls: Option<CapsReport>,
+    /// Whether (and why) `session` would move on to the next method after this one.
+    #[serde(skip)]
+    pub fallback: Option<Fallback>,
 }
 
 /// A failure, with a stable code for scripts.
@@ -176,10 +175,11 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
         .unwrap_or(opts.protocol.default_plain_port());
     let tls_port = opts.tls_port.unwrap_or(opts.protocol.default_tls_port());
     let mut methods = Vec::new();
-    for (method, port) in [
-        (TlsMethod::Starttls, plain_port),
-        (TlsMethod::Implicit, tls_port),
-    ] {
+    for method in DEFAULT_TLS {
+        let port = match method {
+            TlsMethod::Implicit => tls_port,
+            TlsMethod::Starttls | TlsMethod::None => plain_port,
+        };
         let mut report = MethodReport {
             method: method.to_string(),
             port,
@@ -191,29 +191,11 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
             starttls_performed: None,
             tls: None,
             after_tls: None,
+            fallback: None,
         };
-        let mut step = Step::Connect;
-        let run = probe_method(opts, &settings, &connect, method, &mut report, &mut step);
-        match tokio::time::timeout(opts.timeout, run).await {
-            Ok(Ok(())) => {}
-            Ok(Err(kind)) => report.error = Some(probe_error(step, &kind)),
-            Err(_) => {
-                let kind: FailureKind = if step == Step::Connect {
-                    TransportError::Timeout {
-                        host: connect.clone(),
-                        port,
-                        secs: opts.timeout.as_secs(),
-                    }
-                    .into()
-                } else {
-                    FailureKind::Timeout {
-                        host: connect.clone(),
-                        port,
-                        secs: opts.timeout.as_secs(),
-                    }
-                };
-                report.error = Some(probe_error(step, &kind));
-            }
+        if let Err(e) = probe_method(opts, &settings, &connect, method, &mut report).await {
+            report.fallback = Fallback::of(e.step, &e.kind);
+            report.error = Some(probe_error(e.step, &e.kind));
         }
         methods.push(report);
     }
@@ -232,181 +214,74 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
     Ok(report)
 }
 
-fn new_dialect(protocol: Protocol, on_tls: bool) -> Box<dyn Dialect> {
-    match protocol {
-        Protocol::Imap => Box::new(ImapClient::new(on_tls)),
-        Protocol::Pop3 => Box::new(Pop3Client::new(on_tls)),
-        Protocol::Smtp => Box::new(SmtpClient::new(on_tls, "localhost".into())),
-    }
-}
-
 async fn probe_method(
     opts: &ProbeOptions,
     settings: &ProbeTlsSettings,
     connect: &str,
     method: TlsMethod,
     report: &mut MethodReport,
-    step: &mut Step,
-) -> Result<(), FailureKind> {
-    *step = Step::Connect;
-    let tcp = transport::connect(connect, report.port).await?;
+) -> Result<(), DriveError> {
+    let mut opening =
+        Opening::<UnverifiedLink>::connect(connect, report.port, opts.timeout, settings).await?;
     report.reachable = true;
-    let mut link = UnverifiedLink::plain(tcp);
     if method == TlsMethod::Implicit {
-        *step = Step::TlsHandshake;
-        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
-        link = l;
+        let (o, tls) = opening.tls().await?;
+        opening = o;
         report.tls = Some(tls_report(tls));
     }
-    *step = Step::Greeting;
-    let mut dialect = new_dialect(opts.protocol, link.is_tls());
-    let mut greeting = None;
-    let caps = match drive(&mut *dialect, &mut link, &mut greeting, step).await {
-        Ok(Stop::Ready(caps)) => caps,
-        Ok(Stop::StartTls) => unreachable!("STARTTLS is only asked for after Ready"),
-        Err(e) => {
-            report.greeting = greeting;
-            return Err(e);
-        }
+    let mut driver = opening
+        .start(opts.protocol, "localhost".into())
+        .capabilities_after_greeting();
+    let ready = driver.next().await;
+    report.greeting = driver.greeting().map(str::to_string);
+    let caps = match ready? {
+        Next::Ready(caps) => caps,
+        _ => unreachable!("the probe never authenticates and asks for STARTTLS only after Ready"),
     };
-    report.greeting = greeting;
-    if !link.is_tls() {
+    if driver.link().is_tls() {
+        report.after_tls = Some(caps_report(&caps));
+    } else {
         report.before_tls = Some(caps_report(&caps));
         report.starttls_offered = Some(caps.starttls);
         report.starttls_performed = Some(false);
         if !caps.starttls {
-            logout(&mut link, opts.protocol).await.ok();
-            return Err(PolicyError::StartTlsNotOffered { port: report.port }.into());
+            driver.logout().await?.ok();
+            return Err(DriveError::new(
+                driver.step(),
+                PolicyError::StartTlsNotOffered { port: report.port },
+            ));
         }
-        *step = Step::StartTls;
-        dialect.start_tls();
-        let mut ignored = None;
-        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
-            Stop::StartTls => {}
-            Stop::Ready(_) => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "capabilities instead of the STARTTLS reply".into(),
-                }
-                .into());
-            }
-        }
-        *step = Step::TlsHandshake;
-        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
-        link = l;
+        driver.start_tls();
+        let Next::TlsUp(tls) = driver.next().await? else {
+            return Err(unexpected(
+                &driver,
+                "capabilities instead of the STARTTLS reply",
+            ));
+        };
         report.starttls_performed = Some(true);
         report.tls = Some(tls_report(tls));
-        dialect.tls_established();
-        *step = Step::Capabilities;
-        let mut ignored = None;
-        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
-            Stop::Ready(caps) => report.after_tls = Some(caps_report(&caps)),
-            Stop::StartTls => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "a second STARTTLS".into(),
-                }
-                .into());
-            }
-        }
-    } else {
+        let Next::Ready(caps) = driver.next().await? else {
+            return Err(unexpected(&driver, "a second STARTTLS"));
+        };
         report.after_tls = Some(caps_report(&caps));
     }
-    // A polite goodbye; its outcome changes nothing in the report.
-    let _ = tokio::time::timeout(Duration::from_secs(3), logout(&mut link, opts.protocol)).await;
+    // A polite goodbye; its outcome changes nothing in the report (unless the probe's
+    // time runs out meanwhile).
+    if let Ok(done) = tokio::time::timeout(Duration::from_secs(3), driver.logout()).await {
+        done?.ok();
+    }
     Ok(())
 }
 
-enum Stop {
-    Ready(Capabilities),
-    StartTls,
+fn unexpected(driver: &Driver<'_, UnverifiedLink>, line: &str) -> DriveError {
+    DriveError::new(
+        driver.step(),
+        ProtocolError::UnexpectedLine { line: line.into() },
+    )
 }
 
-/// Runs the dialect until it is ready (capabilities known) or wants TLS. Only
-/// capability and STARTTLS commands can come out of it: `authenticate` is never called.
-async fn drive(
-    dialect: &mut dyn Dialect,
-    link: &mut UnverifiedLink,
-    greeting: &mut Option<String>,
-    step: &mut Step,
-) -> Result<Stop, FailureKind> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match dialect.poll()? {
-            Event::NeedInput => {
-                let n = link.read(&mut buf).await?;
-                if n == 0 {
-                    return Err(ProtocolError::ConnectionClosed.into());
-                }
-                dialect.receive(&buf[..n]);
-            }
-            Event::Send(out) => {
-                tracing::debug!("C: {}", out.shown);
-                link.write_all(out.bytes.expose()).await?;
-                link.flush().await?;
-            }
-            Event::Received(line) => {
-                tracing::debug!("S: {line}");
-                if greeting.is_none() {
-                    *greeting = Some(line);
-                    if *step == Step::Greeting {
-                        *step = Step::Capabilities;
-                    }
-                }
-            }
-            Event::Ready(caps) => return Ok(Stop::Ready(caps)),
-            Event::StartTls => return Ok(Stop::StartTls),
-            Event::Challenge(_)
-            | Event::Rejected { .. }
-            | Event::AuthAccepted
-            | Event::Authenticated(_) => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "an authentication reply, although the probe never authenticates".into(),
-                }
-                .into());
-            }
-        }
-    }
-}
-
-/// Ends a session politely: IMAP `LOGOUT`, POP3 and SMTP `QUIT`. Returns the server's
-/// last line.
-pub async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
-    link: &mut S,
-    protocol: Protocol,
-) -> std::io::Result<String> {
-    let command: &[u8] = match protocol {
-        Protocol::Imap => b"mtz LOGOUT\r\n",
-        Protocol::Pop3 | Protocol::Smtp => b"QUIT\r\n",
-    };
-    link.write_all(command).await?;
-    link.flush().await?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = link.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data);
-        let done = text.split("\r\n").any(|l| match protocol {
-            Protocol::Imap => l.starts_with("mtz "),
-            Protocol::Pop3 => l.starts_with("+OK") || l.starts_with("-ERR"),
-            Protocol::Smtp => l.len() >= 4 && l.as_bytes()[3] == b' ',
-        });
-        if done || data.len() > 64 * 1024 {
-            break;
-        }
-    }
-    let _ = link.shutdown().await;
-    let text = String::from_utf8_lossy(&data);
-    Ok(crate::protocol::shown_text(
-        text.trim_end()
-            .rsplit("\r\n")
-            .next()
-            .unwrap_or("")
-            .as_bytes(),
-    ))
-}
+/// Ends a session politely (see [`crate::session::logout`]).
+pub use crate::session::logout;
 
 fn tls_report(t: transport::probe::ProbeTls) -> TlsReport {
     TlsReport {
@@ -526,14 +401,6 @@ fn mech_names(offered: &[String]) -> Vec<MechName> {
     MechName::ALL
         .into_iter()
         .filter(|m| offered.iter().any(|o| o.eq_ignore_ascii_case(m.as_str())))
-        .collect()
-}
-
-/// The mechanisms `auth = "auto"` allows.
-fn auto() -> Vec<MechName> {
-    MechName::ALL
-        .into_iter()
-        .filter(|m| *m != MechName::CramMd5)
         .collect()
 }
 
@@ -661,6 +528,9 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
     (rows, choice)
 }
 
+/// The methods of a default account, in their order.
+const DEFAULT_TLS: [TlsMethod; 2] = [TlsMethod::Starttls, TlsMethod::Implicit];
+
 /// What a default account (`tls = ["starttls", "implicit"]`, `auth = "auto"`,
 /// `min_protection = "tls"`) would do, following `session`'s rules: only an unreachable
 /// plain port or a server without (working) STARTTLS moves on to the TLS port; a
@@ -678,11 +548,7 @@ fn choose(methods: &[MethodReport]) -> Choice {
     };
     let mut reasons = Vec::new();
     for m in methods {
-        let moves_on = m.error.as_ref().is_some_and(|e| {
-            e.step == "connect"
-                || matches!(e.code.as_str(), "starttls_not_offered" | "starttls_refused")
-        });
-        if moves_on {
+        if m.fallback.is_some() {
             reasons.push(format!(
                 "{} port {}: {}",
                 m.method,
@@ -705,7 +571,7 @@ fn choose(methods: &[MethodReport]) -> Choice {
             mechanisms: caps.mechanisms.clone(),
             ..Default::default()
         };
-        let allowed = auto();
+        let allowed = MechName::auto(&DEFAULT_TLS);
         let mut tried = Vec::new();
         // TLS 1.3 always has channel-binding data (tls-exporter); TLS 1.2 has it for most
         // certificates (tls-server-end-point), which the order shown assumes.

@@ -120,7 +120,8 @@ async fn attempt(
     tls: &TlsSettings,
 ) -> Result<Established, DriveError> {
     debug!("connecting to {} port {port} ({method})", account.connect);
-    let mut opening = Opening::<Link>::connect(&account.connect, port, account.timeout, tls).await?;
+    let mut opening =
+        Opening::<Link>::connect(&account.connect, port, account.timeout, tls).await?;
     if method == TlsMethod::Implicit {
         opening = opening.tls().await?.0;
     }
@@ -133,7 +134,9 @@ async fn attempt(
     };
     loop {
         match driver.next().await? {
-            Next::Ready(caps) if matches!(driver.link(), Link::Plain(_)) && method != TlsMethod::None => {
+            Next::Ready(caps)
+                if matches!(driver.link(), Link::Plain(_)) && method != TlsMethod::None =>
+            {
                 // Only STARTTLS can lead anywhere from a plaintext link.
                 if !caps.starttls {
                     return Err(DriveError::new(
@@ -263,7 +266,10 @@ impl Mechanisms<'_> {
                 let initial = mech.initial_response()?;
                 Ok::<_, auth::SetupError>((mech, initial))
             });
-            let started = driver.within(setup).await?.expect("mechanism setup panicked");
+            let started = driver
+                .within(setup)
+                .await?
+                .expect("mechanism setup panicked");
             let started = started.and_then(|(mech, initial)| {
                 let running = Running { name, mech };
                 // A protocol-level login gets the password as its "initial response"

@@ -66,7 +66,10 @@ impl DriverLink for Link {
         self.trust().is_tls()
     }
 
-    async fn upgrade(self, settings: &TlsSettings) -> Result<(Self, Self::Handshake), TransportError> {
+    async fn upgrade(
+        self,
+        settings: &TlsSettings,
+    ) -> Result<(Self, Self::Handshake), TransportError> {
         let Link::Plain(tcp) = self else {
             return Err(TransportError::Handshake {
                 detail: "TLS is already established".into(),
@@ -150,9 +153,7 @@ impl Fallback {
                 | TransportError::Timeout { .. }
                 | TransportError::Resolve { .. },
             ) => Some(Fallback::PortUnreachable),
-            FailureKind::Timeout { .. } if step == Step::Connect => {
-                Some(Fallback::PortUnreachable)
-            }
+            FailureKind::Timeout { .. } if step == Step::Connect => Some(Fallback::PortUnreachable),
             FailureKind::Policy(PolicyError::StartTlsNotOffered { .. }) => {
                 Some(Fallback::StartTlsNotOffered)
             }
@@ -349,7 +350,9 @@ impl<'s, L: DriverLink> Driver<'s, L> {
     }
 
     pub fn link(&self) -> &L {
-        self.link.as_ref().expect("the link is back after the handshake")
+        self.link
+            .as_ref()
+            .expect("the link is back after the handshake")
     }
 
     /// The server's first line, once read.
@@ -359,7 +362,9 @@ impl<'s, L: DriverLink> Driver<'s, L> {
 
     /// `fut` within the attempt's deadline, at the current step.
     pub async fn within<T>(&self, fut: impl Future<Output = T>) -> Result<T, DriveError> {
-        self.deadline.bound(self.step, async { Ok(fut.await) }).await
+        self.deadline
+            .bound(self.step, async { Ok(fut.await) })
+            .await
     }
 
     /// Asks for TLS (after [`Next::Ready`] on a plaintext link offering it).
@@ -583,9 +588,9 @@ impl<'s, L: DriverLink> Driver<'s, L> {
         if !L::AUTHENTICATES {
             return Err(never_authenticates(self.step));
         }
-        self.running.take().ok_or_else(|| {
-            DriveError::new(self.step, ProtocolError::UnexpectedLine { line })
-        })
+        self.running
+            .take()
+            .ok_or_else(|| DriveError::new(self.step, ProtocolError::UnexpectedLine { line }))
     }
 
     /// The running mechanism's answer to a challenge.
@@ -596,7 +601,10 @@ impl<'s, L: DriverLink> Driver<'s, L> {
             let r = mech.step(challenge.expose());
             (mech, r)
         });
-        let (mech, result) = self.within(stepping).await?.expect("mechanism step panicked");
+        let (mech, result) = self
+            .within(stepping)
+            .await?
+            .expect("mechanism step panicked");
         let response = result.map_err(|error| mechanism_error(Step::Authenticate, name, error))?;
         self.dialect.auth_response(response);
         self.running = Some(Running { name, mech });
