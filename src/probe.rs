@@ -410,6 +410,41 @@ fn names(m: &[MechName]) -> Vec<String> {
 
 /// The four combinations and the default choice, from what both methods showed.
 fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
+    let choice = choose(methods);
+    let chosen = choice.combination.as_deref();
+    let mut rows = Vec::from(tls_rows(methods, chosen));
+    rows.extend(plain_rows(methods, chosen));
+    (rows, choice)
+}
+
+/// One row; its verdict follows from the default choice.
+fn row(
+    c: Combination,
+    possible: bool,
+    chosen: Option<&str>,
+    mechanisms: &[MechName],
+    reason: String,
+) -> CombinationRow {
+    let verdict = if chosen == Some(&c.to_string()) {
+        "chosen"
+    } else if c == Combination::Tls && possible && chosen.is_some() {
+        "fallback"
+    } else if possible {
+        "refused"
+    } else {
+        "impossible"
+    };
+    CombinationRow {
+        combination: c.to_string(),
+        possible,
+        verdict: verdict.into(),
+        mechanisms: names(mechanisms),
+        reason,
+    }
+}
+
+/// `tls+strong` and `tls`: what some verified TLS link offers.
+fn tls_rows(methods: &[MethodReport], chosen: Option<&str>) -> [CombinationRow; 2] {
     let verified = |m: &&MethodReport| m.tls.as_ref().is_some_and(|t| t.verified);
     // Mechanisms offered on some verified TLS link.
     let mut after: Vec<String> = Vec::new();
@@ -419,28 +454,9 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         }
     }
     let after = mech_names(&after);
-    let plain = methods
-        .iter()
-        .find(|m| m.method == "starttls")
-        .and_then(|m| m.before_tls.as_ref());
-    let before = plain.map(|c| mech_names(&c.mechanisms)).unwrap_or_default();
     let any_verified = methods
         .iter()
         .any(|m| verified(&m) && m.after_tls.is_some());
-
-    let choice = choose(methods);
-    let chosen = choice.combination.clone();
-    let verdict = |c: Combination, possible: bool| -> String {
-        if chosen.as_deref() == Some(&c.to_string()) {
-            "chosen".into()
-        } else if c == Combination::Tls && possible && chosen.is_some() {
-            "fallback".into()
-        } else if possible {
-            "refused".into()
-        } else {
-            "impossible".into()
-        }
-    };
     let no_tls_reason = || {
         let why: Vec<String> = methods
             .iter()
@@ -455,9 +471,49 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
             .collect();
         format!("no verified TLS: {}", why.join("; "))
     };
-
     let strong_after: Vec<MechName> = after.iter().copied().filter(|m| m.is_strong()).collect();
     let weak_after: Vec<MechName> = after.iter().copied().filter(|m| !m.is_strong()).collect();
+
+    let possible = any_verified && !strong_after.is_empty();
+    let reason = if possible {
+        "verified TLS and a mechanism that never sends the password: the best there is".into()
+    } else if !any_verified {
+        no_tls_reason()
+    } else {
+        "the server offers no strong mechanism (GSSAPI, SCRAM, EXTERNAL) after TLS".into()
+    };
+    let tls_strong = row(
+        Combination::TlsStrong,
+        possible,
+        chosen,
+        &strong_after,
+        reason,
+    );
+    let possible = any_verified && !weak_after.is_empty();
+    let reason = if !possible {
+        if any_verified {
+            "the server offers no password mechanism after TLS".into()
+        } else {
+            no_tls_reason()
+        }
+    } else if chosen == Some("tls") {
+        "verified TLS protects the password, which the server still sees".into()
+    } else {
+        "used only if no strong mechanism can start or succeed (`auth = \"auto\"` ranks them last); `min_protection = \"tls+strong\"` forbids it".into()
+    };
+    [
+        tls_strong,
+        row(Combination::Tls, possible, chosen, &weak_after, reason),
+    ]
+}
+
+/// `strong` and `none`: what the plain port offers before TLS.
+fn plain_rows(methods: &[MethodReport], chosen: Option<&str>) -> [CombinationRow; 2] {
+    let plain = methods
+        .iter()
+        .find(|m| m.method == "starttls")
+        .and_then(|m| m.before_tls.as_ref());
+    let before = plain.map(|c| mech_names(&c.mechanisms)).unwrap_or_default();
     let strong_before: Vec<MechName> = before
         .iter()
         .copied()
@@ -469,63 +525,34 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         !weak_before.is_empty() || has("USER") || (has("IMAP4rev1") && !has("LOGINDISABLED"))
     });
 
-    let mut rows = Vec::new();
-    let possible = any_verified && !strong_after.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::TlsStrong.to_string(),
-        possible,
-        verdict: verdict(Combination::TlsStrong, possible),
-        mechanisms: names(&strong_after),
-        reason: if possible {
-            "verified TLS and a mechanism that never sends the password: the best there is".into()
-        } else if !any_verified {
-            no_tls_reason()
-        } else {
-            "the server offers no strong mechanism (GSSAPI, SCRAM, EXTERNAL) after TLS".into()
-        },
-    });
-    let possible = any_verified && !weak_after.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::Tls.to_string(),
-        possible,
-        verdict: verdict(Combination::Tls, possible),
-        mechanisms: names(&weak_after),
-        reason: if !possible {
-            if any_verified {
-                "the server offers no password mechanism after TLS".into()
-            } else {
-                no_tls_reason()
-            }
-        } else if chosen.as_deref() == Some("tls") {
-            "verified TLS protects the password, which the server still sees".into()
-        } else {
-            "used only if no strong mechanism can start or succeed (`auth = \"auto\"` ranks them last); `min_protection = \"tls+strong\"` forbids it".into()
-        },
-    });
     let possible = !strong_before.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::Strong.to_string(),
+    let reason = if possible {
+        "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
+    } else {
+        "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
+    };
+    let strong = row(
+        Combination::Strong,
         possible,
-        verdict: verdict(Combination::Strong, possible),
-        mechanisms: names(&strong_before),
-        reason: if possible {
-            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
-        } else {
-            "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
-        },
-    });
-    rows.push(CombinationRow {
-        combination: Combination::None.to_string(),
-        possible: login_in_clear,
-        verdict: verdict(Combination::None, login_in_clear),
-        mechanisms: names(&weak_before),
-        reason: if login_in_clear {
-            "never: the password, or what stands for it, would cross the network unprotected".into()
-        } else {
-            "the server accepts no password before TLS".into()
-        },
-    });
-    (rows, choice)
+        chosen,
+        &strong_before,
+        reason,
+    );
+    let reason = if login_in_clear {
+        "never: the password, or what stands for it, would cross the network unprotected".into()
+    } else {
+        "the server accepts no password before TLS".into()
+    };
+    [
+        strong,
+        row(
+            Combination::None,
+            login_in_clear,
+            chosen,
+            &weak_before,
+            reason,
+        ),
+    ]
 }
 
 /// The methods of a default account, in their order.
@@ -626,7 +653,7 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
     let name = if name.is_empty() { "mail".into() } else { name };
-    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let q = quoted;
     let mut out = String::new();
     let _ = writeln!(out, "[accounts.{name}]");
     let _ = writeln!(out, "protocol = \"{}\"", opts.protocol);
@@ -658,6 +685,19 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
         let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
     }
     let _ = writeln!(out, "user = \"YOUR-USER-NAME\"");
+    write_auth(&mut out, opts, r, &name);
+    out
+}
+
+/// A TOML string.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The suggested block's `auth`, `min_protection`, password and GSSAPI lines.
+fn write_auth(out: &mut String, opts: &ProbeOptions, r: &ProbeReport, name: &str) {
+    use std::fmt::Write;
+    let q = quoted;
     let strong = r
         .combinations
         .iter()
@@ -709,5 +749,4 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
             opts.host
         );
     }
-    out
 }
