@@ -750,3 +750,54 @@ fn write_auth(out: &mut String, opts: &ProbeOptions, r: &ProbeReport, name: &str
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified_tls_offering(mechanisms: &[&str]) -> MethodReport {
+        MethodReport {
+            method: "implicit".into(),
+            port: 993,
+            reachable: true,
+            error: None,
+            greeting: Some("* OK".into()),
+            before_tls: None,
+            starttls_offered: None,
+            starttls_performed: None,
+            tls: Some(TlsReport {
+                version: "TLSv1.3".into(),
+                cipher_suite: String::new(),
+                key_exchange: String::new(),
+                verified: true,
+                verification_error: None,
+                chain: Vec::new(),
+            }),
+            after_tls: Some(CapsReport {
+                capabilities: Vec::new(),
+                mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
+                notable: Vec::new(),
+            }),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn the_choice_follows_the_auto_list_of_the_configuration() {
+        // Protocol logins and CRAM-MD5 are only used when an account lists them.
+        let choice = choose(&[verified_tls_offering(&[
+            "PLAIN",
+            "CRAM-MD5",
+            "USER-PASS",
+            "APOP",
+        ])]);
+        assert_eq!(choice.mechanism.as_deref(), Some("PLAIN"));
+        assert_eq!(choice.fallbacks, Vec::<String>::new());
+        let auto = MechName::auto(&DEFAULT_TLS);
+        assert!(
+            !auto
+                .iter()
+                .any(|m| m.is_protocol_login() || *m == MechName::CramMd5)
+        );
+    }
+}

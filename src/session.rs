@@ -83,30 +83,29 @@ pub async fn establish(account: &Account) -> Result<Established, Failure> {
             TlsMethod::Implicit => account.tls_port,
             TlsMethod::Starttls | TlsMethod::None => account.plain_port,
         };
-        let mut failure = match attempt(account, method, port, &tls).await {
+        let e = match attempt(account, method, port, &tls).await {
             Ok(mut est) => {
                 est.earlier = earlier;
                 return Ok(est);
             }
-            Err(e) => {
-                let fallback = Fallback::of(e.step, &e.kind);
-                (fail(e.step, e.kind), fallback)
-            }
+            Err(e) => e,
         };
-        if let (Some(next), Some(why)) = (account.tls.get(i + 1), failure.1) {
+        let fallback = Fallback::of(e.step, &e.kind);
+        let mut failure = fail(e.step, e.kind);
+        if let (Some(next), Some(_)) = (account.tls.get(i + 1), fallback) {
             info!(
-                "account `{}`: {method} on port {port} failed ({}); trying {next} ({why:?})",
-                account.name, failure.0.kind,
+                "account `{}`: {method} on port {port} failed ({}); trying {next}",
+                account.name, failure.kind,
             );
             earlier.push(Attempt {
                 method,
                 port,
-                reason: failure.0.kind.to_string(),
+                reason: failure.kind.to_string(),
             });
             continue;
         }
-        failure.0.earlier = earlier;
-        return Err(failure.0);
+        failure.earlier = earlier;
+        return Err(failure);
     }
     unreachable!("config validation guarantees at least one TLS method")
 }

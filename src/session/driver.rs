@@ -711,3 +711,65 @@ pub async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
             .as_bytes(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_port_or_a_missing_or_refused_starttls_moves_on() {
+        let (host, port, secs) = ("h".to_string(), 143, 5);
+        let unreachable = TransportError::Connect {
+            host: host.clone(),
+            port,
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        let slow = || FailureKind::Timeout {
+            host: host.clone(),
+            port,
+            secs,
+        };
+        let cases: Vec<(Step, FailureKind, Option<Fallback>)> = vec![
+            (
+                Step::Connect,
+                unreachable.into(),
+                Some(Fallback::PortUnreachable),
+            ),
+            (
+                Step::Connect,
+                TransportError::Timeout {
+                    host: host.clone(),
+                    port,
+                    secs,
+                }
+                .into(),
+                Some(Fallback::PortUnreachable),
+            ),
+            (Step::Connect, slow(), Some(Fallback::PortUnreachable)),
+            (Step::Greeting, slow(), None),
+            (
+                Step::Capabilities,
+                PolicyError::StartTlsNotOffered { port }.into(),
+                Some(Fallback::StartTlsNotOffered),
+            ),
+            (
+                Step::StartTls,
+                ProtocolError::StartTlsRefused { text: "no".into() }.into(),
+                Some(Fallback::StartTlsRefused),
+            ),
+            (
+                Step::StartTls,
+                ProtocolError::BytesAfterStartTlsOk { count: 3 }.into(),
+                None,
+            ),
+            (
+                Step::TlsHandshake,
+                TransportError::Handshake { detail: "x".into() }.into(),
+                None,
+            ),
+        ];
+        for (step, kind, want) in cases {
+            assert_eq!(Fallback::of(step, &kind), want, "{step}: {kind}");
+        }
+    }
+}
