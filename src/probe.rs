@@ -2,11 +2,14 @@
 //! STARTTLS, capabilities after TLS) and on its TLS port, what mailtun would choose under
 //! the default policy and why, and a configuration block to start from.
 //!
-//! The probe drives the same sans-I/O dialects as `session`, up to [`Event::Ready`] and
-//! through STARTTLS, and never calls [`Dialect::authenticate`]: no authentication
-//! command and no secret is ever sent. Its TLS handshakes go on after a failed
-//! verification (to show the certificate and the capabilities behind it) through
-//! `transport::probe`, whose links `session` and `tunnel` cannot take.
+//! The probe drives the same sans-I/O dialects through the same
+//! [`Driver`] as `session`, up to the capabilities and through
+//! STARTTLS, and never starts a mechanism: no authentication command and no secret is
+//! ever sent (on its [`UnverifiedLink`]s the driver refuses every authentication reply).
+//! Its TLS handshakes go on after a failed verification (to show the certificate and the
+//! capabilities behind it) through `transport::probe`, whose links `session` and
+//! `tunnel` cannot take. Whether a failed method lets the next be tried is
+//! [`Fallback::of`], `session`'s own rule.
 //!
 //! Everything it learns lands in a [`ProbeReport`], whose field names are the `--json`
 //! keys documented in the README; `report` renders it for people.

@@ -1,6 +1,7 @@
 //! Drives one dialect and one mechanism over a transport: connect, TLS (implicit or
 //! STARTTLS), capabilities, mechanism choice, authentication. The only module that sees
-//! both the protocol and the I/O.
+//! both the protocol and the I/O: [`driver::Driver`] runs the exchange, and this file
+//! makes its decisions (TLS methods in order, STARTTLS or not, which mechanism next).
 //!
 //! Fail closed: no authentication byte is sent before TLS is established and verified,
 //! and the methods an account lists are the only ones tried.
