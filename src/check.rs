@@ -152,7 +152,7 @@ pub async fn check(account: &Account) -> Result<CheckReport, Failure> {
     } else {
         match tokio::time::timeout(
             account.timeout,
-            crate::probe::logout(&mut est.link, account.protocol),
+            session::logout(&mut est.link, account.protocol),
         )
         .await
         {

@@ -151,6 +151,17 @@ impl MechName {
         crate::sasl::properties::is_protocol_login(self.as_str())
     }
 
+    /// What `auth = "auto"` means for an account with these TLS methods. Without TLS
+    /// only a mechanism with a security layer protects the session, so "auto" means
+    /// GSSAPI there: a Kerberos user's intent.
+    pub fn auto(tls: &[TlsMethod]) -> Vec<MechName> {
+        MechName::ALL
+            .into_iter()
+            .filter(|m| !m.only_by_name())
+            .filter(|m| tls != [TlsMethod::None] || m.negotiates_layer())
+            .collect()
+    }
+
     /// Whether only `auth = [...]` can select it: `"auto"` leaves it out.
     fn only_by_name(self) -> bool {
         self == MechName::CramMd5 || self.is_protocol_login()
@@ -704,13 +715,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             let span = list.span();
             let bad = |what: String| Err((Some(span.clone()), what));
             match list.into_inner() {
-                // Without TLS only a mechanism with a security layer protects the
-                // session, so "auto" means GSSAPI there: a Kerberos user's intent.
-                toml::Value::String(w) if w == "auto" => MechName::ALL
-                    .into_iter()
-                    .filter(|m| !m.only_by_name())
-                    .filter(|m| tls != [TlsMethod::None] || m.negotiates_layer())
-                    .collect(),
+                toml::Value::String(w) if w == "auto" => MechName::auto(&tls),
                 toml::Value::Array(list) if list.is_empty() => {
                     return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
                 }

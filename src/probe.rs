@@ -2,11 +2,14 @@
 //! STARTTLS, capabilities after TLS) and on its TLS port, what mailtun would choose under
 //! the default policy and why, and a configuration block to start from.
 //!
-//! The probe drives the same sans-I/O dialects as `session`, up to [`Event::Ready`] and
-//! through STARTTLS, and never calls [`Dialect::authenticate`]: no authentication
-//! command and no secret is ever sent. Its TLS handshakes go on after a failed
-//! verification (to show the certificate and the capabilities behind it) through
-//! `transport::probe`, whose links `session` and `tunnel` cannot take.
+//! The probe drives the same sans-I/O dialects through the same
+//! [`Driver`] as `session`, up to the capabilities and through
+//! STARTTLS, and never starts a mechanism: no authentication command and no secret is
+//! ever sent (on its [`UnverifiedLink`]s the driver refuses every authentication reply).
+//! Its TLS handshakes go on after a failed verification (to show the certificate and the
+//! capabilities behind it) through `transport::probe`, whose links `session` and
+//! `tunnel` cannot take. Whether a failed method lets the next be tried is
+//! [`Fallback::of`], `session`'s own rule.
 //!
 //! Everything it learns lands in a [`ProbeReport`], whose field names are the `--json`
 //! keys documented in the README; `report` renders it for people.
@@ -14,18 +17,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use crate::config::{MechName, MinProtection, Protocol, TlsMethod};
 use crate::error::{FailureKind, Step};
 use crate::policy::{Combination, LinkTrust, PolicyError, next_mechanism};
-use crate::protocol::imap::ImapClient;
-use crate::protocol::pop3::Pop3Client;
-use crate::protocol::smtp::SmtpClient;
-use crate::protocol::{Capabilities, Dialect, Event, ProtocolError};
+use crate::protocol::{Capabilities, ProtocolError};
+use crate::session::{DriveError, Driver, Fallback, Next, Opening};
 use crate::transport::probe::{CertInfo, ProbeTlsSettings, UnverifiedLink};
 use crate::transport::{self, TransportError};
+use serde::Serialize;
 
 /// What to probe.
 #[derive(Debug, Clone)]
@@ -82,6 +81,9 @@ pub struct MethodReport {
     pub tls: Option<TlsReport>,
     /// What is offered once TLS is up.
     pub after_tls: Option<CapsReport>,
+    /// Whether (and why) `session` would move on to the next method after this one.
+    #[serde(skip)]
+    pub fallback: Option<Fallback>,
 }
 
 /// A failure, with a stable code for scripts.
@@ -179,10 +181,11 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
         .unwrap_or(opts.protocol.default_plain_port());
     let tls_port = opts.tls_port.unwrap_or(opts.protocol.default_tls_port());
     let mut methods = Vec::new();
-    for (method, port) in [
-        (TlsMethod::Starttls, plain_port),
-        (TlsMethod::Implicit, tls_port),
-    ] {
+    for method in DEFAULT_TLS {
+        let port = match method {
+            TlsMethod::Implicit => tls_port,
+            TlsMethod::Starttls | TlsMethod::None => plain_port,
+        };
         let mut report = MethodReport {
             method: method.to_string(),
             port,
@@ -194,29 +197,11 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
             starttls_performed: None,
             tls: None,
             after_tls: None,
+            fallback: None,
         };
-        let mut step = Step::Connect;
-        let run = probe_method(opts, &settings, &connect, method, &mut report, &mut step);
-        match tokio::time::timeout(opts.timeout, run).await {
-            Ok(Ok(())) => {}
-            Ok(Err(kind)) => report.error = Some(probe_error(step, &kind)),
-            Err(_) => {
-                let kind: FailureKind = if step == Step::Connect {
-                    TransportError::Timeout {
-                        host: connect.clone(),
-                        port,
-                        secs: opts.timeout.as_secs(),
-                    }
-                    .into()
-                } else {
-                    FailureKind::Timeout {
-                        host: connect.clone(),
-                        port,
-                        secs: opts.timeout.as_secs(),
-                    }
-                };
-                report.error = Some(probe_error(step, &kind));
-            }
+        if let Err(e) = probe_method(opts, &settings, &connect, method, &mut report).await {
+            report.fallback = Fallback::of(e.step, &e.kind);
+            report.error = Some(probe_error(e.step, &e.kind));
         }
         methods.push(report);
     }
@@ -239,181 +224,74 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, TransportError> {
     Ok(report)
 }
 
-fn new_dialect(protocol: Protocol, on_tls: bool) -> Box<dyn Dialect> {
-    match protocol {
-        Protocol::Imap => Box::new(ImapClient::new(on_tls)),
-        Protocol::Pop3 => Box::new(Pop3Client::new(on_tls)),
-        Protocol::Smtp => Box::new(SmtpClient::new(on_tls, "localhost".into())),
-    }
-}
-
 async fn probe_method(
     opts: &ProbeOptions,
     settings: &ProbeTlsSettings,
     connect: &str,
     method: TlsMethod,
     report: &mut MethodReport,
-    step: &mut Step,
-) -> Result<(), FailureKind> {
-    *step = Step::Connect;
-    let tcp = transport::connect(connect, report.port).await?;
+) -> Result<(), DriveError> {
+    let mut opening =
+        Opening::<UnverifiedLink>::connect(connect, report.port, opts.timeout, settings).await?;
     report.reachable = true;
-    let mut link = UnverifiedLink::plain(tcp);
     if method == TlsMethod::Implicit {
-        *step = Step::TlsHandshake;
-        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
-        link = l;
+        let (o, tls) = opening.tls().await?;
+        opening = o;
         report.tls = Some(tls_report(tls));
     }
-    *step = Step::Greeting;
-    let mut dialect = new_dialect(opts.protocol, link.is_tls());
-    let mut greeting = None;
-    let caps = match drive(&mut *dialect, &mut link, &mut greeting, step).await {
-        Ok(Stop::Ready(caps)) => caps,
-        Ok(Stop::StartTls) => unreachable!("STARTTLS is only asked for after Ready"),
-        Err(e) => {
-            report.greeting = greeting;
-            return Err(e);
-        }
+    let mut driver = opening
+        .start(opts.protocol, "localhost".into())
+        .capabilities_after_greeting();
+    let ready = driver.next().await;
+    report.greeting = driver.greeting().map(str::to_string);
+    let caps = match ready? {
+        Next::Ready(caps) => caps,
+        _ => unreachable!("the probe never authenticates and asks for STARTTLS only after Ready"),
     };
-    report.greeting = greeting;
-    if !link.is_tls() {
+    if driver.link().is_tls() {
+        report.after_tls = Some(caps_report(&caps));
+    } else {
         report.before_tls = Some(caps_report(&caps));
         report.starttls_offered = Some(caps.starttls);
         report.starttls_performed = Some(false);
         if !caps.starttls {
-            logout(&mut link, opts.protocol).await.ok();
-            return Err(PolicyError::StartTlsNotOffered { port: report.port }.into());
+            driver.logout().await?.ok();
+            return Err(DriveError::new(
+                driver.step(),
+                PolicyError::StartTlsNotOffered { port: report.port },
+            ));
         }
-        *step = Step::StartTls;
-        dialect.start_tls();
-        let mut ignored = None;
-        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
-            Stop::StartTls => {}
-            Stop::Ready(_) => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "capabilities instead of the STARTTLS reply".into(),
-                }
-                .into());
-            }
-        }
-        *step = Step::TlsHandshake;
-        let (l, tls) = link.dangerous_upgrade_for_probe(settings).await?;
-        link = l;
+        driver.start_tls();
+        let Next::TlsUp(tls) = driver.next().await? else {
+            return Err(unexpected(
+                &driver,
+                "capabilities instead of the STARTTLS reply",
+            ));
+        };
         report.starttls_performed = Some(true);
         report.tls = Some(tls_report(tls));
-        dialect.tls_established();
-        *step = Step::Capabilities;
-        let mut ignored = None;
-        match drive(&mut *dialect, &mut link, &mut ignored, step).await? {
-            Stop::Ready(caps) => report.after_tls = Some(caps_report(&caps)),
-            Stop::StartTls => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "a second STARTTLS".into(),
-                }
-                .into());
-            }
-        }
-    } else {
+        let Next::Ready(caps) = driver.next().await? else {
+            return Err(unexpected(&driver, "a second STARTTLS"));
+        };
         report.after_tls = Some(caps_report(&caps));
     }
-    // A polite goodbye; its outcome changes nothing in the report.
-    let _ = tokio::time::timeout(Duration::from_secs(3), logout(&mut link, opts.protocol)).await;
+    // A polite goodbye; its outcome changes nothing in the report (unless the probe's
+    // time runs out meanwhile).
+    if let Ok(done) = tokio::time::timeout(Duration::from_secs(3), driver.logout()).await {
+        done?.ok();
+    }
     Ok(())
 }
 
-enum Stop {
-    Ready(Capabilities),
-    StartTls,
+fn unexpected(driver: &Driver<'_, UnverifiedLink>, line: &str) -> DriveError {
+    DriveError::new(
+        driver.step(),
+        ProtocolError::UnexpectedLine { line: line.into() },
+    )
 }
 
-/// Runs the dialect until it is ready (capabilities known) or wants TLS. Only
-/// capability and STARTTLS commands can come out of it: `authenticate` is never called.
-async fn drive(
-    dialect: &mut dyn Dialect,
-    link: &mut UnverifiedLink,
-    greeting: &mut Option<String>,
-    step: &mut Step,
-) -> Result<Stop, FailureKind> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match dialect.poll()? {
-            Event::NeedInput => {
-                let n = link.read(&mut buf).await?;
-                if n == 0 {
-                    return Err(ProtocolError::ConnectionClosed.into());
-                }
-                dialect.receive(&buf[..n]);
-            }
-            Event::Send(out) => {
-                tracing::debug!("C: {}", out.shown);
-                link.write_all(out.bytes.expose()).await?;
-                link.flush().await?;
-            }
-            Event::Received(line) => {
-                tracing::debug!("S: {line}");
-                if greeting.is_none() {
-                    *greeting = Some(line);
-                    if *step == Step::Greeting {
-                        *step = Step::Capabilities;
-                    }
-                }
-            }
-            Event::Ready(caps) => return Ok(Stop::Ready(caps)),
-            Event::StartTls => return Ok(Stop::StartTls),
-            Event::Challenge(_)
-            | Event::Rejected { .. }
-            | Event::AuthAccepted
-            | Event::Authenticated(_) => {
-                return Err(ProtocolError::UnexpectedLine {
-                    line: "an authentication reply, although the probe never authenticates".into(),
-                }
-                .into());
-            }
-        }
-    }
-}
-
-/// Ends a session politely: IMAP `LOGOUT`, POP3 and SMTP `QUIT`. Returns the server's
-/// last line.
-pub async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
-    link: &mut S,
-    protocol: Protocol,
-) -> std::io::Result<String> {
-    let command: &[u8] = match protocol {
-        Protocol::Imap => b"mtz LOGOUT\r\n",
-        Protocol::Pop3 | Protocol::Smtp => b"QUIT\r\n",
-    };
-    link.write_all(command).await?;
-    link.flush().await?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = link.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data);
-        let done = text.split("\r\n").any(|l| match protocol {
-            Protocol::Imap => l.starts_with("mtz "),
-            Protocol::Pop3 => l.starts_with("+OK") || l.starts_with("-ERR"),
-            Protocol::Smtp => l.len() >= 4 && l.as_bytes()[3] == b' ',
-        });
-        if done || data.len() > 64 * 1024 {
-            break;
-        }
-    }
-    let _ = link.shutdown().await;
-    let text = String::from_utf8_lossy(&data);
-    Ok(crate::protocol::shown_text(
-        text.trim_end()
-            .rsplit("\r\n")
-            .next()
-            .unwrap_or("")
-            .as_bytes(),
-    ))
-}
+/// Ends a session politely (see [`crate::session::logout`]).
+pub use crate::session::logout;
 
 fn tls_report(t: transport::probe::ProbeTls) -> TlsReport {
     TlsReport {
@@ -536,20 +414,47 @@ fn mech_names(offered: &[String]) -> Vec<MechName> {
         .collect()
 }
 
-/// The mechanisms `auth = "auto"` allows.
-fn auto() -> Vec<MechName> {
-    MechName::ALL
-        .into_iter()
-        .filter(|m| *m != MechName::CramMd5)
-        .collect()
-}
-
 fn names(m: &[MechName]) -> Vec<String> {
     m.iter().map(|m| m.as_str().to_string()).collect()
 }
 
 /// The four combinations and the default choice, from what both methods showed.
 fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
+    let choice = choose(methods);
+    let chosen = choice.combination.as_deref();
+    let mut rows = Vec::from(tls_rows(methods, chosen));
+    rows.extend(plain_rows(methods, chosen));
+    (rows, choice)
+}
+
+/// One row; its verdict follows from the default choice.
+fn row(
+    c: Combination,
+    possible: bool,
+    chosen: Option<&str>,
+    mechanisms: &[MechName],
+    reason: String,
+) -> CombinationRow {
+    let verdict = if chosen == Some(&c.to_string()) {
+        "chosen"
+    } else if c == Combination::Tls && possible && chosen.is_some() {
+        "fallback"
+    } else if possible {
+        "refused"
+    } else {
+        "impossible"
+    };
+    CombinationRow {
+        combination: c.to_string(),
+        possible,
+        verdict: verdict.into(),
+        mechanisms: names(mechanisms),
+        reason,
+    }
+}
+
+/// `tls+strong` and `tls`: what some verified TLS link offers.
+fn tls_rows(methods: &[MethodReport], chosen: Option<&str>) -> [CombinationRow; 2] {
     let verified = |m: &&MethodReport| m.tls.as_ref().is_some_and(|t| t.verified);
     // Mechanisms offered on some verified TLS link.
     let mut after: Vec<String> = Vec::new();
@@ -559,28 +464,9 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         }
     }
     let after = mech_names(&after);
-    let plain = methods
-        .iter()
-        .find(|m| m.method == "starttls")
-        .and_then(|m| m.before_tls.as_ref());
-    let before = plain.map(|c| mech_names(&c.mechanisms)).unwrap_or_default();
     let any_verified = methods
         .iter()
         .any(|m| verified(&m) && m.after_tls.is_some());
-
-    let choice = choose(methods);
-    let chosen = choice.combination.clone();
-    let verdict = |c: Combination, possible: bool| -> String {
-        if chosen.as_deref() == Some(&c.to_string()) {
-            "chosen".into()
-        } else if c == Combination::Tls && possible && chosen.is_some() {
-            "fallback".into()
-        } else if possible {
-            "refused".into()
-        } else {
-            "impossible".into()
-        }
-    };
     let no_tls_reason = || {
         let why: Vec<String> = methods
             .iter()
@@ -595,9 +481,49 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
             .collect();
         format!("no verified TLS: {}", why.join("; "))
     };
-
     let strong_after: Vec<MechName> = after.iter().copied().filter(|m| m.is_strong()).collect();
     let weak_after: Vec<MechName> = after.iter().copied().filter(|m| !m.is_strong()).collect();
+
+    let possible = any_verified && !strong_after.is_empty();
+    let reason = if possible {
+        "verified TLS and a mechanism that never sends the password: the best there is".into()
+    } else if !any_verified {
+        no_tls_reason()
+    } else {
+        "the server offers no strong mechanism (GSSAPI, SCRAM, EXTERNAL) after TLS".into()
+    };
+    let tls_strong = row(
+        Combination::TlsStrong,
+        possible,
+        chosen,
+        &strong_after,
+        reason,
+    );
+    let possible = any_verified && !weak_after.is_empty();
+    let reason = if !possible {
+        if any_verified {
+            "the server offers no password mechanism after TLS".into()
+        } else {
+            no_tls_reason()
+        }
+    } else if chosen == Some("tls") {
+        "verified TLS protects the password, which the server still sees".into()
+    } else {
+        "used only if no strong mechanism can start or succeed (`auth = \"auto\"` ranks them last); `min_protection = \"tls+strong\"` forbids it".into()
+    };
+    [
+        tls_strong,
+        row(Combination::Tls, possible, chosen, &weak_after, reason),
+    ]
+}
+
+/// `strong` and `none`: what the plain port offers before TLS.
+fn plain_rows(methods: &[MethodReport], chosen: Option<&str>) -> [CombinationRow; 2] {
+    let plain = methods
+        .iter()
+        .find(|m| m.method == "starttls")
+        .and_then(|m| m.before_tls.as_ref());
+    let before = plain.map(|c| mech_names(&c.mechanisms)).unwrap_or_default();
     let strong_before: Vec<MechName> = before
         .iter()
         .copied()
@@ -609,64 +535,38 @@ fn analyse(methods: &[MethodReport]) -> (Vec<CombinationRow>, Choice) {
         !weak_before.is_empty() || has("USER") || (has("IMAP4rev1") && !has("LOGINDISABLED"))
     });
 
-    let mut rows = Vec::new();
-    let possible = any_verified && !strong_after.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::TlsStrong.to_string(),
-        possible,
-        verdict: verdict(Combination::TlsStrong, possible),
-        mechanisms: names(&strong_after),
-        reason: if possible {
-            "verified TLS and a mechanism that never sends the password: the best there is".into()
-        } else if !any_verified {
-            no_tls_reason()
-        } else {
-            "the server offers no strong mechanism (GSSAPI, SCRAM, EXTERNAL) after TLS".into()
-        },
-    });
-    let possible = any_verified && !weak_after.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::Tls.to_string(),
-        possible,
-        verdict: verdict(Combination::Tls, possible),
-        mechanisms: names(&weak_after),
-        reason: if !possible {
-            if any_verified {
-                "the server offers no password mechanism after TLS".into()
-            } else {
-                no_tls_reason()
-            }
-        } else if chosen.as_deref() == Some("tls") {
-            "verified TLS protects the password, which the server still sees".into()
-        } else {
-            "used only if no strong mechanism can start or succeed (`auth = \"auto\"` ranks them last); `min_protection = \"tls+strong\"` forbids it".into()
-        },
-    });
     let possible = !strong_before.is_empty();
-    rows.push(CombinationRow {
-        combination: Combination::Strong.to_string(),
+    let reason = if possible {
+        "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
+    } else {
+        "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
+    };
+    let strong = row(
+        Combination::Strong,
         possible,
-        verdict: verdict(Combination::Strong, possible),
-        mechanisms: names(&strong_before),
-        reason: if possible {
-            "the default `min_protection = \"tls\"` refuses it; `tls = [\"none\"]` with `min_protection = \"strong\"` accepts it with GSSAPI, whose security layer then protects the whole session (SCRAM has none, so it is never used without TLS)".into()
-        } else {
-            "the server offers no mechanism with a security layer (GSSAPI) before TLS".into()
-        },
-    });
-    rows.push(CombinationRow {
-        combination: Combination::None.to_string(),
-        possible: login_in_clear,
-        verdict: verdict(Combination::None, login_in_clear),
-        mechanisms: names(&weak_before),
-        reason: if login_in_clear {
-            "never: the password, or what stands for it, would cross the network unprotected".into()
-        } else {
-            "the server accepts no password before TLS".into()
-        },
-    });
-    (rows, choice)
+        chosen,
+        &strong_before,
+        reason,
+    );
+    let reason = if login_in_clear {
+        "never: the password, or what stands for it, would cross the network unprotected".into()
+    } else {
+        "the server accepts no password before TLS".into()
+    };
+    [
+        strong,
+        row(
+            Combination::None,
+            login_in_clear,
+            chosen,
+            &weak_before,
+            reason,
+        ),
+    ]
 }
+
+/// The methods of a default account, in their order.
+const DEFAULT_TLS: [TlsMethod; 2] = [TlsMethod::Starttls, TlsMethod::Implicit];
 
 /// What a default account (`tls = ["starttls", "implicit"]`, `auth = "auto"`,
 /// `min_protection = "tls"`) would do, following `session`'s rules: only an unreachable
@@ -685,11 +585,7 @@ fn choose(methods: &[MethodReport]) -> Choice {
     };
     let mut reasons = Vec::new();
     for m in methods {
-        let moves_on = m.error.as_ref().is_some_and(|e| {
-            e.step == "connect"
-                || matches!(e.code.as_str(), "starttls_not_offered" | "starttls_refused")
-        });
-        if moves_on {
+        if m.fallback.is_some() {
             reasons.push(format!(
                 "{} port {}: {}",
                 m.method,
@@ -712,7 +608,7 @@ fn choose(methods: &[MethodReport]) -> Choice {
             mechanisms: caps.mechanisms.clone(),
             ..Default::default()
         };
-        let allowed = auto();
+        let allowed = MechName::auto(&DEFAULT_TLS);
         let mut tried = Vec::new();
         // TLS 1.3 always has channel-binding data (tls-exporter); TLS 1.2 has it for most
         // certificates (tls-server-end-point), which the order shown assumes.
@@ -767,7 +663,7 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
     let name = if name.is_empty() { "mail".into() } else { name };
-    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let q = quoted;
     let mut out = String::new();
     let _ = writeln!(out, "[accounts.{name}]");
     let _ = writeln!(out, "protocol = \"{}\"", opts.protocol);
@@ -799,6 +695,19 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
         let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
     }
     let _ = writeln!(out, "user = \"YOUR-USER-NAME\"");
+    write_auth(&mut out, opts, r, &name);
+    out
+}
+
+/// A TOML string.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The suggested block's `auth`, `min_protection`, password and GSSAPI lines.
+fn write_auth(out: &mut String, opts: &ProbeOptions, r: &ProbeReport, name: &str) {
+    use std::fmt::Write;
+    let q = quoted;
     let strong = r
         .combinations
         .iter()
@@ -850,5 +759,55 @@ fn suggest_config(opts: &ProbeOptions, r: &ProbeReport) -> String {
             opts.host
         );
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified_tls_offering(mechanisms: &[&str]) -> MethodReport {
+        MethodReport {
+            method: "implicit".into(),
+            port: 993,
+            reachable: true,
+            error: None,
+            greeting: Some("* OK".into()),
+            before_tls: None,
+            starttls_offered: None,
+            starttls_performed: None,
+            tls: Some(TlsReport {
+                version: "TLSv1.3".into(),
+                cipher_suite: String::new(),
+                key_exchange: String::new(),
+                verified: true,
+                verification_error: None,
+                chain: Vec::new(),
+            }),
+            after_tls: Some(CapsReport {
+                capabilities: Vec::new(),
+                mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
+                notable: Vec::new(),
+            }),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn the_choice_follows_the_auto_list_of_the_configuration() {
+        // Protocol logins and CRAM-MD5 are only used when an account lists them.
+        let choice = choose(&[verified_tls_offering(&[
+            "PLAIN",
+            "CRAM-MD5",
+            "USER-PASS",
+            "APOP",
+        ])]);
+        assert_eq!(choice.mechanism.as_deref(), Some("PLAIN"));
+        assert_eq!(choice.fallbacks, Vec::<String>::new());
+        let auto = MechName::auto(&DEFAULT_TLS);
+        assert!(
+            !auto
+                .iter()
+                .any(|m| m.is_protocol_login() || *m == MechName::CramMd5)
+        );
+    }
 }
