@@ -357,7 +357,8 @@ async fn drive(
             Event::Challenge(_)
             | Event::Rejected { .. }
             | Event::AuthAccepted
-            | Event::Authenticated(_) => {
+            | Event::Authenticated(_)
+            | Event::LoggedOut { .. } => {
                 return Err(ProtocolError::UnexpectedLine {
                     line: "an authentication reply, although the probe never authenticates".into(),
                 }
