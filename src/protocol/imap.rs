@@ -421,6 +421,7 @@ impl Language for Imap {
 mod tests {
     //! Byte transcripts: what the server sends, what the dialect answers and reports.
     use super::*;
+    use crate::protocol::Dialect;
 
     /// Feeds `server` to the dialect and returns (bytes sent, events other than sends).
     fn run(client: &mut ImapClient, server: &[u8]) -> Result<(String, Vec<String>), ProtocolError> {
@@ -443,6 +444,7 @@ mod tests {
                 Event::Rejected { text } => events.push(format!("rejected {text}")),
                 Event::AuthAccepted => {}
                 Event::Authenticated(c) => events.push(format!("authenticated {:?}", c.raw)),
+                Event::LoggedOut { text } => events.push(format!("logged out {text}")),
             }
         }
         Ok((sent, events))
@@ -785,7 +787,7 @@ mod tests {
     #[test]
     fn rfc9051_6_2_3_login_with_quoted_strings_never_traced() {
         let mut c = ready_with(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm2 OK\r\n");
-        assert_eq!(c.caps.logins, [crate::protocol::IMAP_LOGIN]);
+        assert_eq!(c.core.caps.logins, [crate::protocol::IMAP_LOGIN]);
         c.password_login(
             crate::protocol::IMAP_LOGIN,
             "alice",
@@ -836,7 +838,7 @@ mod tests {
     #[test]
     fn logindisabled_offers_no_login_and_line_breaks_are_refused() {
         let c = ready_with(b"* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=GSSAPI\r\nm2 OK\r\n");
-        assert!(c.caps.logins.is_empty());
+        assert!(c.core.caps.logins.is_empty());
         let mut c = ready_with(b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n");
         assert!(matches!(
             c.login("alice", Secret::new(b"a\r\nm9 DELETE INBOX".to_vec())),

@@ -412,6 +412,8 @@ pub(crate) mod testing {
         Failed(ProtocolError),
         /// The dialect wants more input than the script has.
         Stalled,
+        /// The logout was answered with this line.
+        LoggedOut(String),
     }
 
     /// What the client side did.
@@ -519,6 +521,10 @@ pub(crate) mod testing {
                 Event::AuthAccepted => {}
                 Event::Authenticated(caps) => {
                     t.outcome = Outcome::Authenticated(caps);
+                    return t;
+                }
+                Event::LoggedOut { text } => {
+                    t.outcome = Outcome::LoggedOut(text);
                     return t;
                 }
             }

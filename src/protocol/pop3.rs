@@ -387,6 +387,9 @@ impl Language for Pop3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Dialect;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
     use crate::protocol::testing::{Outcome, Script, Transcript, dovecot_pop3_caps, drive};
     use std::collections::VecDeque;
 
@@ -710,9 +713,9 @@ mod tests {
             ],
         );
         assert_eq!(t.client, "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n");
-        assert_eq!(d.caps.mechanisms, ["GSSAPI", "PLAIN"]);
-        assert_eq!(d.caps.raw, ["TOP", "SASL gssapi PLAIN", "STLS"]);
-        assert!(d.caps.starttls && d.caps.sasl_ir);
+        assert_eq!(d.core.caps.mechanisms, ["GSSAPI", "PLAIN"]);
+        assert_eq!(d.core.caps.raw, ["TOP", "SASL gssapi PLAIN", "STLS"]);
+        assert!(d.core.caps.starttls && d.core.caps.sasl_ir);
     }
 
     #[test]

@@ -300,6 +300,9 @@ impl Language for Smtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Dialect;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
     use crate::protocol::testing::{Outcome, Script, Transcript, drive};
 
     const GREETING: &[u8] = b"220 mail.example Dovecot (Debian) ready.\r\n";
@@ -398,10 +401,10 @@ mod tests {
         assert!(matches!(failed(&t), ProtocolError::StartTlsRefused { .. }));
         let mut d = SmtpClient::new(false, "client.example".into());
         drive(&mut d, false, Script::default(), &[GREETING, EHLO_PLAIN]);
-        assert!(d.caps.mechanisms.is_empty() && !d.caps.sasl_ir);
-        assert!(d.caps.starttls);
-        assert_eq!(d.caps.raw.len(), 8);
-        assert_eq!(d.caps.raw[2], "BURL imap");
+        assert!(d.core.caps.mechanisms.is_empty() && !d.core.caps.sasl_ir);
+        assert!(d.core.caps.starttls);
+        assert_eq!(d.core.caps.raw.len(), 8);
+        assert_eq!(d.core.caps.raw[2], "BURL imap");
     }
 
     #[test]
@@ -429,7 +432,7 @@ mod tests {
                 b"250 SIZE\r\n",
             ],
         );
-        assert_eq!(d.caps.mechanisms, ["GSSAPI"]);
+        assert_eq!(d.core.caps.mechanisms, ["GSSAPI"]);
     }
 
     #[test]
