@@ -11,6 +11,8 @@ pub mod imap;
 pub mod line;
 pub mod local;
 pub mod pop3;
+#[cfg(test)]
+mod rules;
 pub mod smtp;
 
 use std::fmt;
