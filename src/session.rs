@@ -422,7 +422,10 @@ async fn attempt(
             }
             // Never: this loop does not call `Dialect::logout`.
             Event::LoggedOut { text } => {
-                return Err(fail(*step, ProtocolError::UnexpectedLine { line: text }.into()));
+                return Err(fail(
+                    *step,
+                    ProtocolError::UnexpectedLine { line: text }.into(),
+                ));
             }
             Event::AuthAccepted => {
                 // Nothing more goes out unless the mechanism finished and verified the

@@ -149,8 +149,10 @@ pub trait Language: Send + Sized {
 
     /// Takes the next complete frame from `core.buf`, tracing its lines
     /// ([`Event::Received`]). `Ok(None)` means more bytes are needed.
-    fn take_frame(&mut self, core: &mut Core<Self::Own>)
-    -> Result<Option<Self::Frame>, ProtocolError>;
+    fn take_frame(
+        &mut self,
+        core: &mut Core<Self::Own>,
+    ) -> Result<Option<Self::Frame>, ProtocolError>;
     /// Handles a frame in one of the dialect's own steps; sets `core.step`.
     fn handle_own(
         &mut self,
@@ -368,9 +370,7 @@ impl<L: Language> Dialect for Client<L> {
     }
 
     fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
-        let (command, pending_initial) =
-            self.lang
-                .auth_command(&mut self.core, mechanism, initial);
+        let (command, pending_initial) = self.lang.auth_command(&mut self.core, mechanism, initial);
         self.core.out.push(Event::Send(command));
         self.core.step = Step::ExpectAuthReply { pending_initial };
     }

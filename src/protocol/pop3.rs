@@ -268,7 +268,12 @@ impl Language for Pop3 {
                 self.capabilities_known(core, Capabilities::default(), after_auth);
             }
 
-            (State::ExpectCapaLines { after_auth, lines, .. }, _) if line == b"." => {
+            (
+                State::ExpectCapaLines {
+                    after_auth, lines, ..
+                },
+                _,
+            ) if line == b"." => {
                 self.capabilities_known(core, capabilities(lines), after_auth);
             }
             (
@@ -388,9 +393,9 @@ impl Language for Pop3 {
 mod tests {
     use super::*;
     use crate::protocol::Dialect;
+    use crate::protocol::testing::{Outcome, Script, Transcript, dovecot_pop3_caps, drive};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
-    use crate::protocol::testing::{Outcome, Script, Transcript, dovecot_pop3_caps, drive};
     use std::collections::VecDeque;
 
     const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";

@@ -24,6 +24,8 @@ struct Lang {
     /// After TLS: the capability query, and its reply offering `X-NEW` only.
     tls_query: &'static str,
     tls_caps: &'static [u8],
+    /// A reply to that query that lists nothing.
+    tls_caps_none: &'static [u8],
     /// Implicit TLS: greeting and capabilities offering `X-NEW` (no IMAP SASL-IR).
     tls_hello: &'static [u8],
     tls_hello_sent: &'static str,
@@ -56,6 +58,7 @@ const LANGS: &[Lang] = &[
         starttls_ok: b"m1 OK go\r\n",
         tls_query: "m2 CAPABILITY\r\n",
         tls_caps: b"* CAPABILITY IMAP4rev1 AUTH=X-NEW\r\nm2 OK\r\n",
+        tls_caps_none: b"m2 OK\r\n",
         tls_hello: b"* OK [CAPABILITY IMAP4rev1 AUTH=X-NEW] hi\r\n",
         tls_hello_sent: "",
         auth: "m1 AUTHENTICATE X-NEW\r\n",
@@ -79,6 +82,7 @@ const LANGS: &[Lang] = &[
         starttls_ok: b"+OK go\r\n",
         tls_query: "CAPA\r\n",
         tls_caps: b"+OK\r\nSASL X-NEW\r\n.\r\n",
+        tls_caps_none: b"-ERR no CAPA\r\n",
         tls_hello: b"+OK hi\r\n+OK\r\nUSER\r\nSASL X-NEW\r\n.\r\n",
         tls_hello_sent: "CAPA\r\n",
         auth: "AUTH X-NEW\r\n",
@@ -102,6 +106,7 @@ const LANGS: &[Lang] = &[
         starttls_ok: b"220 go\r\n",
         tls_query: "EHLO client.example\r\n",
         tls_caps: b"250-mail.example\r\n250 AUTH X-NEW\r\n",
+        tls_caps_none: b"250 mail.example\r\n",
         tls_hello: b"220 hi\r\n250-mail.example\r\n250 AUTH X-NEW\r\n",
         tls_hello_sent: "EHLO client.example\r\n",
         auth: "AUTH X-NEW\r\n",
@@ -192,7 +197,12 @@ fn bytes_after_the_starttls_ok_are_an_injection() {
 fn capabilities_are_forgotten_and_asked_again_after_tls() {
     for l in LANGS {
         let mut d = asked_starttls(l);
-        assert_eq!(run(&mut *d, l.starttls_ok).unwrap(), ["starttls"], "{}", l.name);
+        assert_eq!(
+            run(&mut *d, l.starttls_ok).unwrap(),
+            ["starttls"],
+            "{}",
+            l.name
+        );
         d.tls_established();
         assert_eq!(
             run(&mut *d, b"").unwrap(),
@@ -204,6 +214,22 @@ fn capabilities_are_forgotten_and_asked_again_after_tls() {
         assert_eq!(
             run(&mut *d, l.tls_caps).unwrap(),
             [r#"ready ["X-NEW"] starttls=false"#],
+            "{}",
+            l.name
+        );
+    }
+}
+
+#[test]
+fn capabilities_from_before_tls_are_not_kept_when_none_come_after() {
+    for l in LANGS {
+        let mut d = asked_starttls(l);
+        run(&mut *d, l.starttls_ok).unwrap();
+        d.tls_established();
+        run(&mut *d, b"").unwrap();
+        assert_eq!(
+            run(&mut *d, l.tls_caps_none).unwrap(),
+            ["ready [] starttls=false"],
             "{}",
             l.name
         );
@@ -289,7 +315,12 @@ fn an_initial_response_too_long_for_the_command_answers_the_empty_challenge() {
         assert_eq!(run(&mut *d, b"").unwrap(), [format!("> {}", l.auth)]);
         // The empty challenge is answered with it, and not reported.
         let log = run(&mut *d, (l.challenge)("").as_bytes()).unwrap();
-        assert_eq!(log, [format!("> {}\r\n", B64.encode(&initial))], "{}", l.name);
+        assert_eq!(
+            log,
+            [format!("> {}\r\n", B64.encode(&initial))],
+            "{}",
+            l.name
+        );
         // The next challenge is the mechanism's.
         let log = run(&mut *d, (l.challenge)("YQ==").as_bytes()).unwrap();
         assert_eq!(log, ["challenge a"], "{}", l.name);

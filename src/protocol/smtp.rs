@@ -240,7 +240,9 @@ impl Language for Smtp {
             (_, 421) => return Err(ProtocolError::ServerBye { text: reply.text() }),
             (Awaiting::StartTls, 220) => Meaning::Ok(&reply.joined),
             (Awaiting::StartTls, _) => Meaning::Refused(&reply.joined),
-            (Awaiting::Auth, 334) if reply.lines.len() == 1 => Meaning::Continuation(&reply.lines[0]),
+            (Awaiting::Auth, 334) if reply.lines.len() == 1 => {
+                Meaning::Continuation(&reply.lines[0])
+            }
             (Awaiting::Auth, 334) => {
                 return Err(ProtocolError::UnexpectedLine { line: reply.text() });
             }
@@ -301,9 +303,9 @@ impl Language for Smtp {
 mod tests {
     use super::*;
     use crate::protocol::Dialect;
+    use crate::protocol::testing::{Outcome, Script, Transcript, drive};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
-    use crate::protocol::testing::{Outcome, Script, Transcript, drive};
 
     const GREETING: &[u8] = b"220 mail.example Dovecot (Debian) ready.\r\n";
     /// Dovecot 2.3.19 submission before TLS on port 587 (captured): an AUTH line with a
