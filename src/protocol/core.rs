@@ -163,8 +163,7 @@ pub trait Language: Send + Sized {
     /// What `frame` means while a shared step waits for a reply; an error for a reply
     /// that is neither (or that this protocol treats specially).
     fn reply<'f>(
-        &mut self,
-        core: &mut Core<Self::Own>,
+        &self,
         awaiting: Awaiting,
         frame: &'f Self::Frame,
     ) -> Result<Reply<'f>, ProtocolError>;
@@ -201,9 +200,7 @@ pub trait Language: Send + Sized {
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         let _ = (core, user, password);
-        Err(LoginError::NotInThisProtocol {
-            login: login.to_string(),
-        })
+        Err(LoginError::not_here(login))
     }
 }
 
@@ -237,7 +234,7 @@ impl<L: Language> Client<L> {
         match std::mem::replace(&mut core.step, Step::Done) {
             Step::Own(own) => self.lang.handle_own(core, own, frame),
             Step::ExpectStartTlsReply => {
-                match self.lang.reply(core, Awaiting::StartTls, &frame)? {
+                match self.lang.reply(Awaiting::StartTls, &frame)? {
                     Reply::Ignored => core.step = Step::ExpectStartTlsReply,
                     Reply::Ok(_) => {
                         // TLS starts right after this reply: any byte already here was
@@ -260,7 +257,7 @@ impl<L: Language> Client<L> {
                 Ok(())
             }
             Step::ExpectAuthReply { pending_initial } => {
-                match self.lang.reply(core, Awaiting::Auth, &frame)? {
+                match self.lang.reply(Awaiting::Auth, &frame)? {
                     Reply::Ignored => core.step = Step::ExpectAuthReply { pending_initial },
                     Reply::Continuation(data) => {
                         match pending_initial {

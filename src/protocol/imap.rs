@@ -339,8 +339,7 @@ impl Language for Imap {
     }
 
     fn reply<'f>(
-        &mut self,
-        _core: &mut Core<State>,
+        &self,
         _awaiting: Awaiting,
         frame: &'f Vec<u8>,
     ) -> Result<Reply<'f>, ProtocolError> {
@@ -409,9 +408,7 @@ impl Language for Imap {
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         if login != super::IMAP_LOGIN {
-            return Err(LoginError::NotInThisProtocol {
-                login: login.to_string(),
-            });
+            return Err(LoginError::not_here(login));
         }
         self.login(core, user, password)
     }

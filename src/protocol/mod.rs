@@ -123,9 +123,7 @@ pub trait Dialect: Send {
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         let _ = (user, password);
-        Err(LoginError::NotInThisProtocol {
-            login: login.to_string(),
-        })
+        Err(LoginError::not_here(login))
     }
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
@@ -231,6 +229,15 @@ pub enum LoginError {
     NotInThisProtocol { login: String },
     #[error("the server's greeting carried no APOP timestamp")]
     NoApopTimestamp,
+}
+
+impl LoginError {
+    /// `login` is not one of this protocol's password logins.
+    pub fn not_here(login: &str) -> Self {
+        LoginError::NotInThisProtocol {
+            login: login.to_string(),
+        }
+    }
 }
 
 /// Refuses bytes that would end a command line early.

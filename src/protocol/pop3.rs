@@ -43,6 +43,9 @@ pub enum State {
 
 /// POP3's framing and commands: the greeting's APOP timestamp.
 pub struct Pop3 {
+    /// Kept across TLS, unlike the capabilities: it is the server's challenge for this
+    /// connection, not a capability. One altered before TLS can only make APOP fail,
+    /// since the digest then travels inside TLS to the real server.
     apop_timestamp: Option<String>,
 }
 
@@ -215,6 +218,29 @@ impl Pop3 {
     }
 }
 
+/// Adds a line of a `CAPA` reply to `lines` (`size` bytes so far), within the bounds.
+fn capa_line(
+    mut lines: Vec<String>,
+    size: usize,
+    line: &[u8],
+) -> Result<(Vec<String>, usize), ProtocolError> {
+    // RFC 1939 section 3: a line starting with a dot has one more in front.
+    let unstuffed = line.strip_prefix(b".").unwrap_or(line);
+    let size = size + unstuffed.len();
+    if lines.len() >= MAX_REPLY_LINES {
+        return Err(ProtocolError::TooManyReplyLines {
+            limit: MAX_REPLY_LINES,
+        });
+    }
+    if size > MAX_REPLY_BYTES {
+        return Err(ProtocolError::ReplyTooLarge {
+            limit: MAX_REPLY_BYTES,
+        });
+    }
+    lines.push(String::from_utf8_lossy(unstuffed).into_owned());
+    Ok((lines, size))
+}
+
 impl Language for Pop3 {
     type Own = State;
     type Frame = Vec<u8>;
@@ -279,25 +305,12 @@ impl Language for Pop3 {
             (
                 State::ExpectCapaLines {
                     after_auth,
-                    mut lines,
+                    lines,
                     size,
                 },
                 _,
             ) => {
-                // RFC 1939 section 3: a line starting with a dot has one more in front.
-                let unstuffed = line.strip_prefix(b".").unwrap_or(&line);
-                let size = size + unstuffed.len();
-                if lines.len() >= MAX_REPLY_LINES {
-                    return Err(ProtocolError::TooManyReplyLines {
-                        limit: MAX_REPLY_LINES,
-                    });
-                }
-                if size > MAX_REPLY_BYTES {
-                    return Err(ProtocolError::ReplyTooLarge {
-                        limit: MAX_REPLY_BYTES,
-                    });
-                }
-                lines.push(String::from_utf8_lossy(unstuffed).into_owned());
+                let (lines, size) = capa_line(lines, size, &line)?;
                 core.step = Step::Own(State::ExpectCapaLines {
                     after_auth,
                     lines,
@@ -325,8 +338,7 @@ impl Language for Pop3 {
     }
 
     fn reply<'f>(
-        &mut self,
-        _core: &mut Core<State>,
+        &self,
         _awaiting: Awaiting,
         line: &'f Vec<u8>,
     ) -> Result<Meaning<'f>, ProtocolError> {
@@ -343,9 +355,6 @@ impl Language for Pop3 {
     }
 
     fn start_tls(&mut self, core: &mut Core<State>) {
-        // The APOP timestamp is kept across TLS: it is the server's challenge for this
-        // connection, not a capability. One altered before TLS can only make APOP fail,
-        // since the digest then travels inside TLS to the real server.
         core.out.command("STLS");
     }
 
@@ -382,9 +391,7 @@ impl Language for Pop3 {
         match login {
             super::USER_PASS => Ok(self::login(core, user, password)?),
             super::APOP => self.apop(core, user, password),
-            _ => Err(LoginError::NotInThisProtocol {
-                login: login.to_string(),
-            }),
+            _ => Err(LoginError::not_here(login)),
         }
     }
 }

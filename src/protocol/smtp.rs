@@ -231,8 +231,7 @@ impl Language for Smtp {
     }
 
     fn reply<'f>(
-        &mut self,
-        _core: &mut Core<State>,
+        &self,
         awaiting: Awaiting,
         reply: &'f Reply,
     ) -> Result<Meaning<'f>, ProtocolError> {
