@@ -223,11 +223,6 @@ impl<L: Language> Client<L> {
         self.core.on_tls
     }
 
-    /// The capabilities of the current link as far as known.
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.core.caps
-    }
-
     /// Handles one complete frame in the current step.
     fn handle(&mut self, frame: L::Frame) -> Result<(), ProtocolError> {
         let core = &mut self.core;
