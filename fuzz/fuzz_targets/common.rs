@@ -2,6 +2,8 @@
 //! whenever offered, tries a few mechanisms, answers or cancels challenges, and stops at
 //! the first error or when the input runs out. It panics only on what would be a bug: a
 //! dialect that makes no progress, or sends a command line with a CR or LF inside it.
+//! After authentication it logs out, and the end of the input is the end of the
+//! connection.
 
 #![allow(dead_code)]
 
@@ -17,6 +19,7 @@ pub fn drive(dialect: &mut dyn Dialect, data: &[u8]) {
     let mut tls = false;
     let mut attempts = 0;
     let mut polls_without_input = 0usize;
+    let mut logging_out = false;
     loop {
         polls_without_input += 1;
         assert!(
@@ -29,6 +32,11 @@ pub fn drive(dialect: &mut dyn Dialect, data: &[u8]) {
         };
         match event {
             Event::NeedInput => {
+                if rest.is_empty() && logging_out {
+                    logging_out = false;
+                    dialect.closed();
+                    continue;
+                }
                 if rest.is_empty() {
                     return;
                 }
@@ -91,8 +99,10 @@ pub fn drive(dialect: &mut dyn Dialect, data: &[u8]) {
             }
             Event::Authenticated(_) => {
                 let _ = dialect.take_leftover();
-                return;
+                dialect.logout();
+                logging_out = true;
             }
+            Event::LoggedOut { .. } => return,
         }
     }
 }

@@ -2,60 +2,45 @@
 //! AUTHENTICATE with SASL-IR (RFC 4959), and the capabilities after authentication.
 //!
 //! It stops at the tagged OK of AUTHENTICATE (and the CAPABILITY that may follow);
-//! everything after belongs to the relay.
+//! everything after belongs to the relay. The steps every dialect shares (STARTTLS, the
+//! SASL exchange, the logout) are in [`super::core`]; this file has IMAP's framing,
+//! tags, commands and responses.
 
 use std::collections::VecDeque;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-
+use super::core::{Awaiting, Client, Core, Language, Reply, Step, accepted};
 use super::line::{MAX_LINE, MAX_LITERAL, take_imap_response};
 use super::{
-    Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, check_argument, sasl_command,
+    Capabilities, Event, LoginError, Outgoing, ProtocolError, check_argument, sasl_command,
     shown_text, unexpected,
 };
 use crate::secret::{Piece, Secret, assemble};
 
-/// What the dialect is waiting for.
+/// The tag of the logout command, which probes send on links where no other command
+/// went (the tests of `probe` and `check` look for it).
+const LOGOUT_TAG: &str = "mtz";
+
+/// IMAP's own steps; the shared ones are in [`Step`].
 #[derive(Debug)]
-enum State {
+pub enum State {
     /// The server's first line.
     ExpectGreeting,
     /// Untagged CAPABILITY and the tagged OK of our CAPABILITY command.
-    ExpectCapability { tag: String, after_auth: bool },
-    /// The driver's decision after [`Event::Ready`].
-    AwaitDecision,
-    /// The tagged reply to STARTTLS.
-    ExpectStartTlsOk { tag: String },
-    /// The driver's report that the TLS handshake is done.
-    AwaitHandshake,
-    /// A continuation request or the tagged reply to AUTHENTICATE.
-    ExpectAuthReply {
-        tag: String,
-        pending_initial: Option<Secret<Vec<u8>>>,
-    },
-    /// The mechanism's answer to a challenge.
-    AwaitAuthResponse { tag: String },
+    ExpectCapability { after_auth: bool },
     /// The tagged reply to LOGIN, or a continuation request for the next synchronizing
     /// literal of its arguments (`pending`, in order).
-    ExpectLoginReply {
-        tag: String,
-        pending: VecDeque<Secret<Vec<u8>>>,
-    },
-    /// Authentication is over.
-    Done,
+    ExpectLoginReply { pending: VecDeque<Secret<Vec<u8>>> },
+}
+
+/// IMAP's framing and commands: the tags.
+pub struct Imap {
+    next_tag: u32,
+    /// The tag of the command in flight.
+    tag: String,
 }
 
 /// The IMAP client dialect. See the [module documentation](self).
-pub struct ImapClient {
-    state: State,
-    buf: Vec<u8>,
-    on_tls: bool,
-    next_tag: u32,
-    caps: Capabilities,
-    out: Outbox,
-    layer_follows: bool,
-}
+pub type ImapClient = Client<Imap>;
 
 /// A parsed server response line.
 enum Response<'a> {
@@ -151,231 +136,11 @@ impl ImapClient {
     /// A dialect for a fresh connection; `on_tls` says whether the link is already TLS
     /// (implicit TLS) or plaintext.
     pub fn new(on_tls: bool) -> Self {
-        ImapClient {
-            state: State::ExpectGreeting,
-            buf: Vec::new(),
-            on_tls,
+        let imap = Imap {
             next_tag: 1,
-            caps: Capabilities::default(),
-            out: Outbox::default(),
-            layer_follows: false,
-        }
-    }
-
-    fn tag(&mut self) -> String {
-        let t = format!("m{}", self.next_tag);
-        self.next_tag += 1;
-        t
-    }
-
-    fn send_command(&mut self, tag: &str, command: &str) {
-        self.out.command(&format!("{tag} {command}"));
-    }
-
-    fn ask_capability(&mut self, after_auth: bool) {
-        let tag = self.tag();
-        self.send_command(&tag, "CAPABILITY");
-        self.state = State::ExpectCapability { tag, after_auth };
-    }
-
-    /// Handles one complete response frame.
-    fn handle(&mut self, frame: &[u8]) -> Result<(), ProtocolError> {
-        let response = parse(frame)?;
-        let shown = match (&response, &self.state) {
-            (Response::Continuation(_), State::ExpectLoginReply { .. }) => shown_text(frame),
-            (Response::Continuation(_), _) => "+ [SASL payload]".to_string(),
-            _ => shown_text(frame),
+            tag: String::new(),
         };
-        self.out.push(Event::Received(shown));
-
-        if let Response::Untagged { kind, rest } = &response {
-            if kind == "BYE" {
-                let text = shown_text(rest);
-                return Err(match self.state {
-                    State::ExpectGreeting => ProtocolError::GreetingRefused { text },
-                    _ => ProtocolError::ServerBye { text },
-                });
-            }
-        }
-
-        let state = std::mem::replace(&mut self.state, State::Done);
-        self.state = match (state, response) {
-            (State::ExpectGreeting, Response::Untagged { kind, rest }) => match kind.as_str() {
-                "OK" => match capability_code(rest) {
-                    Some(atoms) => self.ready(capabilities(atoms)),
-                    None => {
-                        self.ask_capability(false);
-                        return Ok(());
-                    }
-                },
-                "PREAUTH" if self.on_tls => return Err(ProtocolError::UnexpectedPreauth),
-                "PREAUTH" => return Err(ProtocolError::PreauthBeforeTls),
-                _ => {
-                    return Err(ProtocolError::UnexpectedGreeting {
-                        line: shown_text(frame),
-                    });
-                }
-            },
-            (State::ExpectGreeting, _) => {
-                return Err(ProtocolError::UnexpectedGreeting {
-                    line: shown_text(frame),
-                });
-            }
-
-            (State::ExpectCapability { tag, after_auth }, response) => match response {
-                Response::Untagged { kind, rest } => {
-                    if kind == "CAPABILITY" {
-                        self.caps = capabilities(atoms_of(rest));
-                    }
-                    State::ExpectCapability { tag, after_auth }
-                }
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    rest,
-                } if t == tag.as_bytes() => {
-                    if status != "OK" {
-                        return Err(ProtocolError::CommandFailed {
-                            command: "CAPABILITY",
-                            text: shown_text(rest),
-                        });
-                    }
-                    let caps = std::mem::take(&mut self.caps);
-                    if after_auth {
-                        self.out.push(Event::Authenticated(caps));
-                        State::Done
-                    } else {
-                        self.ready(caps)
-                    }
-                }
-                _ => return Err(unexpected(frame)),
-            },
-
-            (State::ExpectStartTlsOk { tag }, response) => match response {
-                // Untagged data before TLS is discarded: nothing learned now is trusted.
-                Response::Untagged { .. } => State::ExpectStartTlsOk { tag },
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    rest,
-                } if t == tag.as_bytes() => {
-                    if status != "OK" {
-                        return Err(ProtocolError::StartTlsRefused {
-                            text: shown_text(rest),
-                        });
-                    }
-                    if !self.buf.is_empty() {
-                        return Err(ProtocolError::BytesAfterStartTlsOk {
-                            count: self.buf.len(),
-                        });
-                    }
-                    self.out.push(Event::StartTls);
-                    State::AwaitHandshake
-                }
-                _ => return Err(unexpected(frame)),
-            },
-
-            (
-                State::ExpectAuthReply {
-                    tag,
-                    pending_initial,
-                },
-                response,
-            ) => match response {
-                Response::Continuation(data) => match pending_initial {
-                    // Without SASL-IR the client-first response answers the empty challenge.
-                    Some(initial) => {
-                        self.out.payload(&initial);
-                        State::ExpectAuthReply {
-                            tag,
-                            pending_initial: None,
-                        }
-                    }
-                    None => {
-                        let decoded = B64
-                            .decode(data.trim_ascii())
-                            .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push(Event::Challenge(Secret::new(decoded)));
-                        State::AwaitAuthResponse { tag }
-                    }
-                },
-                Response::Untagged { .. } => State::ExpectAuthReply {
-                    tag,
-                    pending_initial,
-                },
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    rest,
-                } if t == tag.as_bytes() => match self.auth_reply(&status, rest) {
-                    Some(state) => state,
-                    None => return Ok(()),
-                },
-                _ => return Err(unexpected(frame)),
-            },
-
-            (State::ExpectLoginReply { tag, mut pending }, response) => match response {
-                // The server is ready for the next synchronizing literal.
-                Response::Continuation(_) => match pending.pop_front() {
-                    Some(segment) => {
-                        self.out.send_secret(segment, "[login continued]".into());
-                        State::ExpectLoginReply { tag, pending }
-                    }
-                    None => return Err(unexpected(frame)),
-                },
-                Response::Untagged { .. } => State::ExpectLoginReply { tag, pending },
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    rest,
-                } if t == tag.as_bytes() => match self.auth_reply(&status, rest) {
-                    Some(state) => state,
-                    None => return Ok(()),
-                },
-                _ => return Err(unexpected(frame)),
-            },
-
-            (
-                state @ (State::AwaitDecision | State::AwaitAuthResponse { .. }),
-                Response::Untagged { .. },
-            ) => state,
-            (
-                State::AwaitHandshake
-                | State::Done
-                | State::AwaitDecision
-                | State::AwaitAuthResponse { .. },
-                _,
-            ) => {
-                return Err(unexpected(frame));
-            }
-        };
-        Ok(())
-    }
-
-    /// The tagged reply that ends AUTHENTICATE or LOGIN. `None` when the capabilities
-    /// are being asked for (the state is already set).
-    fn auth_reply(&mut self, status: &str, rest: &[u8]) -> Option<State> {
-        if status == "OK" {
-            self.out.push(Event::AuthAccepted);
-            // RFC 3501 section 6.2.2: capabilities in the tagged OK are not protected by
-            // the security layer that starts after it, so with one they are asked again
-            // (the driver sends the command through the layer).
-            match capability_code(rest).filter(|_| !self.layer_follows) {
-                Some(atoms) => {
-                    self.out.push(Event::Authenticated(capabilities(atoms)));
-                    Some(State::Done)
-                }
-                None => {
-                    self.ask_capability(true);
-                    None
-                }
-            }
-        } else {
-            self.out.push(Event::Rejected {
-                text: shown_text(rest),
-            });
-            Some(State::AwaitDecision)
-        }
+        Client::with(imap, on_tls, State::ExpectGreeting)
     }
 
     /// Sends `LOGIN user password` (RFC 9051 section 6.2.3). Each argument is a quoted
@@ -383,10 +148,39 @@ impl ImapClient {
     /// `LITERAL+` (or `LITERAL-` up to 4096 octets), else synchronizing, its bytes waiting
     /// for the server's continuation request. Only the tag and the user name are traced.
     pub fn login(&mut self, user: &str, password: Secret<Vec<u8>>) -> Result<(), LoginError> {
+        self.lang.login(&mut self.core, user, password)
+    }
+}
+
+impl Imap {
+    /// A new tag, which becomes the tag in flight.
+    fn new_tag(&mut self) -> &str {
+        self.tag = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        &self.tag
+    }
+
+    /// Queues `command` with a new tag.
+    fn command(&mut self, core: &mut Core<State>, command: &str) {
+        let tag = self.new_tag();
+        core.out.command(&format!("{tag} {command}"));
+    }
+
+    /// Whether `tag` is the tag of the command in flight.
+    fn ours(&self, tag: &[u8]) -> bool {
+        tag == self.tag.as_bytes()
+    }
+
+    fn login(
+        &mut self,
+        core: &mut Core<State>,
+        user: &str,
+        password: Secret<Vec<u8>>,
+    ) -> Result<(), LoginError> {
         check_argument("user name", user.as_bytes())?;
         check_argument("password", password.expose())?;
-        let tag = self.tag();
-        let has = |c: &str| self.caps.raw.iter().any(|r| r.eq_ignore_ascii_case(c));
+        let tag = self.new_tag();
+        let has = |c: &str| core.caps.raw.iter().any(|r| r.eq_ignore_ascii_case(c));
         let (plus, minus) = (has("LITERAL+"), has("LITERAL-"));
         // Every buffer that holds the password is made at its final size (no reallocation
         // leaves a copy behind) and is a Secret, wiped when dropped.
@@ -414,18 +208,12 @@ impl ImapClient {
         drop(parts);
         let mut pending: VecDeque<_> = segments.into();
         let first = pending.pop_front().expect("at least one segment");
-        self.out.send_secret(
+        core.out.send_secret(
             first,
             format!("{tag} LOGIN {} [password]", shown_text(user.as_bytes())),
         );
-        self.state = State::ExpectLoginReply { tag, pending };
+        core.step = Step::Own(State::ExpectLoginReply { pending });
         Ok(())
-    }
-
-    fn ready(&mut self, caps: Capabilities) -> State {
-        self.caps = caps.clone();
-        self.out.push(Event::Ready(caps));
-        State::AwaitDecision
     }
 }
 
@@ -451,102 +239,178 @@ fn joined(parts: &[Secret<Vec<u8>>]) -> Secret<Vec<u8>> {
     assemble(&pieces)
 }
 
-impl Dialect for ImapClient {
-    fn receive(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
+impl Language for Imap {
+    type Own = State;
+    type Frame = Vec<u8>;
 
-    fn poll(&mut self) -> Result<Event, ProtocolError> {
-        loop {
-            if let Some(event) = self.out.pop() {
-                return Ok(event);
-            }
-            match self.state {
-                State::Done
-                | State::AwaitDecision
-                | State::AwaitHandshake
-                | State::AwaitAuthResponse { .. } => {
-                    // The driver acts next; bytes that arrived meanwhile wait in `buf`.
-                    return Ok(Event::NeedInput);
-                }
-                _ => {}
-            }
-            match take_imap_response(&mut self.buf, MAX_LINE, MAX_LITERAL)? {
-                None => return Ok(Event::NeedInput),
-                Some(frame) => self.handle(&frame)?,
-            }
-        }
-    }
-
-    fn start_tls(&mut self) {
-        let tag = self.tag();
-        self.send_command(&tag, "STARTTLS");
-        self.state = State::ExpectStartTlsOk { tag };
-    }
-
-    fn tls_established(&mut self) {
-        // Everything learned before TLS is forgotten and asked again (RFC 3501 6.2.1).
-        self.on_tls = true;
-        self.caps = Capabilities::default();
-        self.ask_capability(false);
-    }
-
-    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
-        let tag = self.tag();
-        let (command, pending_initial) = sasl_command(
-            &format!("{tag} AUTHENTICATE"),
-            mechanism,
-            initial,
-            self.caps.sasl_ir,
-            usize::MAX,
-        );
-        self.out.push(Event::Send(command));
-        self.state = State::ExpectAuthReply {
-            tag,
-            pending_initial,
+    fn take_frame(&mut self, core: &mut Core<State>) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let Some(frame) = take_imap_response(&mut core.buf, MAX_LINE, MAX_LITERAL)? else {
+            return Ok(None);
         };
+        let response = parse(&frame)?;
+        let shown = match (&response, &core.step) {
+            (Response::Continuation(_), Step::Own(State::ExpectLoginReply { .. })) => {
+                shown_text(&frame)
+            }
+            (Response::Continuation(_), _) => "+ [SASL payload]".to_string(),
+            _ => shown_text(&frame),
+        };
+        core.out.push(Event::Received(shown));
+        if let Response::Untagged { kind, rest } = &response {
+            if kind == "BYE" {
+                let text = shown_text(rest);
+                return Err(match core.step {
+                    Step::Own(State::ExpectGreeting) => ProtocolError::GreetingRefused { text },
+                    _ => ProtocolError::ServerBye { text },
+                });
+            }
+        }
+        Ok(Some(frame))
     }
 
-    fn auth_response(&mut self, response: Secret<Vec<u8>>) {
-        if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
-            self.out.payload(&response);
-            self.state = State::ExpectAuthReply {
-                tag,
-                pending_initial: None,
-            };
+    fn handle_own(
+        &mut self,
+        core: &mut Core<State>,
+        own: State,
+        frame: Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        let bad_greeting = || ProtocolError::UnexpectedGreeting {
+            line: shown_text(&frame),
+        };
+        match (own, parse(&frame)?) {
+            (State::ExpectGreeting, Response::Untagged { kind, rest }) => match kind.as_str() {
+                "OK" => match capability_code(rest) {
+                    Some(atoms) => core.ready(capabilities(atoms)),
+                    None => self.ask_capabilities(core, false),
+                },
+                "PREAUTH" if core.on_tls => return Err(ProtocolError::UnexpectedPreauth),
+                "PREAUTH" => return Err(ProtocolError::PreauthBeforeTls),
+                _ => return Err(bad_greeting()),
+            },
+            (State::ExpectGreeting, _) => return Err(bad_greeting()),
+
+            (State::ExpectCapability { after_auth }, Response::Untagged { kind, rest }) => {
+                if kind == "CAPABILITY" {
+                    core.caps = capabilities(atoms_of(rest));
+                }
+                core.step = Step::Own(State::ExpectCapability { after_auth });
+            }
+            (State::ExpectCapability { after_auth }, Response::Tagged { tag, status, rest })
+                if self.ours(tag) =>
+            {
+                if status != "OK" {
+                    return Err(ProtocolError::CommandFailed {
+                        command: "CAPABILITY",
+                        text: shown_text(rest),
+                    });
+                }
+                let caps = std::mem::take(&mut core.caps);
+                if after_auth {
+                    core.authenticated(caps);
+                } else {
+                    core.ready(caps);
+                }
+            }
+
+            // The server is ready for the next synchronizing literal.
+            (State::ExpectLoginReply { mut pending }, Response::Continuation(_)) => {
+                let segment = pending.pop_front().ok_or_else(|| unexpected(&frame))?;
+                core.out.send_secret(segment, "[login continued]".into());
+                core.step = Step::Own(State::ExpectLoginReply { pending });
+            }
+            (State::ExpectLoginReply { pending }, Response::Untagged { .. }) => {
+                core.step = Step::Own(State::ExpectLoginReply { pending });
+            }
+            (State::ExpectLoginReply { .. }, Response::Tagged { tag, status, rest })
+                if self.ours(tag) =>
+            {
+                if status == "OK" {
+                    accepted(self, core, rest);
+                } else {
+                    core.rejected(rest);
+                }
+            }
+
+            (State::ExpectCapability { .. } | State::ExpectLoginReply { .. }, _) => {
+                return Err(unexpected(&frame));
+            }
+        }
+        Ok(())
+    }
+
+    fn reply<'f>(
+        &self,
+        _awaiting: Awaiting,
+        frame: &'f Vec<u8>,
+    ) -> Result<Reply<'f>, ProtocolError> {
+        Ok(match parse(frame)? {
+            Response::Continuation(data) => Reply::Continuation(data),
+            // Untagged data is skipped; before TLS, nothing learned now is trusted.
+            Response::Untagged { .. } => Reply::Ignored,
+            Response::Tagged { tag, status, rest } if self.ours(tag) => {
+                if status == "OK" {
+                    Reply::Ok(rest)
+                } else {
+                    Reply::Refused(rest)
+                }
+            }
+            Response::Tagged { .. } => return Err(unexpected(frame)),
+        })
+    }
+
+    fn unexpected(frame: &Vec<u8>) -> ProtocolError {
+        unexpected(frame)
+    }
+
+    fn start_tls(&mut self, core: &mut Core<State>) {
+        self.command(core, "STARTTLS");
+    }
+
+    fn ask_capabilities(&mut self, core: &mut Core<State>, after_auth: bool) {
+        self.command(core, "CAPABILITY");
+        core.step = Step::Own(State::ExpectCapability { after_auth });
+    }
+
+    fn auth_command(
+        &mut self,
+        core: &mut Core<State>,
+        mechanism: &str,
+        initial: Option<Secret<Vec<u8>>>,
+    ) -> (Outgoing, Option<Secret<Vec<u8>>>) {
+        let prefix = format!("{} AUTHENTICATE", self.new_tag());
+        sasl_command(&prefix, mechanism, initial, core.caps.sasl_ir, usize::MAX)
+    }
+
+    fn after_auth(&mut self, core: &mut Core<State>, text: &[u8]) {
+        // RFC 3501 section 6.2.2: capabilities in the tagged OK are not protected by the
+        // security layer that starts after it, so with one they are asked again (the
+        // driver sends the command through the layer).
+        match capability_code(text).filter(|_| !core.layer_follows) {
+            Some(atoms) => core.authenticated(capabilities(atoms)),
+            None => self.ask_capabilities(core, true),
         }
     }
 
-    fn cancel_auth(&mut self) {
-        if let State::AwaitAuthResponse { tag } = std::mem::replace(&mut self.state, State::Done) {
-            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
-            self.state = State::ExpectAuthReply {
-                tag,
-                pending_initial: None,
-            };
-        }
+    fn logout(&mut self, core: &mut Core<State>) {
+        self.tag = LOGOUT_TAG.into();
+        core.out.command(&format!("{LOGOUT_TAG} LOGOUT"));
+    }
+
+    fn ends_logout(line: &[u8]) -> bool {
+        line.starts_with(LOGOUT_TAG.as_bytes()) && line.get(LOGOUT_TAG.len()) == Some(&b' ')
     }
 
     fn password_login(
         &mut self,
+        core: &mut Core<State>,
         login: &str,
         user: &str,
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         if login != super::IMAP_LOGIN {
-            return Err(LoginError::NotInThisProtocol {
-                login: login.to_string(),
-            });
+            return Err(LoginError::not_here(login));
         }
-        self.login(user, password)
-    }
-
-    fn take_leftover(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
-    }
-
-    fn layer_follows(&mut self) {
-        self.layer_follows = true;
+        self.login(core, user, password)
     }
 }
 
@@ -554,6 +418,7 @@ impl Dialect for ImapClient {
 mod tests {
     //! Byte transcripts: what the server sends, what the dialect answers and reports.
     use super::*;
+    use crate::protocol::Dialect;
 
     /// Feeds `server` to the dialect and returns (bytes sent, events other than sends).
     fn run(client: &mut ImapClient, server: &[u8]) -> Result<(String, Vec<String>), ProtocolError> {
@@ -576,6 +441,7 @@ mod tests {
                 Event::Rejected { text } => events.push(format!("rejected {text}")),
                 Event::AuthAccepted => {}
                 Event::Authenticated(c) => events.push(format!("authenticated {:?}", c.raw)),
+                Event::LoggedOut { text } => events.push(format!("logged out {text}")),
             }
         }
         Ok((sent, events))
@@ -918,7 +784,7 @@ mod tests {
     #[test]
     fn rfc9051_6_2_3_login_with_quoted_strings_never_traced() {
         let mut c = ready_with(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm2 OK\r\n");
-        assert_eq!(c.caps.logins, [crate::protocol::IMAP_LOGIN]);
+        assert_eq!(c.core.caps.logins, [crate::protocol::IMAP_LOGIN]);
         c.password_login(
             crate::protocol::IMAP_LOGIN,
             "alice",
@@ -969,7 +835,7 @@ mod tests {
     #[test]
     fn logindisabled_offers_no_login_and_line_breaks_are_refused() {
         let c = ready_with(b"* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=GSSAPI\r\nm2 OK\r\n");
-        assert!(c.caps.logins.is_empty());
+        assert!(c.core.caps.logins.is_empty());
         let mut c = ready_with(b"* CAPABILITY IMAP4rev1\r\nm2 OK\r\n");
         assert!(matches!(
             c.login("alice", Secret::new(b"a\r\nm9 DELETE INBOX".to_vec())),

@@ -6,10 +6,13 @@
 //! [`Dialect::poll`] returns. Bytes received before a TLS upgrade stay in the dialect's
 //! own buffer, so any byte after the STARTTLS reply is visible and refused.
 
+pub mod core;
 pub mod imap;
 pub mod line;
 pub mod local;
 pub mod pop3;
+#[cfg(test)]
+mod rules;
 pub mod smtp;
 
 use std::fmt;
@@ -87,6 +90,10 @@ pub enum Event {
     Rejected { text: String },
     /// The server accepted the authentication; these are its capabilities now.
     Authenticated(Capabilities),
+    /// The server answered the logout ([`Dialect::logout`]), or closed the connection
+    /// after it ([`Dialect::closed`]): `text` is its last line, escaped and shortened
+    /// (`mtz OK Logout completed`, `+OK Logging out`, `221 2.0.0 Bye`; empty if none).
+    LoggedOut { text: String },
 }
 
 /// A client dialect (IMAP, POP3, SMTP) from greeting to authenticated.
@@ -116,9 +123,7 @@ pub trait Dialect: Send {
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         let _ = (user, password);
-        Err(LoginError::NotInThisProtocol {
-            login: login.to_string(),
-        })
+        Err(LoginError::not_here(login))
     }
     /// Bytes the server sent after the authentication reply, for the relay.
     fn take_leftover(&mut self) -> Vec<u8>;
@@ -128,6 +133,17 @@ pub trait Dialect: Send {
     /// reply travel through the layer; capabilities that came with the reply itself
     /// (IMAP's `[CAPABILITY]` code, outside the layer) are not trusted and asked again.
     fn layer_follows(&mut self);
+    /// Ends the session politely, in any state: queues the protocol's logout (IMAP
+    /// `mtz LOGOUT`, POP3 and SMTP `QUIT`) and reads its reply, which ends with
+    /// [`Event::LoggedOut`]. Bytes received before this call are dropped: the server
+    /// sent them before it saw the command. Not for a session inside a SASL security
+    /// layer (the driver would have to wrap the command).
+    fn logout(&mut self);
+    /// The server closed the connection (a read returned no bytes). After a
+    /// [`Dialect::logout`] this answers it ([`Event::LoggedOut`] with the last line
+    /// received); otherwise [`Dialect::poll`] reports [`ProtocolError::ConnectionClosed`]
+    /// once the buffered frames are handled.
+    fn closed(&mut self);
 }
 
 /// A server that did not follow the protocol, or refused a step. One variant per
@@ -213,6 +229,15 @@ pub enum LoginError {
     NotInThisProtocol { login: String },
     #[error("the server's greeting carried no APOP timestamp")]
     NoApopTimestamp,
+}
+
+impl LoginError {
+    /// `login` is not one of this protocol's password logins.
+    pub fn not_here(login: &str) -> Self {
+        LoginError::NotInThisProtocol {
+            login: login.to_string(),
+        }
+    }
 }
 
 /// Refuses bytes that would end a command line early.
@@ -396,6 +421,8 @@ pub(crate) mod testing {
         Failed(ProtocolError),
         /// The dialect wants more input than the script has.
         Stalled,
+        /// The logout was answered with this line.
+        LoggedOut(String),
     }
 
     /// What the client side did.
@@ -503,6 +530,10 @@ pub(crate) mod testing {
                 Event::AuthAccepted => {}
                 Event::Authenticated(caps) => {
                     t.outcome = Outcome::Authenticated(caps);
+                    return t;
+                }
+                Event::LoggedOut { text } => {
+                    t.outcome = Outcome::LoggedOut(text);
                     return t;
                 }
             }

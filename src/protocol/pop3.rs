@@ -4,18 +4,17 @@
 //!
 //! It stops after the `CAPA` that follows the `+OK` of authentication; everything after
 //! belongs to the relay. POP3 has no tags and no untagged data: every line answers the
-//! command in flight, so any other line is refused.
+//! command in flight, so any other line is refused. The steps every dialect shares
+//! (STLS, the SASL exchange, the logout) are in [`super::core`].
 //!
 //! APOP (RFC 1939 section 7) is spoken when the session asks for it (the account lists
 //! `apop`): `APOP user MD5(timestamp password)`, with the timestamp of the greeting.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-
+use super::core::{Awaiting, Client, Core, Language, Reply as Meaning, Step, accepted};
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
 use super::{
-    Capabilities, Dialect, Event, LoginError, Outbox, ProtocolError, UnsafeArgument,
-    check_argument, sasl_command, shown_text, unexpected,
+    Capabilities, Event, LoginError, Outgoing, ProtocolError, UnsafeArgument, check_argument,
+    sasl_command, shown_text, unexpected,
 };
 use crate::secret::{Piece, Secret, assemble};
 
@@ -23,9 +22,9 @@ use crate::secret::{Piece, Secret, assemble};
 /// response would make it longer is sent without one (RFC 5034 section 4).
 pub const MAX_COMMAND: usize = 255;
 
-/// What the dialect is waiting for.
+/// POP3's own steps; the shared ones are in [`Step`].
 #[derive(Debug)]
-enum State {
+pub enum State {
     /// The server's first line.
     ExpectGreeting,
     /// The status line of our `CAPA`.
@@ -36,35 +35,22 @@ enum State {
         lines: Vec<String>,
         size: usize,
     },
-    /// The driver's decision after [`Event::Ready`].
-    AwaitDecision,
-    /// The reply to `STLS`.
-    ExpectStlsReply,
-    /// The driver's report that the TLS handshake is done.
-    AwaitHandshake,
-    /// A `+ ` challenge or the status line answering `AUTH`.
-    ExpectAuthReply {
-        pending_initial: Option<Secret<Vec<u8>>>,
-    },
-    /// The mechanism's answer to a challenge.
-    AwaitAuthResponse,
     /// The reply to `USER`; the password waits for it.
     ExpectUserReply { pass: Secret<Vec<u8>> },
-    /// The reply to `PASS`.
+    /// The reply to `PASS` or `APOP`.
     ExpectPassReply,
-    /// Authentication is over.
-    Done,
+}
+
+/// POP3's framing and commands: the greeting's APOP timestamp.
+pub struct Pop3 {
+    /// Kept across TLS, unlike the capabilities: it is the server's challenge for this
+    /// connection, not a capability. One altered before TLS can only make APOP fail,
+    /// since the digest then travels inside TLS to the real server.
+    apop_timestamp: Option<String>,
 }
 
 /// The POP3 client dialect. See the [module documentation](self).
-pub struct Pop3Client {
-    state: State,
-    buf: Vec<u8>,
-    on_tls: bool,
-    caps: Capabilities,
-    apop_timestamp: Option<String>,
-    out: Outbox,
-}
+pub type Pop3Client = Client<Pop3>;
 
 /// A parsed server line.
 enum Reply<'a> {
@@ -94,7 +80,6 @@ fn parse(line: &[u8]) -> Option<Reply<'_>> {
     }
     status(line, b"+").map(Reply::Continuation)
 }
-
 /// Builds [`Capabilities`] from the lines of a `CAPA` reply (RFC 2449 section 6).
 pub fn capabilities(lines: Vec<String>) -> Capabilities {
     let keyword = |l: &str| {
@@ -160,42 +145,48 @@ impl Pop3Client {
     /// A dialect for a fresh connection; `on_tls` says whether the link is already TLS
     /// (implicit TLS, port 995) or plaintext.
     pub fn new(on_tls: bool) -> Self {
-        Pop3Client {
-            state: State::ExpectGreeting,
-            buf: Vec::new(),
-            on_tls,
-            caps: Capabilities::default(),
+        let pop3 = Pop3 {
             apop_timestamp: None,
-            out: Outbox::default(),
-        }
+        };
+        Client::with(pop3, on_tls, State::ExpectGreeting)
     }
 
     /// The APOP timestamp of the greeting, if the server sent one.
     pub fn apop_timestamp(&self) -> Option<&str> {
-        self.apop_timestamp.as_deref()
-    }
-
-    /// Whether the link is TLS (from the start, or after STLS).
-    pub fn on_tls(&self) -> bool {
-        self.on_tls
+        self.lang.apop_timestamp.as_deref()
     }
 
     /// Logs in with `USER` and `PASS` (RFC 1939 section 7) instead of SASL, after
     /// [`Event::Ready`]. The outcome arrives as [`Event::Rejected`] or
-    /// [`Event::Authenticated`], as for [`Dialect::authenticate`]. The password travels
-    /// as it is: the caller's policy must allow it only over TLS.
+    /// [`Event::Authenticated`], as for [`super::Dialect::authenticate`]. The password
+    /// travels as it is: the caller's policy must allow it only over TLS.
     pub fn login(&mut self, user: &str, pass: Secret<Vec<u8>>) -> Result<(), UnsafeArgument> {
-        check_argument("user name", user.as_bytes())?;
-        check_argument("password", pass.expose())?;
-        self.out.command(&format!("USER {user}"));
-        self.state = State::ExpectUserReply { pass };
-        Ok(())
+        login(&mut self.core, user, pass)
     }
 
     /// Logs in with `APOP user digest` (RFC 1939 section 7), the digest being the MD5 of
     /// the greeting's timestamp followed by the password, in lower-case hex. The digest
     /// goes into no trace.
     pub fn apop(&mut self, user: &str, pass: Secret<Vec<u8>>) -> Result<(), LoginError> {
+        self.lang.apop(&mut self.core, user, pass)
+    }
+}
+
+fn login(core: &mut Core<State>, user: &str, pass: Secret<Vec<u8>>) -> Result<(), UnsafeArgument> {
+    check_argument("user name", user.as_bytes())?;
+    check_argument("password", pass.expose())?;
+    core.out.command(&format!("USER {user}"));
+    core.step = Step::Own(State::ExpectUserReply { pass });
+    Ok(())
+}
+
+impl Pop3 {
+    fn apop(
+        &mut self,
+        core: &mut Core<State>,
+        user: &str,
+        pass: Secret<Vec<u8>>,
+    ) -> Result<(), LoginError> {
         check_argument("user name", user.as_bytes())?;
         let timestamp = self
             .apop_timestamp
@@ -209,36 +200,75 @@ impl Pop3Client {
             Piece::Raw(digest.expose().as_bytes()),
             Piece::Raw(b"\r\n"),
         ]);
-        self.out.send_secret(bytes, format!("APOP {user} [digest]"));
-        self.state = State::ExpectPassReply;
+        core.out.send_secret(bytes, format!("APOP {user} [digest]"));
+        core.step = Step::Own(State::ExpectPassReply);
         Ok(())
     }
 
-    fn ask_capa(&mut self, after_auth: bool) {
+    /// The capabilities are known (`CAPA` answered, or refused by an RFC 1939 server).
+    fn capabilities_known(&self, core: &mut Core<State>, mut caps: Capabilities, after_auth: bool) {
         if after_auth {
-            self.out.push(Event::AuthAccepted);
+            core.authenticated(caps);
+        } else {
+            if self.apop_timestamp.is_some() {
+                caps.logins.push(super::APOP);
+            }
+            core.ready(caps);
         }
-        self.out.command("CAPA");
-        self.state = State::ExpectCapaStatus { after_auth };
     }
+}
 
-    /// Handles one complete line.
-    fn handle(&mut self, line: &[u8]) -> Result<(), ProtocolError> {
-        let reply = parse(line);
-        let shown = match (&reply, &self.state) {
-            (Some(Reply::Continuation(_)), State::ExpectAuthReply { .. }) => {
+/// Adds a line of a `CAPA` reply to `lines` (`size` bytes so far), within the bounds.
+fn capa_line(
+    mut lines: Vec<String>,
+    size: usize,
+    line: &[u8],
+) -> Result<(Vec<String>, usize), ProtocolError> {
+    // RFC 1939 section 3: a line starting with a dot has one more in front.
+    let unstuffed = line.strip_prefix(b".").unwrap_or(line);
+    let size = size + unstuffed.len();
+    if lines.len() >= MAX_REPLY_LINES {
+        return Err(ProtocolError::TooManyReplyLines {
+            limit: MAX_REPLY_LINES,
+        });
+    }
+    if size > MAX_REPLY_BYTES {
+        return Err(ProtocolError::ReplyTooLarge {
+            limit: MAX_REPLY_BYTES,
+        });
+    }
+    lines.push(String::from_utf8_lossy(unstuffed).into_owned());
+    Ok((lines, size))
+}
+
+impl Language for Pop3 {
+    type Own = State;
+    type Frame = Vec<u8>;
+
+    fn take_frame(&mut self, core: &mut Core<State>) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let Some(line) = take_line(&mut core.buf, MAX_LINE)? else {
+            return Ok(None);
+        };
+        let shown = match (parse(&line), &core.step) {
+            (Some(Reply::Continuation(_)), Step::ExpectAuthReply { .. }) => {
                 "+ [SASL payload]".to_string()
             }
-            _ => shown_text(line),
+            _ => shown_text(&line),
         };
-        self.out.push(Event::Received(shown));
+        core.out.push(Event::Received(shown));
+        Ok(Some(line))
+    }
 
-        let state = std::mem::replace(&mut self.state, State::Done);
-        self.state = match (state, reply) {
+    fn handle_own(
+        &mut self,
+        core: &mut Core<State>,
+        own: State,
+        line: Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        match (own, parse(&line)) {
             (State::ExpectGreeting, Some(Reply::Ok(text))) => {
                 self.apop_timestamp = timestamp(text);
-                self.ask_capa(false);
-                return Ok(());
+                self.ask_capabilities(core, false);
             }
             (State::ExpectGreeting, Some(Reply::Err(text))) => {
                 return Err(ProtocolError::GreetingRefused {
@@ -247,96 +277,46 @@ impl Pop3Client {
             }
             (State::ExpectGreeting, _) => {
                 return Err(ProtocolError::UnexpectedGreeting {
-                    line: shown_text(line),
+                    line: shown_text(&line),
                 });
             }
 
             (State::ExpectCapaStatus { after_auth }, Some(Reply::Ok(_))) => {
-                State::ExpectCapaLines {
+                core.step = Step::Own(State::ExpectCapaLines {
                     after_auth,
                     lines: Vec::new(),
                     size: 0,
-                }
+                });
             }
             // A server without CAPA (RFC 1939 only) offers nothing we can verify: no STLS,
             // no SASL. The driver decides what that means.
             (State::ExpectCapaStatus { after_auth }, Some(Reply::Err(_))) => {
-                self.capabilities_known(Capabilities::default(), after_auth)
+                self.capabilities_known(core, Capabilities::default(), after_auth);
             }
 
             (
                 State::ExpectCapaLines {
+                    after_auth, lines, ..
+                },
+                _,
+            ) if line == b"." => {
+                self.capabilities_known(core, capabilities(lines), after_auth);
+            }
+            (
+                State::ExpectCapaLines {
                     after_auth,
-                    mut lines,
+                    lines,
                     size,
                 },
                 _,
             ) => {
-                if line == b"." {
-                    self.capabilities_known(capabilities(lines), after_auth)
-                } else {
-                    // RFC 1939 section 3: a line starting with a dot has one more in front.
-                    let unstuffed = line.strip_prefix(b".").unwrap_or(line);
-                    let size = size + unstuffed.len();
-                    if lines.len() >= MAX_REPLY_LINES {
-                        return Err(ProtocolError::TooManyReplyLines {
-                            limit: MAX_REPLY_LINES,
-                        });
-                    }
-                    if size > MAX_REPLY_BYTES {
-                        return Err(ProtocolError::ReplyTooLarge {
-                            limit: MAX_REPLY_BYTES,
-                        });
-                    }
-                    lines.push(String::from_utf8_lossy(unstuffed).into_owned());
-                    State::ExpectCapaLines {
-                        after_auth,
-                        lines,
-                        size,
-                    }
-                }
-            }
-
-            (State::ExpectStlsReply, Some(Reply::Ok(_))) => {
-                // TLS starts right after this line: any byte already here was injected.
-                if !self.buf.is_empty() {
-                    return Err(ProtocolError::BytesAfterStartTlsOk {
-                        count: self.buf.len(),
-                    });
-                }
-                self.out.push(Event::StartTls);
-                State::AwaitHandshake
-            }
-            (State::ExpectStlsReply, Some(Reply::Err(text))) => {
-                return Err(ProtocolError::StartTlsRefused {
-                    text: shown_text(text),
+                let (lines, size) = capa_line(lines, size, &line)?;
+                core.step = Step::Own(State::ExpectCapaLines {
+                    after_auth,
+                    lines,
+                    size,
                 });
             }
-
-            (State::ExpectAuthReply { pending_initial }, Some(reply)) => match reply {
-                Reply::Continuation(data) => match pending_initial {
-                    // The initial response that did not fit on the AUTH line answers the
-                    // empty challenge (RFC 4422 section 5).
-                    Some(initial) => {
-                        self.out.payload(&initial);
-                        State::ExpectAuthReply {
-                            pending_initial: None,
-                        }
-                    }
-                    None => {
-                        let decoded = B64
-                            .decode(data.trim_ascii())
-                            .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push(Event::Challenge(Secret::new(decoded)));
-                        State::AwaitAuthResponse
-                    }
-                },
-                Reply::Ok(_) => {
-                    self.ask_capa(true);
-                    return Ok(());
-                }
-                Reply::Err(text) => self.rejected(text),
-            },
 
             (State::ExpectUserReply { pass }, Some(Reply::Ok(_))) => {
                 let bytes = assemble(&[
@@ -344,142 +324,85 @@ impl Pop3Client {
                     Piece::Raw(pass.expose()),
                     Piece::Raw(b"\r\n"),
                 ]);
-                self.out.send_secret(bytes, "PASS [password]".into());
-                State::ExpectPassReply
+                core.out.send_secret(bytes, "PASS [password]".into());
+                core.step = Step::Own(State::ExpectPassReply);
             }
-            (State::ExpectPassReply, Some(Reply::Ok(_))) => {
-                self.ask_capa(true);
-                return Ok(());
-            }
+            (State::ExpectPassReply, Some(Reply::Ok(text))) => accepted(self, core, text),
             (State::ExpectUserReply { .. } | State::ExpectPassReply, Some(Reply::Err(text))) => {
-                self.rejected(text)
+                core.rejected(text);
             }
 
-            (_, _) => return Err(unexpected(line)),
-        };
+            (_, _) => return Err(unexpected(&line)),
+        }
         Ok(())
     }
 
-    fn rejected(&mut self, text: &[u8]) -> State {
-        self.out.push(Event::Rejected {
-            text: shown_text(text),
-        });
-        State::AwaitDecision
-    }
-
-    fn capabilities_known(&mut self, caps: Capabilities, after_auth: bool) -> State {
-        if after_auth {
-            self.out.push(Event::Authenticated(caps));
-            State::Done
-        } else {
-            let mut caps = caps;
-            if self.apop_timestamp.is_some() {
-                caps.logins.push(super::APOP);
-            }
-            self.caps = caps.clone();
-            self.out.push(Event::Ready(caps));
-            State::AwaitDecision
-        }
-    }
-}
-
-impl Dialect for Pop3Client {
-    fn receive(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    fn poll(&mut self) -> Result<Event, ProtocolError> {
-        loop {
-            if let Some(event) = self.out.pop() {
-                return Ok(event);
-            }
-            match self.state {
-                State::Done
-                | State::AwaitDecision
-                | State::AwaitHandshake
-                | State::AwaitAuthResponse => {
-                    // The driver acts next; bytes that arrived meanwhile wait in `buf`.
-                    return Ok(Event::NeedInput);
-                }
-                _ => {}
-            }
-            match take_line(&mut self.buf, MAX_LINE)? {
-                None => return Ok(Event::NeedInput),
-                Some(line) => self.handle(&line)?,
-            }
+    fn reply<'f>(
+        &self,
+        _awaiting: Awaiting,
+        line: &'f Vec<u8>,
+    ) -> Result<Meaning<'f>, ProtocolError> {
+        match parse(line) {
+            Some(Reply::Ok(text)) => Ok(Meaning::Ok(text)),
+            Some(Reply::Err(text)) => Ok(Meaning::Refused(text)),
+            Some(Reply::Continuation(data)) => Ok(Meaning::Continuation(data)),
+            None => Err(unexpected(line)),
         }
     }
 
-    fn start_tls(&mut self) {
-        self.out.command("STLS");
-        self.state = State::ExpectStlsReply;
+    fn unexpected(line: &Vec<u8>) -> ProtocolError {
+        unexpected(line)
     }
 
-    fn tls_established(&mut self) {
-        // Everything learned before TLS is forgotten and asked again (RFC 2595 section 4).
-        self.on_tls = true;
-        // The APOP timestamp is kept: it is the server's challenge for this connection,
-        // not a capability. One altered before TLS can only make APOP fail, since the
-        // digest then travels inside TLS to the real server.
-        self.caps = Capabilities::default();
-        self.ask_capa(false);
+    fn start_tls(&mut self, core: &mut Core<State>) {
+        core.out.command("STLS");
     }
 
-    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
+    fn ask_capabilities(&mut self, core: &mut Core<State>, after_auth: bool) {
+        core.out.command("CAPA");
+        core.step = Step::Own(State::ExpectCapaStatus { after_auth });
+    }
+
+    fn auth_command(
+        &mut self,
+        core: &mut Core<State>,
+        mechanism: &str,
+        initial: Option<Secret<Vec<u8>>>,
+    ) -> (Outgoing, Option<Secret<Vec<u8>>>) {
         // RFC 5034 section 4: the AUTH line stays within 255 octets.
-        let (command, pending_initial) =
-            sasl_command("AUTH", mechanism, initial, self.caps.sasl_ir, MAX_COMMAND);
-        self.out.push(Event::Send(command));
-        self.state = State::ExpectAuthReply { pending_initial };
+        sasl_command("AUTH", mechanism, initial, core.caps.sasl_ir, MAX_COMMAND)
     }
 
-    fn auth_response(&mut self, response: Secret<Vec<u8>>) {
-        if let State::AwaitAuthResponse = self.state {
-            self.out.payload(&response);
-            self.state = State::ExpectAuthReply {
-                pending_initial: None,
-            };
-        }
+    fn logout(&mut self, core: &mut Core<State>) {
+        core.out.command("QUIT");
     }
 
-    fn cancel_auth(&mut self) {
-        if let State::AwaitAuthResponse = self.state {
-            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
-            self.state = State::ExpectAuthReply {
-                pending_initial: None,
-            };
-        }
+    fn ends_logout(line: &[u8]) -> bool {
+        line.starts_with(b"+OK") || line.starts_with(b"-ERR")
     }
 
     fn password_login(
         &mut self,
+        core: &mut Core<State>,
         login: &str,
         user: &str,
         password: Secret<Vec<u8>>,
     ) -> Result<(), LoginError> {
         match login {
-            super::USER_PASS => Ok(self.login(user, password)?),
-            super::APOP => self.apop(user, password),
-            _ => Err(LoginError::NotInThisProtocol {
-                login: login.to_string(),
-            }),
+            super::USER_PASS => Ok(self::login(core, user, password)?),
+            super::APOP => self.apop(core, user, password),
+            _ => Err(LoginError::not_here(login)),
         }
-    }
-
-    fn take_leftover(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
-    }
-
-    fn layer_follows(&mut self) {
-        // The success reply carries no capabilities (RFC 5034); the query after it goes
-        // through the layer like any other command.
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Dialect;
     use crate::protocol::testing::{Outcome, Script, Transcript, dovecot_pop3_caps, drive};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
     use std::collections::VecDeque;
 
     const GREETING: &[u8] = b"+OK Dovecot (Debian) ready.\r\n";
@@ -802,9 +725,9 @@ mod tests {
             ],
         );
         assert_eq!(t.client, "CAPA\r\nAUTH GSSAPI dG9rZW4tMQ==\r\n");
-        assert_eq!(d.caps.mechanisms, ["GSSAPI", "PLAIN"]);
-        assert_eq!(d.caps.raw, ["TOP", "SASL gssapi PLAIN", "STLS"]);
-        assert!(d.caps.starttls && d.caps.sasl_ir);
+        assert_eq!(d.core.caps.mechanisms, ["GSSAPI", "PLAIN"]);
+        assert_eq!(d.core.caps.raw, ["TOP", "SASL gssapi PLAIN", "STLS"]);
+        assert!(d.core.caps.starttls && d.core.caps.sasl_ir);
     }
 
     #[test]

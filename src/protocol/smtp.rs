@@ -10,51 +10,38 @@
 //! initial response, which then answers the empty `334` challenge. The 12288 octets that
 //! RFC 4954 mentions are what servers accept for challenge responses, not for AUTH lines
 //! (Postfix refuses AUTH lines over `line_length_limit`, 2048 by default).
+//!
+//! The steps every dialect shares (STARTTLS, the SASL exchange, the logout) are in
+//! [`super::core`]; this file has SMTP's reply assembly, commands and codes.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-
+use super::core::{Awaiting, Client, Core, Language, Reply as Meaning, Step};
 use super::line::{MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES, take_line};
-use super::{
-    Capabilities, Dialect, Event, Outbox, ProtocolError, sasl_command, shown_text, unexpected,
-};
+use super::{Capabilities, Event, Outgoing, ProtocolError, sasl_command, shown_text, unexpected};
 use crate::secret::Secret;
 
 /// Longest command line, CRLF included (RFC 5321 section 4.5.3.1.4).
 pub const MAX_COMMAND: usize = 512;
 
-/// What the dialect is waiting for.
+/// SMTP's own steps; the shared ones are in [`Step`].
 #[derive(Debug)]
-enum State {
+pub enum State {
     /// The server's greeting (`220`, possibly multi-line).
     ExpectGreeting,
     /// The reply to our EHLO.
     ExpectEhloReply { after_auth: bool },
-    /// The driver's decision after [`Event::Ready`].
-    AwaitDecision,
-    /// The reply to STARTTLS.
-    ExpectStartTlsReply,
-    /// The driver's report that the TLS handshake is done.
-    AwaitHandshake,
-    /// A `334` challenge or the final reply to AUTH.
-    ExpectAuthReply {
-        pending_initial: Option<Secret<Vec<u8>>>,
-    },
-    /// The mechanism's answer to a challenge.
-    AwaitAuthResponse,
-    /// Authentication is over.
-    Done,
 }
 
-/// A complete reply: its code and the text of each line (after `ddd-` / `ddd `).
-struct Reply {
+/// A complete reply: its code, the text of each line (after `ddd-` / `ddd `), and
+/// those texts joined by spaces.
+pub struct Reply {
     code: u16,
     lines: Vec<Vec<u8>>,
+    joined: Vec<u8>,
 }
 
 impl Reply {
     fn text(&self) -> String {
-        shown_text(&self.lines.join(&b' '))
+        shown_text(&self.joined)
     }
 }
 
@@ -66,16 +53,14 @@ struct Partial {
     size: usize,
 }
 
-/// The SMTP client dialect. See the [module documentation](self).
-pub struct SmtpClient {
-    state: State,
-    buf: Vec<u8>,
-    on_tls: bool,
+/// SMTP's framing and commands: the EHLO name and the reply being assembled.
+pub struct Smtp {
     ehlo_name: String,
-    caps: Capabilities,
     partial: Partial,
-    out: Outbox,
 }
+
+/// The SMTP client dialect. See the [module documentation](self).
+pub type SmtpClient = Client<Smtp>;
 
 /// Splits `ddd-text` / `ddd text` / `ddd`: (code, is the last line, text).
 fn parse_line(line: &[u8]) -> Option<(u16, bool, &[u8])> {
@@ -141,50 +126,38 @@ impl SmtpClient {
         if ehlo_name.is_empty() {
             ehlo_name = "localhost".into();
         }
-        SmtpClient {
-            state: State::ExpectGreeting,
-            buf: Vec::new(),
-            on_tls,
+        let smtp = Smtp {
             ehlo_name,
-            caps: Capabilities::default(),
             partial: Partial::default(),
-            out: Outbox::default(),
-        }
+        };
+        Client::with(smtp, on_tls, State::ExpectGreeting)
     }
+}
 
-    /// Whether the link is TLS (from the start, or after STARTTLS).
-    pub fn on_tls(&self) -> bool {
-        self.on_tls
-    }
+impl Language for Smtp {
+    type Own = State;
+    type Frame = Reply;
 
-    fn ehlo(&mut self, after_auth: bool) {
-        if after_auth {
-            self.out.push(Event::AuthAccepted);
-        }
-        self.out.command(&format!("EHLO {}", self.ehlo_name));
-        self.state = State::ExpectEhloReply { after_auth };
-    }
-
-    /// Takes one line into the reply being assembled; returns the reply once complete.
-    fn take_reply(&mut self) -> Result<Option<Reply>, ProtocolError> {
+    /// Takes lines into the reply being assembled; returns the reply once complete.
+    fn take_frame(&mut self, core: &mut Core<State>) -> Result<Option<Reply>, ProtocolError> {
         loop {
-            let Some(line) = take_line(&mut self.buf, MAX_LINE)? else {
+            let Some(line) = take_line(&mut core.buf, MAX_LINE)? else {
                 return Ok(None);
             };
             let Some((code, last, text)) = parse_line(&line) else {
-                self.out.push(Event::Received(shown_text(&line)));
-                return Err(match self.state {
-                    State::ExpectGreeting => ProtocolError::UnexpectedGreeting {
+                core.out.push(Event::Received(shown_text(&line)));
+                return Err(match core.step {
+                    Step::Own(State::ExpectGreeting) => ProtocolError::UnexpectedGreeting {
                         line: shown_text(&line),
                     },
                     _ => unexpected(&line),
                 });
             };
-            let shown = match self.state {
-                State::ExpectAuthReply { .. } if code == 334 => "334 [SASL payload]".to_string(),
+            let shown = match core.step {
+                Step::ExpectAuthReply { .. } if code == 334 => "334 [SASL payload]".to_string(),
                 _ => shown_text(&line),
             };
-            self.out.push(Event::Received(shown));
+            core.out.push(Event::Received(shown));
             let p = &mut self.partial;
             if p.lines.is_empty() {
                 p.code = code;
@@ -210,21 +183,22 @@ impl SmtpClient {
                 let p = std::mem::take(&mut self.partial);
                 return Ok(Some(Reply {
                     code: p.code,
+                    joined: p.lines.join(&b' '),
                     lines: p.lines,
                 }));
             }
         }
     }
 
-    /// Handles one complete reply.
-    fn handle(&mut self, reply: Reply) -> Result<(), ProtocolError> {
-        let state = std::mem::replace(&mut self.state, State::Done);
-        self.state = match (state, reply.code) {
+    fn handle_own(
+        &mut self,
+        core: &mut Core<State>,
+        own: State,
+        reply: Reply,
+    ) -> Result<(), ProtocolError> {
+        match (own, reply.code) {
             // RFC 5321 section 3.1: 554 (or 421) instead of 220 refuses the session.
-            (State::ExpectGreeting, 220) => {
-                self.ehlo(false);
-                return Ok(());
-            }
+            (State::ExpectGreeting, 220) => self.ask_capabilities(core, false),
             (State::ExpectGreeting, 554 | 421) => {
                 return Err(ProtocolError::GreetingRefused { text: reply.text() });
             }
@@ -241,12 +215,9 @@ impl SmtpClient {
                     .collect();
                 let caps = capabilities(extensions);
                 if after_auth {
-                    self.out.push(Event::Authenticated(caps));
-                    State::Done
+                    core.authenticated(caps);
                 } else {
-                    self.caps = caps.clone();
-                    self.out.push(Event::Ready(caps));
-                    State::AwaitDecision
+                    core.ready(caps);
                 }
             }
             (State::ExpectEhloReply { .. }, _) => {
@@ -255,152 +226,85 @@ impl SmtpClient {
                     text: reply.text(),
                 });
             }
+        }
+        Ok(())
+    }
 
-            (State::ExpectStartTlsReply, 220) => {
-                // TLS starts right after this line: any byte already here was injected.
-                if !self.buf.is_empty() {
-                    return Err(ProtocolError::BytesAfterStartTlsOk {
-                        count: self.buf.len(),
-                    });
-                }
-                self.out.push(Event::StartTls);
-                State::AwaitHandshake
+    fn reply<'f>(
+        &self,
+        awaiting: Awaiting,
+        reply: &'f Reply,
+    ) -> Result<Meaning<'f>, ProtocolError> {
+        Ok(match (awaiting, reply.code) {
+            (_, 421) => return Err(ProtocolError::ServerBye { text: reply.text() }),
+            (Awaiting::StartTls, 220) => Meaning::Ok(&reply.joined),
+            (Awaiting::StartTls, _) => Meaning::Refused(&reply.joined),
+            (Awaiting::Auth, 334) if reply.lines.len() == 1 => {
+                Meaning::Continuation(&reply.lines[0])
             }
-            (State::ExpectStartTlsReply, _) => {
-                return Err(ProtocolError::StartTlsRefused { text: reply.text() });
+            (Awaiting::Auth, 334) => {
+                return Err(ProtocolError::UnexpectedLine { line: reply.text() });
             }
-
-            (State::ExpectAuthReply { pending_initial }, 334) => {
-                if reply.lines.len() != 1 {
-                    return Err(ProtocolError::UnexpectedLine { line: reply.text() });
-                }
-                match pending_initial {
-                    // The initial response that did not fit on the AUTH line answers the
-                    // empty challenge (RFC 4422 section 5).
-                    Some(initial) => {
-                        self.out.payload(&initial);
-                        State::ExpectAuthReply {
-                            pending_initial: None,
-                        }
-                    }
-                    None => {
-                        let decoded = B64
-                            .decode(reply.lines[0].trim_ascii())
-                            .map_err(|_| ProtocolError::MalformedChallenge)?;
-                        self.out.push(Event::Challenge(Secret::new(decoded)));
-                        State::AwaitAuthResponse
-                    }
-                }
-            }
-            (State::ExpectAuthReply { .. }, 235) => {
-                // RFC 4954 section 4: what was learned before AUTH may have changed.
-                self.ehlo(true);
-                return Ok(());
-            }
+            // RFC 4954 section 4: what was learned before AUTH may have changed, so EHLO
+            // follows ([`Language::after_auth`]).
+            (Awaiting::Auth, 235) => Meaning::Ok(&reply.joined),
             // RFC 4954 section 6 and RFC 5321: refusals of this mechanism, after which
             // another may be tried. 501 answers a cancelled exchange; 500 a response
             // longer than the server's buffer.
-            (
-                State::ExpectAuthReply { .. },
-                432 | 454 | 500 | 501 | 504 | 530 | 534 | 535 | 538,
-            ) => {
-                self.out.push(Event::Rejected { text: reply.text() });
-                State::AwaitDecision
+            (Awaiting::Auth, 432 | 454 | 500 | 501 | 504 | 530 | 534 | 535 | 538) => {
+                Meaning::Refused(&reply.joined)
             }
-            (State::ExpectAuthReply { .. }, 400..=599) => {
+            (Awaiting::Auth, 400..=599) => {
                 return Err(ProtocolError::CommandFailed {
                     command: "AUTH",
                     text: reply.text(),
                 });
             }
-
-            (_, _) => return Err(ProtocolError::UnexpectedLine { line: reply.text() }),
-        };
-        Ok(())
-    }
-}
-
-impl Dialect for SmtpClient {
-    fn receive(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+            (Awaiting::Auth, _) => return Err(Self::unexpected(reply)),
+        })
     }
 
-    fn poll(&mut self) -> Result<Event, ProtocolError> {
-        loop {
-            if let Some(event) = self.out.pop() {
-                return Ok(event);
-            }
-            match self.state {
-                State::Done
-                | State::AwaitDecision
-                | State::AwaitHandshake
-                | State::AwaitAuthResponse => {
-                    // The driver acts next; bytes that arrived meanwhile wait in `buf`.
-                    return Ok(Event::NeedInput);
-                }
-                _ => {}
-            }
-            match self.take_reply()? {
-                Some(reply) => self.handle(reply)?,
-                None if self.out.is_empty() => return Ok(Event::NeedInput),
-                // Traces of the lines of an unfinished reply go out first.
-                None => {}
-            }
-        }
+    fn unexpected(reply: &Reply) -> ProtocolError {
+        ProtocolError::UnexpectedLine { line: reply.text() }
     }
 
-    fn start_tls(&mut self) {
-        self.out.command("STARTTLS");
-        self.state = State::ExpectStartTlsReply;
+    fn start_tls(&mut self, core: &mut Core<State>) {
+        core.out.command("STARTTLS");
     }
 
-    fn tls_established(&mut self) {
-        // Everything learned before TLS is forgotten and asked again (RFC 3207 section 4.2).
-        self.on_tls = true;
-        self.caps = Capabilities::default();
-        self.ehlo(false);
+    fn ask_capabilities(&mut self, core: &mut Core<State>, after_auth: bool) {
+        core.out.command(&format!("EHLO {}", self.ehlo_name));
+        core.step = Step::Own(State::ExpectEhloReply { after_auth });
     }
 
-    fn authenticate(&mut self, mechanism: &str, initial: Option<Secret<Vec<u8>>>) {
+    fn auth_command(
+        &mut self,
+        _core: &mut Core<State>,
+        mechanism: &str,
+        initial: Option<Secret<Vec<u8>>>,
+    ) -> (Outgoing, Option<Secret<Vec<u8>>>) {
         // RFC 4954 section 4: the AUTH line stays within 512 octets.
-        let (command, pending_initial) =
-            sasl_command("AUTH", mechanism, initial, true, MAX_COMMAND);
-        self.out.push(Event::Send(command));
-        self.state = State::ExpectAuthReply { pending_initial };
+        sasl_command("AUTH", mechanism, initial, true, MAX_COMMAND)
     }
 
-    fn auth_response(&mut self, response: Secret<Vec<u8>>) {
-        if let State::AwaitAuthResponse = self.state {
-            self.out.payload(&response);
-            self.state = State::ExpectAuthReply {
-                pending_initial: None,
-            };
-        }
+    fn logout(&mut self, core: &mut Core<State>) {
+        self.partial = Partial::default();
+        core.out.command("QUIT");
     }
 
-    fn cancel_auth(&mut self) {
-        if let State::AwaitAuthResponse = self.state {
-            self.out.send(b"*\r\n".to_vec(), "* (cancel)".into());
-            self.state = State::ExpectAuthReply {
-                pending_initial: None,
-            };
-        }
-    }
-
-    fn take_leftover(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
-    }
-
-    fn layer_follows(&mut self) {
-        // The success reply carries no capabilities (RFC 4954); the query after it goes
-        // through the layer like any other command.
+    /// The last line of a reply (`ddd ` or `ddd`... as the probe read it: a space fourth).
+    fn ends_logout(line: &[u8]) -> bool {
+        line.get(3) == Some(&b' ')
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Dialect;
     use crate::protocol::testing::{Outcome, Script, Transcript, drive};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
 
     const GREETING: &[u8] = b"220 mail.example Dovecot (Debian) ready.\r\n";
     /// Dovecot 2.3.19 submission before TLS on port 587 (captured): an AUTH line with a
@@ -498,10 +402,10 @@ mod tests {
         assert!(matches!(failed(&t), ProtocolError::StartTlsRefused { .. }));
         let mut d = SmtpClient::new(false, "client.example".into());
         drive(&mut d, false, Script::default(), &[GREETING, EHLO_PLAIN]);
-        assert!(d.caps.mechanisms.is_empty() && !d.caps.sasl_ir);
-        assert!(d.caps.starttls);
-        assert_eq!(d.caps.raw.len(), 8);
-        assert_eq!(d.caps.raw[2], "BURL imap");
+        assert!(d.core.caps.mechanisms.is_empty() && !d.core.caps.sasl_ir);
+        assert!(d.core.caps.starttls);
+        assert_eq!(d.core.caps.raw.len(), 8);
+        assert_eq!(d.core.caps.raw[2], "BURL imap");
     }
 
     #[test]
@@ -529,7 +433,7 @@ mod tests {
                 b"250 SIZE\r\n",
             ],
         );
-        assert_eq!(d.caps.mechanisms, ["GSSAPI"]);
+        assert_eq!(d.core.caps.mechanisms, ["GSSAPI"]);
     }
 
     #[test]

@@ -275,7 +275,6 @@ impl<'s, L: DriverLink> Opening<'s, L> {
             deadline: self.deadline,
             timeline: self.timeline,
             dialect,
-            protocol,
             buf: vec![0u8; 16 * 1024],
             step: Step::Greeting,
             greeting: None,
@@ -322,7 +321,6 @@ pub struct Driver<'s, L: DriverLink> {
     deadline: Deadline,
     timeline: Timeline,
     dialect: Box<dyn Dialect>,
-    protocol: Protocol,
     buf: Vec<u8>,
     step: Step,
     greeting: Option<String>,
@@ -422,6 +420,12 @@ impl<'s, L: DriverLink> Driver<'s, L> {
                     return Ok(Next::Rejected { refused, text });
                 }
                 Event::AuthAccepted => self.accepted()?,
+                Event::LoggedOut { text } => {
+                    return Err(DriveError::new(
+                        self.step,
+                        ProtocolError::UnexpectedLine { line: text },
+                    ));
+                }
                 Event::Authenticated(caps) => {
                     let running = self.take_running("OK (no authentication running)".into())?;
                     complete(&running)?;
@@ -451,10 +455,15 @@ impl<'s, L: DriverLink> Driver<'s, L> {
 
     /// Ends the session politely and returns the server's last line.
     pub async fn logout(&mut self) -> Result<io::Result<String>, DriveError> {
-        let protocol = self.protocol;
         let link = live(&mut self.link);
+        let dialect = &mut *self.dialect;
+        dialect.logout();
         self.deadline
-            .bound(self.step, async { Ok(logout(link, protocol).await) })
+            .bound(self.step, async {
+                let text = drive_logout(dialect, link).await;
+                let _ = link.shutdown().await;
+                Ok(text)
+            })
             .await
     }
 
@@ -671,45 +680,44 @@ fn never_authenticates(step: Step) -> DriveError {
     )
 }
 
-/// Ends a session politely: IMAP `LOGOUT`, POP3 and SMTP `QUIT`. Returns the server's
-/// last line. The one place that says how (for `probe` and `check`).
+/// Ends an authenticated session politely (IMAP `LOGOUT`, POP3 and SMTP `QUIT`) through a
+/// dialect of `protocol` that knows only the logout exchange, and returns the server's
+/// last line.
 pub async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut S,
     protocol: Protocol,
 ) -> io::Result<String> {
-    let command: &[u8] = match protocol {
-        Protocol::Imap => b"mtz LOGOUT\r\n",
-        Protocol::Pop3 | Protocol::Smtp => b"QUIT\r\n",
-    };
-    link.write_all(command).await?;
-    link.flush().await?;
-    let mut data = Vec::new();
+    let mut dialect = new_dialect(protocol, String::new(), true);
+    dialect.logout();
+    let text = drive_logout(&mut *dialect, link).await;
+    let _ = link.shutdown().await;
+    text
+}
+
+/// Runs a dialect's logout exchange (after [`Dialect::logout`]) to its last line. A server
+/// that closes the connection has said its last word.
+async fn drive_logout<S: AsyncRead + AsyncWrite + Unpin>(
+    dialect: &mut dyn Dialect,
+    link: &mut S,
+) -> io::Result<String> {
     let mut buf = [0u8; 4096];
     loop {
-        let n = link.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data);
-        let done = text.split("\r\n").any(|l| match protocol {
-            Protocol::Imap => l.starts_with("mtz "),
-            Protocol::Pop3 => l.starts_with("+OK") || l.starts_with("-ERR"),
-            Protocol::Smtp => l.len() >= 4 && l.as_bytes()[3] == b' ',
-        });
-        if done || data.len() > 64 * 1024 {
-            break;
+        match dialect.poll() {
+            Ok(Event::Send(out)) => {
+                debug!("C: {}", out.shown);
+                link.write_all(out.bytes.expose()).await?;
+                link.flush().await?;
+            }
+            Ok(Event::Received(line)) => debug!("S: {line}"),
+            Ok(Event::NeedInput) => match link.read(&mut buf).await? {
+                0 => dialect.closed(),
+                n => dialect.receive(&buf[..n]),
+            },
+            Ok(Event::LoggedOut { text }) => return Ok(text),
+            Ok(_) => return Err(io::Error::other("unexpected event during logout")),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         }
     }
-    let _ = link.shutdown().await;
-    let text = String::from_utf8_lossy(&data);
-    Ok(crate::protocol::shown_text(
-        text.trim_end()
-            .rsplit("\r\n")
-            .next()
-            .unwrap_or("")
-            .as_bytes(),
-    ))
 }
 
 #[cfg(test)]
