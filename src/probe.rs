@@ -290,8 +290,6 @@ fn unexpected(driver: &Driver<'_, UnverifiedLink>, line: &str) -> DriveError {
     )
 }
 
-/// Ends a session politely (see [`crate::session::logout`]).
-pub use crate::session::logout;
 
 fn tls_report(t: transport::probe::ProbeTls) -> TlsReport {
     TlsReport {
