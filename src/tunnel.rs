@@ -379,27 +379,11 @@ pub fn failure_reply(protocol: Protocol, class: Class, text: &str) -> Vec<u8> {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    let code = class.reply_code(protocol);
     match protocol {
-        Protocol::Imap => {
-            let code = match class {
-                Class::Config | Class::Network | Class::Protocol => "UNAVAILABLE",
-                Class::Policy => "PRIVACYREQUIRED",
-                Class::Auth => "AUTHENTICATIONFAILED",
-            };
-            format!("* BYE [{code}] mailtun: {text}\r\n").into_bytes()
-        }
-        Protocol::Pop3 => {
-            let code = if class == Class::Auth {
-                "AUTH"
-            } else {
-                "SYS/TEMP"
-            };
-            format!("-ERR [{code}] mailtun: {text}\r\n").into_bytes()
-        }
-        Protocol::Smtp => {
-            let code = if class == Class::Auth { "535" } else { "421" };
-            format!("{code} mailtun: {text}\r\n").into_bytes()
-        }
+        Protocol::Imap => format!("* BYE [{code}] mailtun: {text}\r\n").into_bytes(),
+        Protocol::Pop3 => format!("-ERR [{code}] mailtun: {text}\r\n").into_bytes(),
+        Protocol::Smtp => format!("{code} mailtun: {text}\r\n").into_bytes(),
     }
 }
 
