@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -30,9 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{
-    Link, LinkTrust, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors,
-};
+use super::classify::{classify, classify_rustls};
+use super::verify::{Verifier, verifier};
+use super::{Link, LinkTrust, TlsInfo, TransportError, date, hex};
 
 /// One certificate of the chain the server presented, as a report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -60,10 +59,10 @@ pub struct ProbeTls {
     pub verification_error: Option<TransportError>,
 }
 
-/// How to run probe handshakes towards one host: the same trust anchors as an account
-/// with this `ca_file` would have.
+/// How to run probe handshakes towards one host: the verifier an account with this
+/// `ca_file` (and no pin) would have.
 pub struct ProbeTlsSettings {
-    verifier: Arc<WebPkiServerVerifier>,
+    verifier: Arc<Verifier>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     server_name: ServerName<'static>,
 }
@@ -75,13 +74,7 @@ impl ProbeTlsSettings {
             ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
                 detail: format!("{host} is not a valid TLS server name: {e}"),
             })?;
-        let roots = trust_anchors(ca_file)?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| TransportError::Handshake {
-                    detail: format!("no trust anchors: {e}"),
-                })?;
+        let verifier = verifier(ca_file, None, false, provider.clone())?;
         Ok(ProbeTlsSettings {
             verifier,
             provider,
@@ -161,7 +154,7 @@ struct Seen {
 
 /// Wraps the real verifier: asks it, records its answer, and lets the handshake go on.
 struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    inner: Arc<Verifier>,
     seen: Mutex<Option<Seen>>,
 }
 
@@ -184,14 +177,7 @@ impl ServerCertVerifier for RecordingVerifier {
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
             .map(|_| ())
-            .map_err(|e| match e {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                    TransportError::UnknownIssuer {
-                        issuer: cert_info(end_entity.as_ref()).map(|c| c.issuer),
-                    }
-                }
-                other => classify_rustls(&other),
-            });
+            .map_err(|e| classify_rustls(&e));
         let chain = std::iter::once(end_entity)
             .chain(intermediates)
             .filter_map(|c| cert_info(c.as_ref()))
