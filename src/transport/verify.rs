@@ -49,7 +49,10 @@ pub fn tls_settings(
         ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
             detail: format!("{host} is not a valid TLS server name: {e}"),
         })?;
-    let verifier = verifier(ca_file, pin, accept_invalid_certs, provider.clone())?;
+    let verifier = Verifier::new(
+        provider.clone(),
+        chain_check(ca_file, pin, accept_invalid_certs, provider.clone())?,
+    );
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::Handshake {
@@ -113,48 +116,69 @@ fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportEr
     Ok(certs)
 }
 
-/// The verifier of an account's server certificates: the chain against the system roots
-/// and `ca_file` (or any chain, under `accept_invalid_certs`), the pin around it, and the
-/// issuer named when it is unknown. `mailtun probe` asks the same one (no pin, nothing
-/// accepted blindly) for its verdict.
-pub(super) fn verifier(
+/// The chain check of an account's server certificates: the chain against the system
+/// roots and `ca_file` (or any chain, under `accept_invalid_certs`), the pin around it,
+/// and the issuer named when it is unknown. `mailtun probe` records the verdict of the
+/// same check (no pin, nothing accepted blindly).
+pub(super) fn chain_check(
     ca_file: Option<&Path>,
     pin: Option<[u8; 32]>,
     accept_invalid_certs: bool,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<Verifier>, TransportError> {
+) -> Result<Box<dyn ChainCheck>, TransportError> {
     let chain: Box<dyn ChainCheck> = if accept_invalid_certs {
         Box::new(AcceptAnything)
     } else {
-        Box::new(Roots::new(ca_file, provider.clone())?)
+        Box::new(Roots::new(ca_file, provider)?)
     };
     let checked = match pin {
         None => chain,
         Some(pin) => Box::new(Pinned { inner: chain, pin }),
     };
-    let check = Box::new(Explained { inner: checked });
-    Ok(Arc::new(Verifier { provider, check }))
+    Ok(Box::new(Explained { inner: checked }))
+}
+
+/// What a chain check looks at: the server's chain, the name it was asked for, the
+/// stapled OCSP response and the time.
+pub(super) struct Chain<'a> {
+    pub(super) end_entity: &'a CertificateDer<'a>,
+    pub(super) intermediates: &'a [CertificateDer<'a>],
+    server_name: &'a ServerName<'a>,
+    ocsp: &'a [u8],
+    now: UnixTime,
+}
+
+impl Chain<'_> {
+    /// The verdict of a webpki verifier on this chain.
+    fn verify_with(&self, v: &WebPkiServerVerifier) -> Result<ServerCertVerified, rustls::Error> {
+        v.verify_server_cert(
+            self.end_entity,
+            self.intermediates,
+            self.server_name,
+            self.ocsp,
+            self.now,
+        )
+    }
 }
 
 /// One decision about the server's certificate chain. [`Verifier`] adds the handshake
 /// signature checks, which are the same whatever the chain policy.
-trait ChainCheck: fmt::Debug + Send + Sync {
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error>;
+pub(super) trait ChainCheck: fmt::Debug + Send + Sync {
+    fn check(&self, chain: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error>;
 }
 
-/// The verifier every session uses: a chain check, then the handshake signatures with
-/// the crypto provider's algorithms.
+/// The verifier every session (and the probe) uses: a chain check, then the handshake
+/// signatures with the crypto provider's algorithms.
 #[derive(Debug)]
 pub(super) struct Verifier {
     provider: Arc<CryptoProvider>,
     check: Box<dyn ChainCheck>,
+}
+
+impl Verifier {
+    pub(super) fn new(provider: Arc<CryptoProvider>, check: Box<dyn ChainCheck>) -> Arc<Self> {
+        Arc::new(Verifier { provider, check })
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -166,8 +190,13 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check
-            .check(end_entity, intermediates, server_name, ocsp, now)
+        self.check.check(&Chain {
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp,
+            now,
+        })
     }
 
     fn verify_tls12_signature(
@@ -270,22 +299,15 @@ impl Roots {
 }
 
 impl ChainCheck for Arc<Roots> {
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    fn check(&self, chain: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error> {
         if let Some(extra) = &self.extra {
-            match extra.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            match chain.verify_with(extra) {
                 Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {}
                 other => return other,
             }
         }
         match self.system() {
-            Ok(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
+            Ok(v) => chain.verify_with(v),
             Err(e) => Err(rustls::Error::General(e.clone())),
         }
     }
@@ -313,20 +335,11 @@ struct Explained {
 }
 
 impl ChainCheck for Explained {
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = self
-            .inner
-            .check(end_entity, intermediates, server_name, ocsp, now);
+    fn check(&self, chain: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.check(chain);
         match result {
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-                let issuer = x509_parser::parse_x509_certificate(end_entity.as_ref())
+                let issuer = x509_parser::parse_x509_certificate(chain.end_entity.as_ref())
                     .map(|(_, c)| crate::text::escape(&c.issuer().to_string()))
                     .unwrap_or_default();
                 Err(rustls::Error::InvalidCertificate(CertificateError::Other(
@@ -360,15 +373,8 @@ struct Pinned {
 }
 
 impl ChainCheck for Pinned {
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+    fn check(&self, chain: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        let actual: [u8; 32] = Sha256::digest(chain.end_entity.as_ref()).into();
         if actual != self.pin {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 rustls::OtherError(Arc::new(PinMismatch {
@@ -377,8 +383,7 @@ impl ChainCheck for Pinned {
                 })),
             )));
         }
-        self.inner
-            .check(end_entity, intermediates, server_name, ocsp, now)
+        self.inner.check(chain)
     }
 }
 
@@ -388,14 +393,7 @@ impl ChainCheck for Pinned {
 struct AcceptAnything;
 
 impl ChainCheck for AcceptAnything {
-    fn check(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    fn check(&self, _: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
 }
