@@ -251,15 +251,7 @@ async fn run_probe(cli: &Cli) -> ExitCode {
             return ExitCode::from(failure.class().exit_code());
         }
     };
-    let text = if *json {
-        serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
-    } else {
-        let style = mailtun::report::Style {
-            color: mailtun::report::want_color(std::io::stdout().is_terminal()),
-        };
-        mailtun::report::render_probe(&report, style)
-    };
-    print_stdout(&text);
+    print_report(&report, *json, mailtun::report::render_probe);
     match report.problem() {
         None => ExitCode::SUCCESS,
         Some(class) => ExitCode::from(class.exit_code()),
@@ -276,19 +268,29 @@ async fn run_check(cli: &Cli, name: &str, json: bool) -> ExitCode {
     };
     match mailtun::check::check(&account).await {
         Ok(r) => {
-            let text = if json {
-                serde_json::to_string_pretty(&r).expect("reports serialize") + "\n"
-            } else {
-                let style = mailtun::report::Style {
-                    color: mailtun::report::want_color(std::io::stdout().is_terminal()),
-                };
-                mailtun::report::render_check(&r, style)
-            };
-            print_stdout(&text);
+            print_report(&r, json, mailtun::report::render_check);
             ExitCode::SUCCESS
         }
         Err(failure) => report_check_failure(&failure, json),
     }
+}
+
+/// A probe or check report on stdout: JSON with `--json`, else the human rendering
+/// (coloured when stdout is a terminal that wants it).
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    render: fn(&T, mailtun::report::Style) -> String,
+) {
+    let text = if json {
+        serde_json::to_string_pretty(report).expect("reports serialize") + "\n"
+    } else {
+        let style = mailtun::report::Style {
+            color: mailtun::report::want_color(std::io::stdout().is_terminal()),
+        };
+        render(report, style)
+    };
+    print_stdout(&text);
 }
 
 /// A failed check: the message and hint on stderr, and with `--json` a document on

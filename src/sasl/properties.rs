@@ -213,6 +213,15 @@ mod tests {
             .find(|p| p.name.eq_ignore_ascii_case(name))
     }
 
+    /// The names of the mechanisms, protocol logins included, that have a property.
+    fn names_where(property: impl Fn(&Properties) -> bool) -> Vec<&'static str> {
+        ALL.iter()
+            .chain(PROTOCOL_LOGINS)
+            .filter(|p| property(p))
+            .map(|p| p.name())
+            .collect()
+    }
+
     /// Whether `name` is one of the [`PROTOCOL_LOGINS`].
     fn is_protocol_login(name: &str) -> bool {
         PROTOCOL_LOGINS
@@ -249,12 +258,7 @@ mod tests {
 
     #[test]
     fn only_gssapi_scram_and_external_may_meet_an_unverified_peer() {
-        let exposing: Vec<_> = ALL
-            .iter()
-            .chain(PROTOCOL_LOGINS)
-            .filter(|p| p.exposes_secret_to_peer())
-            .map(|p| p.name())
-            .collect();
+        let exposing = names_where(Properties::exposes_secret_to_peer);
         assert_eq!(
             exposing,
             [
@@ -272,12 +276,7 @@ mod tests {
 
     #[test]
     fn only_gssapi_negotiates_a_security_layer() {
-        let layered: Vec<_> = ALL
-            .iter()
-            .chain(PROTOCOL_LOGINS)
-            .filter(|p| p.security_layer())
-            .map(|p| p.name())
-            .collect();
+        let layered = names_where(Properties::security_layer);
         assert_eq!(layered, ["GSSAPI"]);
     }
 

@@ -109,33 +109,31 @@ where
         Some(mech) => Box::new(Layered::new(est.link, mech, est.layer_pending)),
         None => Box::new(est.link),
     };
-    let mut local: Box<dyn LocalSide> = match account.protocol {
+    let local: Option<Box<dyn LocalSide>> = match account.protocol {
         Protocol::Imap => {
             client_out.write_all(&greeting).await?;
             client_out.flush().await?;
-            return relay_until(
-                server,
-                account.idle_timeout,
-                leftover,
-                client_in,
-                client_out,
-                stop,
-            )
-            .await;
+            None
         }
-        Protocol::Pop3 => Box::new(LocalPop3::new(&text, &est.capabilities)),
-        Protocol::Smtp => Box::new(LocalSmtp::new(&account.host, &text, &est.capabilities)),
+        Protocol::Pop3 => Some(Box::new(LocalPop3::new(&text, &est.capabilities))),
+        Protocol::Smtp => Some(Box::new(LocalSmtp::new(
+            &account.host,
+            &text,
+            &est.capabilities,
+        ))),
     };
-    if !local_side(
-        local.as_mut(),
-        &mut client_in,
-        &mut client_out,
-        &mut server,
-        stop.as_mut(),
-    )
-    .await?
-    {
-        return Ok(());
+    if let Some(mut local) = local {
+        let relay = local_side(
+            local.as_mut(),
+            &mut client_in,
+            &mut client_out,
+            &mut server,
+            stop.as_mut(),
+        )
+        .await?;
+        if !relay {
+            return Ok(());
+        }
     }
     relay_until(
         server,
