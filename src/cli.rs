@@ -7,7 +7,7 @@ use clap::{ArgAction, Parser, Subcommand};
 /// Reach IMAP servers with verified TLS and Kerberos, and hand the authenticated
 /// session to a mail client as a tunnel.
 #[derive(Debug, Parser)]
-#[command(name = "mailtun", version, about, after_help = EXIT_CODES)]
+#[command(name = "mailtun", version, about, after_help = exit_codes_help())]
 pub struct Cli {
     /// Configuration file (default: $MAILTUN_CONFIG, else $XDG_CONFIG_HOME/mailtun/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -124,13 +124,12 @@ pub enum PasswordAction {
     },
 }
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  the session ended normally (probe: mailtun can work with the server; check: authenticated)
-  2  usage error
-  3  configuration error
-  4  connection or TLS failure (unreachable, certificate not verified)
-  5  policy refusal (no TLS or no acceptable mechanism where the account requires one)
-  6  authentication failure (no Kerberos ticket, server refused)
-  7  the server broke the protocol (e.g. bytes injected after STARTTLS)
-SIGTERM or SIGHUP while the tunnel runs closes the session cleanly (exit 0).";
+/// The exit-code table as `--help` shows it, from [`mailtun::error::exit_codes`].
+pub fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for (code, meaning) in mailtun::error::exit_codes() {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text.push_str(mailtun::error::EXIT_SIGNAL_NOTE);
+    text
+}

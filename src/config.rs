@@ -148,7 +148,7 @@ impl MechName {
     /// Whether this is a protocol's own password login (IMAP `LOGIN`, POP3 `USER`/`PASS`,
     /// `APOP`) rather than a SASL mechanism.
     pub fn is_protocol_login(self) -> bool {
-        crate::sasl::properties::is_protocol_login(self.as_str())
+        self.protocol_of_login().is_some()
     }
 
     /// What `auth = "auto"` means for an account with these TLS methods. Without TLS
@@ -182,8 +182,26 @@ impl MechName {
             .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
-    fn properties(self) -> &'static crate::sasl::properties::Properties {
-        crate::sasl::properties::properties(self.as_str()).expect("every MechName has properties")
+    /// The mechanism's facts (strength, credentials, binding, layer): `sasl::properties`
+    /// states them, this table picks them by variant.
+    const fn properties(self) -> &'static crate::sasl::properties::Properties {
+        use crate::sasl::properties as p;
+        match self {
+            MechName::Gssapi => &p::GSSAPI,
+            MechName::ScramSha256Plus => &p::SCRAM_SHA_256_PLUS,
+            MechName::ScramSha1Plus => &p::SCRAM_SHA_1_PLUS,
+            MechName::ScramSha256 => &p::SCRAM_SHA_256,
+            MechName::ScramSha1 => &p::SCRAM_SHA_1,
+            MechName::External => &p::EXTERNAL,
+            MechName::OAuthBearer => &p::OAUTHBEARER,
+            MechName::XOAuth2 => &p::XOAUTH2,
+            MechName::Plain => &p::PLAIN,
+            MechName::Login => &p::LOGIN,
+            MechName::CramMd5 => &p::CRAM_MD5,
+            MechName::ImapLogin => &p::IMAP_LOGIN,
+            MechName::UserPass => &p::USER_PASS,
+            MechName::Apop => &p::APOP,
+        }
     }
 
     /// Whether the mechanism keeps the password, any password equivalent and any bearer
@@ -660,12 +678,69 @@ type Located = (Option<Range<usize>>, String);
 
 fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     let protocol = raw.protocol.unwrap_or(Protocol::Imap);
-    let host_span = raw.host.span();
-    let host = raw.host.into_inner();
+    let host = host_name(raw.host)?;
+    let (tls, tls_span) = tls_methods(raw.tls)?;
+    let pin_sha256 = pin(raw.pin_sha256)?;
+    let auth_span = raw.auth.as_ref().map(|a| a.span());
+    let auth = match raw.auth {
+        None => vec![MechName::Gssapi],
+        Some(list) => auth_list(list, &tls, protocol)?,
+    };
+    let min_protection = raw.min_protection.unwrap_or(MinProtection::Tls);
+    without_tls_needs_strong(&tls, tls_span, min_protection)?;
+    let accept_invalid = raw
+        .dangerous
+        .as_ref()
+        .is_some_and(|d| d.accept_invalid_certs);
+    unverified_tls_needs_strong(accept_invalid, pin_sha256.is_some(), &tls, min_protection)?;
+    auth_meets_protection(&auth, auth_span, &tls, min_protection)?;
+    let password = match raw.password {
+        None => PasswordSource::Prompt,
+        Some(p) => password_source(p, raw.keyring_store)?,
+    };
+    let client_cert = client_cert(raw.client_cert, raw.client_key, &auth)?;
+    let (timeout, idle_timeout) = timeouts(raw.timeout_secs, raw.idle_timeout_secs)?;
+    let user = raw.user.unwrap_or_default();
+    Ok(Account {
+        name: name.to_string(),
+        protocol,
+        connect: raw.connect.unwrap_or_else(|| host.clone()),
+        host,
+        tls,
+        plain_port: raw.plain_port.unwrap_or(protocol.default_plain_port()),
+        tls_port: raw.tls_port.unwrap_or(protocol.default_tls_port()),
+        ca_file: raw.ca_file,
+        pin_sha256,
+        user,
+        auth,
+        min_protection,
+        password,
+        oauth_token_command: raw.oauth_token_command,
+        client_cert,
+        timeout,
+        idle_timeout,
+        ehlo_name: raw.ehlo_name.unwrap_or_else(|| "localhost".into()),
+        gssapi: gssapi_settings(raw.gssapi.unwrap_or_default(), protocol)?,
+        dangerous: raw.dangerous.unwrap_or_default(),
+    })
+}
+
+/// `host`: a name without blanks.
+fn host_name(raw: Spanned<String>) -> Result<String, Located> {
+    let span = raw.span();
+    let host = raw.into_inner();
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err((Some(host_span), "`host` must be a host name".into()));
+        return Err((Some(span), "`host` must be a host name".into()));
     }
-    let (tls, tls_span) = match raw.tls {
+    Ok(host)
+}
+
+/// `tls`: at least one method, each once, and `"none"` only alone (never a fallback from
+/// TLS to no TLS). Returns the methods and the key's span.
+fn tls_methods(
+    raw: Option<Spanned<Vec<TlsMethod>>>,
+) -> Result<(Vec<TlsMethod>, Option<Range<usize>>), Located> {
+    let (tls, tls_span) = match raw {
         Some(t) => {
             let span = t.span();
             (t.into_inner(), Some(span))
@@ -691,78 +766,97 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
         seen.push(*m);
     }
-    let pin_sha256 = match raw.pin_sha256 {
-        None => None,
-        Some(p) => {
-            let span = p.span();
-            Some(parse_pin(p.get_ref()).ok_or((
-                Some(span),
-                "`pin_sha256` must be 64 hex digits (colons allowed): the SHA-256 of the server's certificate, as `mailtun probe` or `openssl x509 -fingerprint -sha256` print it".to_string(),
-            ))?)
+    Ok((tls, tls_span))
+}
+
+/// `pin_sha256`: 64 hex digits.
+fn pin(raw: Option<Spanned<String>>) -> Result<Option<[u8; 32]>, Located> {
+    let Some(p) = raw else {
+        return Ok(None);
+    };
+    let span = p.span();
+    Ok(Some(parse_pin(p.get_ref()).ok_or((
+        Some(span),
+        "`pin_sha256` must be 64 hex digits (colons allowed): the SHA-256 of the server's certificate, as `mailtun probe` or `openssl x509 -fingerprint -sha256` print it".to_string(),
+    ))?))
+}
+
+/// `auth`: `"auto"` or a list of known mechanisms, each a SASL mechanism or a login
+/// command of this account's protocol; duplicates dropped.
+fn auth_list(
+    list: Spanned<toml::Value>,
+    tls: &[TlsMethod],
+    protocol: Protocol,
+) -> Result<Vec<MechName>, Located> {
+    let span = list.span();
+    let bad = |what: String| Err((Some(span.clone()), what));
+    match list.into_inner() {
+        // Without TLS only a mechanism with a security layer protects the
+        // session, so "auto" means GSSAPI there: a Kerberos user's intent.
+        toml::Value::String(w) if w == "auto" => Ok(MechName::auto(tls)),
+        toml::Value::Array(list) if list.is_empty() => {
+            bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into())
         }
-    };
-    let supported = || {
-        MechName::ALL
-            .iter()
-            .map(|m| format!("\"{}\"", m.as_str().to_ascii_lowercase()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let auth_span = raw.auth.as_ref().map(|a| a.span());
-    let auth = match raw.auth {
-        None => vec![MechName::Gssapi],
-        Some(list) => {
-            let span = list.span();
-            let bad = |what: String| Err((Some(span.clone()), what));
-            match list.into_inner() {
-                toml::Value::String(w) if w == "auto" => MechName::auto(&tls),
-                toml::Value::Array(list) if list.is_empty() => {
-                    return bad("`auth` lists no mechanism; use [\"gssapi\"] or \"auto\"".into());
-                }
-                toml::Value::Array(list) => {
-                    let mut out = Vec::new();
-                    for m in list {
-                        let Some(mech) = m.as_str().and_then(MechName::parse) else {
-                            return bad(format!(
-                                "unknown or unsupported mechanism {m} in `auth`; supported: {}",
-                                supported()
-                            ));
-                        };
-                        if let Some(p) = mech.protocol_of_login().filter(|p| *p != protocol) {
-                            return bad(format!(
-                                "\"{}\" is a {p} command; this account speaks {protocol}",
-                                mech.as_str().to_ascii_lowercase()
-                            ));
-                        }
-                        if !out.contains(&mech) {
-                            out.push(mech);
-                        }
-                    }
-                    out
-                }
-                other => {
+        toml::Value::Array(list) => {
+            let mut out = Vec::new();
+            for m in list {
+                let Some(mech) = m.as_str().and_then(MechName::parse) else {
                     return bad(format!(
-                        "`auth` must be \"auto\" or a list of mechanisms, not {other}"
+                        "unknown or unsupported mechanism {m} in `auth`; supported: {}",
+                        supported_mechanisms()
+                    ));
+                };
+                if let Some(p) = mech.protocol_of_login().filter(|p| *p != protocol) {
+                    return bad(format!(
+                        "\"{}\" is a {p} command; this account speaks {protocol}",
+                        mech.as_str().to_ascii_lowercase()
                     ));
                 }
+                if !out.contains(&mech) {
+                    out.push(mech);
+                }
             }
+            Ok(out)
         }
-    };
-    let min_protection = raw.min_protection.unwrap_or(MinProtection::Tls);
+        other => bad(format!(
+            "`auth` must be \"auto\" or a list of mechanisms, not {other}"
+        )),
+    }
+}
+
+/// Every mechanism name `auth` accepts, as the error message lists them.
+fn supported_mechanisms() -> String {
+    MechName::ALL
+        .iter()
+        .map(|m| format!("\"{}\"", m.as_str().to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `tls = ["none"]` is a session without TLS: only `min_protection = "strong"` accepts it.
+fn without_tls_needs_strong(
+    tls: &[TlsMethod],
+    tls_span: Option<Range<usize>>,
+    min_protection: MinProtection,
+) -> Result<(), Located> {
     if tls == [TlsMethod::None] && min_protection != MinProtection::Strong {
         return Err((
-            tls_span.clone(),
+            tls_span,
             "`tls = [\"none\"]` gives a session without TLS: set `min_protection = \"strong\"` to accept one protected by a strong mechanism (GSSAPI with its security layer) instead".into(),
         ));
     }
-    // Without a pin, `accept_invalid_certs` gives unverified TLS, which is not the
-    // verified TLS that "tls" and "tls+strong" name: only "strong" may accept it.
-    let unverified = raw
-        .dangerous
-        .as_ref()
-        .is_some_and(|d| d.accept_invalid_certs)
-        && pin_sha256.is_none()
-        && tls != [TlsMethod::None];
+    Ok(())
+}
+
+/// `[dangerous] accept_invalid_certs` without a pin gives unverified TLS, which is not
+/// the verified TLS that "tls" and "tls+strong" name: only "strong" may accept it.
+fn unverified_tls_needs_strong(
+    accept_invalid_certs: bool,
+    pinned: bool,
+    tls: &[TlsMethod],
+    min_protection: MinProtection,
+) -> Result<(), Located> {
+    let unverified = accept_invalid_certs && !pinned && tls != [TlsMethod::None];
     if unverified && min_protection.requires_tls() {
         return Err((
             None,
@@ -771,6 +865,17 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// `auth` against `min_protection` and `tls`: a strong mechanism when the protection
+/// asks for one, and without TLS only mechanisms that negotiate a security layer.
+fn auth_meets_protection(
+    auth: &[MechName],
+    auth_span: Option<Range<usize>>,
+    tls: &[TlsMethod],
+    min_protection: MinProtection,
+) -> Result<(), Located> {
     if min_protection.requires_strong() && !auth.iter().any(|m| m.is_strong()) {
         return Err((
             None,
@@ -799,29 +904,40 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             ));
         }
     }
-    let password = match raw.password {
-        None => PasswordSource::Prompt,
-        Some(p) => {
-            let span = p.span();
-            match p.into_inner() {
-                RawPassword {
-                    keyring: true,
-                    command: None,
-                } => PasswordSource::Keyring(raw.keyring_store.unwrap_or(KeyringStore::Keyutils)),
-                RawPassword {
-                    keyring: false,
-                    command: Some(c),
-                } if !c.trim().is_empty() => PasswordSource::Command(c),
-                _ => {
-                    return Err((
-                        Some(span),
-                        "`password` must be `{ keyring = true }` or `{ command = \"...\" }`".into(),
-                    ));
-                }
-            }
-        }
-    };
-    let client_cert = match (raw.client_cert, raw.client_key) {
+    Ok(())
+}
+
+/// `password`: `{ keyring = true }` (in `keyring_store`) or `{ command = "..." }`.
+fn password_source(
+    raw: Spanned<RawPassword>,
+    keyring_store: Option<KeyringStore>,
+) -> Result<PasswordSource, Located> {
+    let span = raw.span();
+    match raw.into_inner() {
+        RawPassword {
+            keyring: true,
+            command: None,
+        } => Ok(PasswordSource::Keyring(
+            keyring_store.unwrap_or(KeyringStore::Keyutils),
+        )),
+        RawPassword {
+            keyring: false,
+            command: Some(c),
+        } if !c.trim().is_empty() => Ok(PasswordSource::Command(c)),
+        _ => Err((
+            Some(span),
+            "`password` must be `{ keyring = true }` or `{ command = \"...\" }`".into(),
+        )),
+    }
+}
+
+/// `client_cert` and `client_key`: both or neither; EXTERNAL alone needs them.
+fn client_cert(
+    cert: Option<Spanned<PathBuf>>,
+    key: Option<PathBuf>,
+    auth: &[MechName],
+) -> Result<Option<(PathBuf, PathBuf)>, Located> {
+    let client_cert = match (cert, key) {
         (None, None) => None,
         (Some(c), Some(k)) => Some((c.into_inner(), k)),
         (c, _) => {
@@ -834,7 +950,16 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     if auth.contains(&MechName::External) && client_cert.is_none() && auth.len() == 1 {
         return Err((None, "EXTERNAL needs `client_cert` and `client_key`".into()));
     }
-    let timeout = match raw.timeout_secs {
+    Ok(client_cert)
+}
+
+/// `timeout_secs` (1 s to an hour, 30 s by default) and `idle_timeout_secs` (1 s to a
+/// week, none by default).
+fn timeouts(
+    timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+) -> Result<(Duration, Option<Duration>), Located> {
+    let timeout = match timeout_secs {
         None => Duration::from_secs(30),
         Some(t) if *t.get_ref() == 0 || *t.get_ref() > 3600 => {
             return Err((
@@ -844,7 +969,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
         Some(t) => Duration::from_secs(*t.get_ref()),
     };
-    let idle_timeout = match raw.idle_timeout_secs {
+    let idle_timeout = match idle_timeout_secs {
         None => None,
         Some(t) if *t.get_ref() == 0 || *t.get_ref() > 7 * 86400 => {
             return Err((
@@ -854,7 +979,12 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
         Some(t) => Some(Duration::from_secs(*t.get_ref())),
     };
-    let g = raw.gssapi.unwrap_or_default();
+    Ok((timeout, idle_timeout))
+}
+
+/// `[accounts.NAME.gssapi]` with its defaults (the service follows the protocol, the
+/// layer is confidentiality).
+fn gssapi_settings(g: RawGssapi, protocol: Protocol) -> Result<GssapiSettings, Located> {
     if g.kinit_cache.is_some() && !g.kinit {
         return Err((
             None,
@@ -867,40 +997,18 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
             "`gssapi.kinit_cache = \"account\"` stores the ticket in the account's cache: set `gssapi.ccache` (e.g. \"FILE:/path\")".into(),
         ));
     }
-    let user = raw.user.unwrap_or_default();
-    Ok(Account {
-        name: name.to_string(),
-        protocol,
-        connect: raw.connect.unwrap_or_else(|| host.clone()),
-        host,
-        tls,
-        plain_port: raw.plain_port.unwrap_or(protocol.default_plain_port()),
-        tls_port: raw.tls_port.unwrap_or(protocol.default_tls_port()),
-        ca_file: raw.ca_file,
-        pin_sha256,
-        user,
-        auth,
-        min_protection,
-        password,
-        oauth_token_command: raw.oauth_token_command,
-        client_cert,
-        timeout,
-        idle_timeout,
-        ehlo_name: raw.ehlo_name.unwrap_or_else(|| "localhost".into()),
-        gssapi: GssapiSettings {
-            service: g
-                .service
-                .unwrap_or_else(|| protocol.default_gss_service().into()),
-            principal: g.principal,
-            ccache: g.ccache,
-            delegate: g.delegate,
-            authzid: g.authzid,
-            kinit: g.kinit,
-            kinit_cache: g.kinit_cache.unwrap_or_default(),
-            layer: g.layer.unwrap_or(GssLayer::Confidentiality),
-            canonicalize: g.canonicalize,
-        },
-        dangerous: raw.dangerous.unwrap_or_default(),
+    Ok(GssapiSettings {
+        service: g
+            .service
+            .unwrap_or_else(|| protocol.default_gss_service().into()),
+        principal: g.principal,
+        ccache: g.ccache,
+        delegate: g.delegate,
+        authzid: g.authzid,
+        kinit: g.kinit,
+        kinit_cache: g.kinit_cache.unwrap_or_default(),
+        layer: g.layer.unwrap_or(GssLayer::Confidentiality),
+        canonicalize: g.canonicalize,
     })
 }
 
@@ -942,6 +1050,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("test.toml"), text)
+    }
+
+    /// Each mechanism's facts are the ones `sasl::properties` states under its name, and
+    /// the protocol logins are exactly the ones that belong to a protocol.
+    #[test]
+    fn every_mechanism_name_has_its_own_properties() {
+        use crate::sasl::properties::{ALL, PROTOCOL_LOGINS};
+        for m in MechName::ALL {
+            assert_eq!(m.properties().name(), m.as_str());
+            assert_eq!(
+                m.is_protocol_login(),
+                PROTOCOL_LOGINS.contains(m.properties()),
+                "{m}"
+            );
+        }
+        assert_eq!(MechName::ALL.len(), ALL.len() + PROTOCOL_LOGINS.len());
     }
 
     #[test]

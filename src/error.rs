@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use crate::config::{ConfigError, TlsMethod};
+use crate::config::{ConfigError, Protocol, TlsMethod};
 use crate::policy::PolicyError;
 use crate::protocol::ProtocolError;
 use crate::sasl::{GssFailureKind, SaslError};
@@ -52,6 +52,78 @@ pub enum Class {
     /// The server broke the protocol (or someone in the middle did).
     Protocol,
 }
+
+impl Class {
+    /// Every class, in the order of the exit-code table.
+    pub const ALL: [Class; 5] = [
+        Class::Config,
+        Class::Network,
+        Class::Policy,
+        Class::Auth,
+        Class::Protocol,
+    ];
+
+    /// The process exit code of a failure of this class.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Class::Config => 3,
+            Class::Network => 4,
+            Class::Policy => 5,
+            Class::Auth => 6,
+            Class::Protocol => 7,
+        }
+    }
+
+    /// What the exit code means, as `--help` and the manual page say it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Class::Config => "configuration error",
+            Class::Network => "connection or TLS failure (unreachable, certificate not verified)",
+            Class::Policy => {
+                "policy refusal (no TLS or no acceptable mechanism where the account requires one)"
+            }
+            Class::Auth => "authentication failure (no Kerberos ticket, server refused)",
+            Class::Protocol => "the server broke the protocol (e.g. bytes injected after STARTTLS)",
+        }
+    }
+
+    /// The code of the refusal the local client gets: the IMAP `* BYE [CODE]`, the POP3
+    /// `-ERR [CODE]`, the SMTP reply code.
+    pub const fn reply_code(self, protocol: Protocol) -> &'static str {
+        match (protocol, self) {
+            (Protocol::Imap, Class::Config | Class::Network | Class::Protocol) => "UNAVAILABLE",
+            (Protocol::Imap, Class::Policy) => "PRIVACYREQUIRED",
+            (Protocol::Imap, Class::Auth) => "AUTHENTICATIONFAILED",
+            (Protocol::Pop3, Class::Auth) => "AUTH",
+            (Protocol::Pop3, _) => "SYS/TEMP",
+            (Protocol::Smtp, Class::Auth) => "535",
+            (Protocol::Smtp, _) => "421",
+        }
+    }
+}
+
+/// The exit code of a run that went as asked.
+pub const EXIT_OK: u8 = 0;
+/// The exit code of a command line clap refuses (and of an unknown `snippet` client).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The exit-code table, code and meaning, in order: `--help`, the manual page and `main`
+/// read it, and the integration tests take their expected codes from [`Class::exit_code`].
+pub fn exit_codes() -> Vec<(u8, &'static str)> {
+    let mut rows = vec![
+        (
+            EXIT_OK,
+            "the session ended normally (probe: mailtun can work with the server; check: authenticated)",
+        ),
+        (EXIT_USAGE, "usage error"),
+    ];
+    rows.extend(Class::ALL.iter().map(|c| (c.exit_code(), c.meaning())));
+    rows
+}
+
+/// What the exit-code table leaves out: how a signal ends the tunnel.
+pub const EXIT_SIGNAL_NOTE: &str =
+    "SIGTERM or SIGHUP while the tunnel runs closes the session cleanly (exit 0).";
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]

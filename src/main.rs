@@ -29,21 +29,9 @@ macro_rules! eprintln {
     }};
 }
 
-const EXIT_CONFIG: u8 = 3;
-const EXIT_NETWORK: u8 = 4;
-const EXIT_POLICY: u8 = 5;
-const EXIT_AUTH: u8 = 6;
-const EXIT_PROTOCOL: u8 = 7;
-
-fn exit_code(class: Class) -> u8 {
-    match class {
-        Class::Config => EXIT_CONFIG,
-        Class::Network => EXIT_NETWORK,
-        Class::Policy => EXIT_POLICY,
-        Class::Auth => EXIT_AUTH,
-        Class::Protocol => EXIT_PROTOCOL,
-    }
-}
+const EXIT_CONFIG: u8 = Class::Config.exit_code();
+const EXIT_NETWORK: u8 = Class::Network.exit_code();
+const EXIT_AUTH: u8 = Class::Auth.exit_code();
 
 fn main() -> ExitCode {
     let cli = parse_command_line();
@@ -221,7 +209,7 @@ async fn serve(account: Account) -> ExitCode {
             let failure = Failure::new(&account.name, Step::Relay, kind);
             eprintln!("mailtun: {failure}");
             match failure.class() {
-                Class::Protocol => ExitCode::from(EXIT_PROTOCOL),
+                Class::Protocol => ExitCode::from(Class::Protocol.exit_code()),
                 _ => ExitCode::from(EXIT_NETWORK),
             }
         }
@@ -260,21 +248,13 @@ async fn run_probe(cli: &Cli) -> ExitCode {
         Err(e) => {
             let failure = Failure::new(host, Step::Config, FailureKind::Transport(e));
             eprintln!("mailtun: {}", failure.kind);
-            return ExitCode::from(exit_code(failure.class()));
+            return ExitCode::from(failure.class().exit_code());
         }
     };
-    let text = if *json {
-        serde_json::to_string_pretty(&report).expect("reports serialize") + "\n"
-    } else {
-        let style = mailtun::report::Style {
-            color: mailtun::report::want_color(std::io::stdout().is_terminal()),
-        };
-        mailtun::report::render_probe(&report, style)
-    };
-    print_stdout(&text);
+    print_report(&report, *json, mailtun::report::render_probe);
     match report.problem() {
         None => ExitCode::SUCCESS,
-        Some(class) => ExitCode::from(exit_code(class)),
+        Some(class) => ExitCode::from(class.exit_code()),
     }
 }
 
@@ -288,19 +268,29 @@ async fn run_check(cli: &Cli, name: &str, json: bool) -> ExitCode {
     };
     match mailtun::check::check(&account).await {
         Ok(r) => {
-            let text = if json {
-                serde_json::to_string_pretty(&r).expect("reports serialize") + "\n"
-            } else {
-                let style = mailtun::report::Style {
-                    color: mailtun::report::want_color(std::io::stdout().is_terminal()),
-                };
-                mailtun::report::render_check(&r, style)
-            };
-            print_stdout(&text);
+            print_report(&r, json, mailtun::report::render_check);
             ExitCode::SUCCESS
         }
         Err(failure) => report_check_failure(&failure, json),
     }
+}
+
+/// A probe or check report on stdout: JSON with `--json`, else the human rendering
+/// (coloured when stdout is a terminal that wants it).
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    render: fn(&T, mailtun::report::Style) -> String,
+) {
+    let text = if json {
+        serde_json::to_string_pretty(report).expect("reports serialize") + "\n"
+    } else {
+        let style = mailtun::report::Style {
+            color: mailtun::report::want_color(std::io::stdout().is_terminal()),
+        };
+        render(report, style)
+    };
+    print_stdout(&text);
 }
 
 /// A failed check: the message and hint on stderr, and with `--json` a document on
@@ -343,7 +333,7 @@ fn report(
     if let Some(remedy) = failure.remedy() {
         eprintln!("mailtun: hint: {remedy}");
     }
-    ExitCode::from(exit_code(class))
+    ExitCode::from(class.exit_code())
 }
 
 fn run_accounts(cli: &Cli, json: bool, names: bool) -> ExitCode {
@@ -401,7 +391,7 @@ fn run_snippet(cli: &Cli, client: &str, account: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailtun: {e}");
-            ExitCode::from(2)
+            ExitCode::from(mailtun::error::EXIT_USAGE)
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, EXIT_CODES};
+use crate::cli::Cli;
 
 /// The example configuration, also installed under /usr/share/doc/mailtun/examples/.
 const EXAMPLE_CONFIG: &str = include_str!("../doc/config.example.toml");
@@ -193,15 +193,10 @@ pub fn page() -> String {
     out.push_str(".RE\n.fi\n.PP\nThis example is installed as /usr/share/doc/mailtun/examples/config.toml.\n.PP\n");
     paragraphs(&mut out, CONFIG_NOTES);
     out.push_str(".SH EXIT STATUS\n");
-    for line in EXIT_CODES.lines().skip(1) {
-        let line = line.trim();
-        match line.split_once("  ") {
-            Some((code, text)) if code.chars().all(|c| c.is_ascii_digit()) => {
-                out.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", esc(text.trim())));
-            }
-            _ => out.push_str(&format!(".PP\n{}\n", esc(line))),
-        }
+    for (code, meaning) in mailtun::error::exit_codes() {
+        out.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", esc(meaning)));
     }
+    out.push_str(&format!(".PP\n{}\n", esc(mailtun::error::EXIT_SIGNAL_NOTE)));
     out.push_str(".SH ENVIRONMENT\n.TP\n\\fBMAILTUN_CONFIG\\fR\nThe configuration file, when \\fB\\-\\-config\\fR is not given.\n.TP\n\\fBKRB5CCNAME\\fR, \\fBKRB5_CONFIG\\fR\nThe Kerberos credential cache and configuration (unless the account names a \\fBccache\\fR).\n");
     out.push_str(".SH FILES\n.TP\n\\fI~/.config/mailtun/config.toml\\fR\nThe default configuration file.\n.TP\n\\fI/usr/share/doc/mailtun/examples/config.toml\\fR\nAn example configuration.\n");
     out.push_str(".SH SEE ALSO\n\\fBmutt\\fR(1), \\fBneomutt\\fR(1), \\fBmbsync\\fR(1), \\fBofflineimap\\fR(1), \\fBfetchmail\\fR(1), \\fBalpine\\fR(1), \\fBkinit\\fR(1); README.md in mailtun's source for the security model, the Docker realm and the tests.\n");

@@ -290,7 +290,6 @@ fn unexpected(driver: &Driver<'_, UnverifiedLink>, line: &str) -> DriveError {
     )
 }
 
-
 fn tls_report(t: transport::probe::ProbeTls) -> TlsReport {
     TlsReport {
         version: t.info.version,

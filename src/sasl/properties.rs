@@ -49,6 +49,7 @@ pub struct Properties {
     mutual: bool,
     channel_binding: bool,
     exposes_secret: bool,
+    layer: bool,
 }
 
 impl Properties {
@@ -94,8 +95,8 @@ impl Properties {
     /// protects the session itself, so that it may run without TLS. Of the mechanisms
     /// here only GSSAPI does (RFC 4752); SCRAM defines none (RFC 5802 section 6 leaves
     /// the session to TLS), and DIGEST-MD5 is not implemented.
-    pub fn security_layer(&self) -> bool {
-        self.name == "GSSAPI"
+    pub const fn security_layer(&self) -> bool {
+        self.layer
     }
 }
 
@@ -117,6 +118,7 @@ const fn mech(
         mutual,
         channel_binding,
         exposes_secret: false,
+        layer: false,
     }
 }
 
@@ -128,22 +130,55 @@ impl Properties {
             ..self
         }
     }
+    /// The same mechanism, marked as negotiating a security layer.
+    const fn layered(self) -> Properties {
+        Properties {
+            layer: true,
+            ..self
+        }
+    }
 }
+
+// Each mechanism's facts, named so that `config::MechName::properties` picks them by
+// variant (no lookup by name).
+//                                      name                   strong passwd token  first  mutual cb
+pub const GSSAPI: Properties = mech("GSSAPI", true, false, false, true, true, false).layered();
+pub const SCRAM_SHA_256_PLUS: Properties =
+    mech("SCRAM-SHA-256-PLUS", true, true, false, true, true, true);
+pub const SCRAM_SHA_1_PLUS: Properties =
+    mech("SCRAM-SHA-1-PLUS", true, true, false, true, true, true);
+pub const SCRAM_SHA_256: Properties = mech("SCRAM-SHA-256", true, true, false, true, true, false);
+pub const SCRAM_SHA_1: Properties = mech("SCRAM-SHA-1", true, true, false, true, true, false);
+pub const EXTERNAL: Properties = mech("EXTERNAL", true, false, false, true, false, false);
+pub const OAUTHBEARER: Properties =
+    mech("OAUTHBEARER", false, false, true, true, false, false).exposing();
+pub const XOAUTH2: Properties = mech("XOAUTH2", false, false, true, true, false, false).exposing();
+pub const CRAM_MD5: Properties =
+    mech("CRAM-MD5", false, true, false, false, false, false).exposing();
+pub const PLAIN: Properties = mech("PLAIN", false, true, false, true, false, false).exposing();
+pub const LOGIN: Properties = mech("LOGIN", false, true, false, false, false, false).exposing();
+/// See [`PROTOCOL_LOGINS`].
+pub const IMAP_LOGIN: Properties =
+    mech("IMAP-LOGIN", false, true, false, true, false, false).exposing();
+/// See [`PROTOCOL_LOGINS`].
+pub const USER_PASS: Properties =
+    mech("USER-PASS", false, true, false, true, false, false).exposing();
+/// See [`PROTOCOL_LOGINS`].
+pub const APOP: Properties = mech("APOP", false, true, false, true, false, false).exposing();
 
 /// Every mechanism of this module, strongest first.
 pub const ALL: &[Properties] = &[
-    //   name                   strong  passwd token  first  mutual cb
-    mech("GSSAPI", true, false, false, true, true, false),
-    mech("SCRAM-SHA-256-PLUS", true, true, false, true, true, true),
-    mech("SCRAM-SHA-1-PLUS", true, true, false, true, true, true),
-    mech("SCRAM-SHA-256", true, true, false, true, true, false),
-    mech("SCRAM-SHA-1", true, true, false, true, true, false),
-    mech("EXTERNAL", true, false, false, true, false, false),
-    mech("OAUTHBEARER", false, false, true, true, false, false).exposing(),
-    mech("XOAUTH2", false, false, true, true, false, false).exposing(),
-    mech("CRAM-MD5", false, true, false, false, false, false).exposing(),
-    mech("PLAIN", false, true, false, true, false, false).exposing(),
-    mech("LOGIN", false, true, false, false, false, false).exposing(),
+    GSSAPI,
+    SCRAM_SHA_256_PLUS,
+    SCRAM_SHA_1_PLUS,
+    SCRAM_SHA_256,
+    SCRAM_SHA_1,
+    EXTERNAL,
+    OAUTHBEARER,
+    XOAUTH2,
+    CRAM_MD5,
+    PLAIN,
+    LOGIN,
 ];
 
 /// The protocols' own password logins, which the policy treats like mechanisms (see
@@ -155,27 +190,7 @@ pub const ALL: &[Properties] = &[
 ///   allowed only over verified TLS.
 ///
 /// None of them is in `auth = "auto"`: an account gets them only by listing them.
-pub const PROTOCOL_LOGINS: &[Properties] = &[
-    //   name           strong  passwd token  first  mutual cb
-    mech("IMAP-LOGIN", false, true, false, true, false, false).exposing(),
-    mech("USER-PASS", false, true, false, true, false, false).exposing(),
-    mech("APOP", false, true, false, true, false, false).exposing(),
-];
-
-/// The properties of a mechanism name (case-insensitive), if this crate implements it;
-/// protocol-level logins included.
-pub fn properties(name: &str) -> Option<&'static Properties> {
-    ALL.iter()
-        .chain(PROTOCOL_LOGINS)
-        .find(|p| p.name.eq_ignore_ascii_case(name))
-}
-
-/// Whether `name` is one of the [`PROTOCOL_LOGINS`], not a SASL mechanism.
-pub fn is_protocol_login(name: &str) -> bool {
-    PROTOCOL_LOGINS
-        .iter()
-        .any(|p| p.name.eq_ignore_ascii_case(name))
-}
+pub const PROTOCOL_LOGINS: &[Properties] = &[IMAP_LOGIN, USER_PASS, APOP];
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +205,29 @@ mod tests {
         Binding, ChannelBinding, ChannelBindingKind, ClientNonce, Scram, ScramHash,
     };
     use crate::secret::Secret;
+
+    /// The properties of a mechanism name (case-insensitive), protocol logins included.
+    fn properties(name: &str) -> Option<&'static Properties> {
+        ALL.iter()
+            .chain(PROTOCOL_LOGINS)
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The names of the mechanisms, protocol logins included, that have a property.
+    fn names_where(property: impl Fn(&Properties) -> bool) -> Vec<&'static str> {
+        ALL.iter()
+            .chain(PROTOCOL_LOGINS)
+            .filter(|p| property(p))
+            .map(|p| p.name())
+            .collect()
+    }
+
+    /// Whether `name` is one of the [`PROTOCOL_LOGINS`].
+    fn is_protocol_login(name: &str) -> bool {
+        PROTOCOL_LOGINS
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(name))
+    }
 
     #[test]
     fn strength_follows_the_documented_reasoning() {
@@ -220,12 +258,7 @@ mod tests {
 
     #[test]
     fn only_gssapi_scram_and_external_may_meet_an_unverified_peer() {
-        let exposing: Vec<_> = ALL
-            .iter()
-            .chain(PROTOCOL_LOGINS)
-            .filter(|p| p.exposes_secret_to_peer())
-            .map(|p| p.name())
-            .collect();
+        let exposing = names_where(Properties::exposes_secret_to_peer);
         assert_eq!(
             exposing,
             [
@@ -243,12 +276,7 @@ mod tests {
 
     #[test]
     fn only_gssapi_negotiates_a_security_layer() {
-        let layered: Vec<_> = ALL
-            .iter()
-            .chain(PROTOCOL_LOGINS)
-            .filter(|p| p.security_layer())
-            .map(|p| p.name())
-            .collect();
+        let layered = names_where(Properties::security_layer);
         assert_eq!(layered, ["GSSAPI"]);
     }
 

@@ -21,18 +21,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::ClientConfig;
+use rustls::client::danger::ServerCertVerified;
+use rustls_pki_types::ServerName;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{
-    Link, LinkTrust, TlsInfo, TransportError, classify, classify_rustls, date, hex, trust_anchors,
-};
+use super::classify::{classify, classify_rustls};
+use super::verify::{Chain, ChainCheck, Verifier, chain_check};
+use super::{Link, LinkTrust, TlsInfo, TransportError, date, hex};
 
 /// One certificate of the chain the server presented, as a report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -60,10 +59,10 @@ pub struct ProbeTls {
     pub verification_error: Option<TransportError>,
 }
 
-/// How to run probe handshakes towards one host: the same trust anchors as an account
-/// with this `ca_file` would have.
+/// How to run probe handshakes towards one host: the chain check an account with this
+/// `ca_file` (and no pin) would have.
 pub struct ProbeTlsSettings {
-    verifier: Arc<WebPkiServerVerifier>,
+    check: Arc<dyn ChainCheck>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     server_name: ServerName<'static>,
 }
@@ -75,15 +74,9 @@ impl ProbeTlsSettings {
             ServerName::try_from(host.to_string()).map_err(|e| TransportError::Handshake {
                 detail: format!("{host} is not a valid TLS server name: {e}"),
             })?;
-        let roots = trust_anchors(ca_file)?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| TransportError::Handshake {
-                    detail: format!("no trust anchors: {e}"),
-                })?;
+        let check = Arc::from(chain_check(ca_file, None, false, provider.clone())?);
         Ok(ProbeTlsSettings {
-            verifier,
+            check,
             provider,
             server_name,
         })
@@ -115,24 +108,28 @@ impl UnverifiedLink {
                 detail: "TLS is already established".into(),
             });
         };
-        let recorder = Arc::new(RecordingVerifier {
-            inner: settings.verifier.clone(),
-            seen: Mutex::new(None),
-        });
+        let seen = Arc::new(Mutex::new(None));
+        let recorder = Verifier::new(
+            settings.provider.clone(),
+            Box::new(Recording {
+                inner: settings.check.clone(),
+                seen: seen.clone(),
+            }),
+        );
         let config = ClientConfig::builder_with_provider(settings.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TransportError::Handshake {
                 detail: e.to_string(),
             })?
             .dangerous()
-            .with_custom_certificate_verifier(recorder.clone())
+            .with_custom_certificate_verifier(recorder)
             .with_no_client_auth();
         let connector = TlsConnector::from(Arc::new(config));
         let stream = connector
             .connect(settings.server_name.clone(), tcp)
             .await
             .map_err(classify)?;
-        let seen = recorder.seen.lock().expect("verifier lock").take();
+        let seen = seen.lock().expect("verifier lock").take();
         let (chain, verification_error) = match seen {
             Some(s) => (s.chain, s.verdict.err()),
             None => (Vec::new(), None),
@@ -154,72 +151,36 @@ impl UnverifiedLink {
     }
 }
 
+#[derive(Debug)]
 struct Seen {
     chain: Vec<CertInfo>,
     verdict: Result<(), TransportError>,
 }
 
-/// Wraps the real verifier: asks it, records its answer, and lets the handshake go on.
-struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: Mutex<Option<Seen>>,
+/// Wraps the real chain check: asks it, records its answer, and lets the handshake go
+/// on. The handshake signatures are still checked ([`Verifier`] around it).
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ChainCheck>,
+    seen: Arc<Mutex<Option<Seen>>>,
 }
 
-impl std::fmt::Debug for RecordingVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecordingVerifier")
-    }
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl ChainCheck for Recording {
+    fn check(&self, chain: &Chain<'_>) -> Result<ServerCertVerified, rustls::Error> {
         let verdict = self
             .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .check(chain)
             .map(|_| ())
-            .map_err(|e| match e {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                    TransportError::UnknownIssuer {
-                        issuer: cert_info(end_entity.as_ref()).map(|c| c.issuer),
-                    }
-                }
-                other => classify_rustls(&other),
-            });
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
+            .map_err(|e| classify_rustls(&e));
+        let certs = std::iter::once(chain.end_entity)
+            .chain(chain.intermediates)
             .filter_map(|c| cert_info(c.as_ref()))
             .collect();
-        *self.seen.lock().expect("verifier lock") = Some(Seen { chain, verdict });
+        *self.seen.lock().expect("verifier lock") = Some(Seen {
+            chain: certs,
+            verdict,
+        });
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 

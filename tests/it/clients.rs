@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::EXIT_CONFIG;
 use crate::harness::{
     harness, mailtun_command, run_command, run_mailtun, run_tunnel, wait_for_sink_message,
 };
@@ -474,7 +475,7 @@ fn alpines_argv_without_a_matching_account_gets_bye_and_exit_3() {
         &[h.get("MAIL_HOST"), "-l", "carol", "exec", "/etc/rimapd"],
         b"",
     );
-    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(code, Some(EXIT_CONFIG), "{err}");
     let first = out.lines().next().unwrap_or_default();
     assert!(first.starts_with("* BYE [UNAVAILABLE] mailtun: "), "{out}");
     assert!(

@@ -9,9 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
 use crate::harness::{harness, mailtun_bin, replace_in_file};
-
-const EXIT_NETWORK: i32 = 4;
-const EXIT_AUTH: i32 = 6;
+use crate::{EXIT_AUTH, EXIT_NETWORK};
 
 struct Out {
     stderr: String,

@@ -15,6 +15,7 @@ use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::oid::{GSS_MECH_KRB5, OidSet};
 
 use crate::harness::{harness, run_tunnel};
+use crate::{EXIT_AUTH, EXIT_PROTOCOL};
 
 const PAYLOAD_LEN: usize = 20 * 1024 * 1024;
 
@@ -421,7 +422,7 @@ fn integrity_layer_is_negotiated_when_asked_for() {
 #[test]
 fn a_server_without_the_wanted_layer_is_refused() {
     let (out, chosen, _) = run("confidentiality", Offer::Layers(0x01));
-    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
     assert_eq!(chosen, 0, "no layer reply was sent");
     assert!(
         out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
@@ -442,7 +443,7 @@ fn rfc4752_a_malformed_security_layer_message_is_an_authentication_failure() {
         (Offer::Garbage, "Kerberos"),
     ] {
         let (out, chosen, _) = run("confidentiality", offer);
-        assert_eq!(out.code, Some(6), "{offer:?}: {}", out.stderr);
+        assert_eq!(out.code, Some(EXIT_AUTH), "{offer:?}: {}", out.stderr);
         assert_eq!(chosen, 0, "{offer:?}: no layer reply was sent");
         assert!(
             out.first_line().starts_with("* BYE [AUTHENTICATIONFAILED]"),
@@ -515,7 +516,7 @@ fn an_unencrypted_token_on_a_confidentiality_layer_is_a_protocol_violation() {
                 proto.client_input(),
             );
             assert_eq!(chosen, 0x04, "{case}");
-            assert_eq!(out.code, Some(7), "{case}: {}", out.stderr);
+            assert_eq!(out.code, Some(EXIT_PROTOCOL), "{case}: {}", out.stderr);
             assert!(
                 out.stderr.contains("not encrypted"),
                 "{case}: {}",

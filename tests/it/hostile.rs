@@ -20,11 +20,7 @@ use crate::fake_server::{
     run_args_within, run_mailtun_within, send,
 };
 use crate::harness::harness;
-
-const EXIT_NETWORK: i32 = 4;
-const EXIT_POLICY: i32 = 5;
-const EXIT_AUTH: i32 = 6;
-const EXIT_PROTOCOL: i32 = 7;
+use crate::{EXIT_AUTH, EXIT_CONFIG, EXIT_NETWORK, EXIT_POLICY, EXIT_PROTOCOL};
 
 /// The reply class mailtun gives the client, named as in the README table.
 #[derive(Debug, Clone, Copy)]
@@ -1794,7 +1790,7 @@ fn without_tls_a_mechanism_without_a_security_layer_is_a_configuration_error() {
         let server = FakeServer::silent();
         let run = no_tls_account(lang, server.port, "[\"gssapi\", \"scram-sha-256\"]").run();
         let rec = server.finish();
-        assert_eq!(run.code, Some(3), "{case}: {}", run.stderr);
+        assert_eq!(run.code, Some(EXIT_CONFIG), "{case}: {}", run.stderr);
         assert!(
             run.stderr.contains("\"scram-sha-256\"") && run.stderr.contains("security layer"),
             "{case}: the message names the mechanism: {}",

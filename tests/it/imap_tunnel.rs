@@ -4,9 +4,7 @@
 use crate::harness::{
     Output, harness, literal_after, replace_in_file, run_mailtun_steps, run_tunnel,
 };
-
-const EXIT_NETWORK: i32 = 4;
-const EXIT_AUTH: i32 = 6;
+use crate::{EXIT_AUTH, EXIT_CONFIG, EXIT_NETWORK};
 
 /// Runs the tunnel of the harness account with `extra` settings, with `stdin`.
 fn tunnel_with(extra: &str, stdin: &[u8]) -> Output {
@@ -164,7 +162,7 @@ fn a_configuration_error_names_file_line_and_account() {
     )
     .unwrap();
     let out = run_tunnel(&config, &[], b"");
-    assert_eq!(out.code, Some(3));
+    assert_eq!(out.code, Some(EXIT_CONFIG));
     assert!(
         out.first_line().starts_with("* BYE [UNAVAILABLE] mailtun:"),
         "{}",

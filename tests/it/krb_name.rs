@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::EXIT_AUTH;
 use crate::harness::{Output, harness, mailtun_command, replace_in_file, run_command};
 
-const EXIT_AUTH: i32 = 6;
 /// A name with no principal in the realm; the hosts file makes it an alias of MAIL_HOST.
 const ALIAS: &str = "alias.example.test";
 

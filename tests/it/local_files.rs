@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
 use crate::harness::{Output, run_mailtun};
-
-const EXIT_CONFIG: i32 = 3;
+use crate::{EXIT_CONFIG, EXIT_NETWORK};
 
 /// A config for a `protocol` account on the SSL port `port`, logging in with PLAIN and
 /// the password command `command`, with a 2 s timeout.
@@ -58,7 +57,7 @@ fn a_config_that_others_can_write_is_refused_naming_it_and_the_chmod() {
     // The control: the same file, writable by its owner only, gets past the configuration.
     chmod(&config, 0o644);
     let out = tunnel(&config);
-    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
     assert!(!out.stderr.contains("chmod go-w"), "{}", out.stderr);
 }
 
@@ -89,7 +88,7 @@ fn a_config_in_a_directory_that_others_can_write_is_refused() {
     }
     chmod(&sub, 0o755);
     let out = tunnel(&config);
-    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
 }
 
 #[test]
@@ -110,7 +109,7 @@ fn a_log_file_is_created_for_its_owner_only() {
         ],
         b"",
     );
-    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "log file mode {mode:o}");
     assert!(!std::fs::read_to_string(&log).unwrap().is_empty());
@@ -165,7 +164,7 @@ fn a_password_command_abandoned_at_the_timeout_dies_with_its_children() {
         // This test's own sleeps: do not leave them behind when it fails.
         let _ = std::process::Command::new("kill").args(["-9", p]).status();
     }
-    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_NETWORK), "{}", out.stderr);
     assert!(out.stderr.contains("within 2 s"), "{}", out.stderr);
     assert_eq!(pids.lines().count(), 2, "the command ran: {pids:?}");
     assert!(left.is_empty(), "still running: {left:?} of {pids:?}");

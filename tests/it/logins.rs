@@ -4,6 +4,7 @@
 //! `apop` in `auth_mechanisms` (its passdb is `{PLAIN}`), so it greets POP3 clients with
 //! an APOP timestamp.
 
+use crate::EXIT_CONFIG;
 use crate::harness::{harness, replace_in_file, run_tunnel};
 use crate::sasl::assert_no_secret;
 
@@ -75,7 +76,7 @@ fn imap_login_is_never_sent_without_tls() {
         "min_protection = \"strong\"",
     );
     let out = run_tunnel(&c, &[], b"");
-    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_CONFIG), "{}", out.stderr);
     assert!(
         out.stderr.contains("\"imap-login\", \"scram-sha-256\""),
         "{}",
@@ -90,7 +91,7 @@ fn imap_login_is_never_sent_without_tls() {
         "min_protection = \"strong\"",
     );
     let out = run_tunnel(&c, &[], b"");
-    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_CONFIG), "{}", out.stderr);
     assert!(out.stderr.contains("strong mechanism"), "{}", out.stderr);
 }
 

@@ -23,3 +23,12 @@ mod sasl;
 mod sasl_oracle;
 mod scripted;
 mod signals;
+
+use mailtun::error::Class;
+
+/// The exit codes the tests expect, from the library's table (`Class::exit_code`).
+pub const EXIT_CONFIG: i32 = Class::Config.exit_code() as i32;
+pub const EXIT_NETWORK: i32 = Class::Network.exit_code() as i32;
+pub const EXIT_POLICY: i32 = Class::Policy.exit_code() as i32;
+pub const EXIT_AUTH: i32 = Class::Auth.exit_code() as i32;
+pub const EXIT_PROTOCOL: i32 = Class::Protocol.exit_code() as i32;

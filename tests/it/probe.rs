@@ -7,6 +7,7 @@ use crate::fake_server::{
     Act, Cert, FakeServer, HOST, HOSTILE_TEXT, assert_terminal_safe, pki, send,
 };
 use crate::harness::{Output, harness, run_mailtun};
+use crate::{EXIT_AUTH, EXIT_NETWORK};
 
 fn probe_json(args: &[&str]) -> (Value, Output) {
     let mut all = vec!["probe", "--json"];
@@ -156,7 +157,7 @@ fn probe_without_the_private_ca_shows_the_certificate_and_why_it_is_not_trusted(
     ]);
     assert_eq!(
         out.code,
-        Some(4),
+        Some(EXIT_NETWORK),
         "exit code of a TLS problem: {}",
         out.stderr
     );
@@ -215,7 +216,7 @@ fn probe_reads_bad_certificates_and_the_capabilities_behind_them_without_authent
             "5",
         ]);
         let rec = server.finish();
-        assert_eq!(out.code, Some(4), "{cert:?}: {}", out.stderr);
+        assert_eq!(out.code, Some(EXIT_NETWORK), "{cert:?}: {}", out.stderr);
         let plain = &doc["methods"][0];
         assert_eq!(plain["reachable"], false);
         assert_eq!(plain["error"]["code"], "refused", "{plain}");
@@ -307,7 +308,7 @@ fn probe_shows_hostile_greetings_capabilities_and_certificate_names_escaped() {
             ]);
             let out = run_mailtun(&args, b"");
             server.finish();
-            assert_eq!(out.code, Some(4), "{case}: {}", out.stderr);
+            assert_eq!(out.code, Some(EXIT_NETWORK), "{case}: {}", out.stderr);
             assert_terminal_safe(&format!("{case}: stderr"), &out.stderr);
             let text = out.stdout_text();
             assert_terminal_safe(&format!("{case}: stdout"), &text);
@@ -351,7 +352,7 @@ fn probe_of_nothing_listening_reports_both_ports_refused() {
         "--tls-port",
         "1",
     ]);
-    assert_eq!(out.code, Some(4));
+    assert_eq!(out.code, Some(EXIT_NETWORK));
     for m in doc["methods"].as_array().unwrap() {
         assert_eq!(m["reachable"], false);
         let msg = m["error"]["message"].as_str().unwrap();
@@ -436,7 +437,7 @@ fn check_human_output_and_a_failure_with_its_hint() {
         &["--config", bad.to_str().unwrap(), "check", "test", "--json"],
         b"",
     );
-    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert_eq!(out.code, Some(EXIT_AUTH), "{}", out.stderr);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["class"], "auth");

@@ -3,9 +3,8 @@
 
 use crate::harness::{harness, mailtun_bin, replace_in_file, run_mailtun, run_tunnel};
 
+use crate::EXIT_POLICY;
 use base64::Engine;
-
-const EXIT_POLICY: i32 = 5;
 
 fn account(dir: &std::path::Path, tls: &str, auth: &str, extra: &str) -> std::path::PathBuf {
     let h = harness();

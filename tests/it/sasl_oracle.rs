@@ -43,12 +43,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::EXIT_AUTH;
 use crate::fake_server::{Cert, HOST, ca_with_key, leaf_params, pki, server_config};
 use crate::harness::{Output, run_tunnel};
 
 const PASSWORD: &str = "oracle-Pass.789";
 const TOKEN: &str = "ya29.oracle-token-0123456789";
-const EXIT_AUTH: i32 = 6;
 
 static ALL_SCRAM: &[rsasl::prelude::Mechanism] =
     &[SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS];

@@ -7,9 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::harness::run_tunnel;
-
-const EXIT_POLICY: i32 = 5;
-const EXIT_PROTOCOL: i32 = 7;
+use crate::{EXIT_POLICY, EXIT_PROTOCOL};
 
 /// A server on 127.0.0.1 that sends `script` in order (each item after reading one line
 /// from the client, except the first, sent on connect) and returns all it received.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::EXIT_CONFIG;
 use crate::fake_server::{Act, Cert, FakeServer, HOST, pki, send};
 use crate::harness::{harness, mailtun_bin, mailtun_command};
 
@@ -350,6 +351,6 @@ fn a_closed_stderr_is_not_a_crash() {
         .stderr(Stdio::from(write))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{:?}", out.status);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{:?}", out.status);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("* BYE [UNAVAILABLE]"));
 }
