@@ -341,6 +341,8 @@ pub struct Account {
     pub password: PasswordSource,
     /// Command whose first output line is an OAuth 2.0 access token.
     pub oauth_token_command: Option<String>,
+    /// Built-in OAuth 2.0 (`[accounts.X.oauth]`): tokens from `mailtun oauth login`.
+    pub oauth: Option<crate::oauth::OAuthSettings>,
     /// TLS client certificate and key (PEM), for EXTERNAL.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
@@ -388,6 +390,7 @@ struct RawAccount {
     password: Option<Spanned<RawPassword>>,
     keyring_store: Option<KeyringStore>,
     oauth_token_command: Option<String>,
+    oauth: Option<Spanned<crate::oauth::settings::RawOAuth>>,
     client_cert: Option<Spanned<PathBuf>>,
     client_key: Option<PathBuf>,
     timeout_secs: Option<Spanned<u64>>,
@@ -755,6 +758,17 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         }
         Some(t) => Some(Duration::from_secs(*t.get_ref())),
     };
+    let oauth = match raw.oauth {
+        None => None,
+        Some(o) => {
+            let span = o.span();
+            let store = raw.keyring_store.unwrap_or(KeyringStore::Keyutils);
+            Some(
+                crate::oauth::settings::resolve(o.into_inner(), store)
+                    .map_err(|m| (Some(span), m))?,
+            )
+        }
+    };
     let g = raw.gssapi.unwrap_or_default();
     let user = raw.user.unwrap_or_default();
     Ok(Account {
@@ -772,6 +786,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         min_protection,
         password,
         oauth_token_command: raw.oauth_token_command,
+        oauth,
         client_cert,
         timeout,
         idle_timeout,

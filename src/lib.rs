@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod error;
 pub mod gss;
 pub mod listing;
+pub mod oauth;
 pub mod policy;
 pub mod probe;
 pub mod protocol;
