@@ -13,6 +13,7 @@ mod hostile;
 mod imap_tunnel;
 mod krb_name;
 mod logins;
+mod oauth;
 mod pop3_smtp;
 mod probe;
 mod relay;
