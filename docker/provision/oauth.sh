@@ -60,6 +60,7 @@ force_introspection = yes
 username_attribute = username
 active_attribute = active
 active_value = true
+scope = mail
 tls_ca_cert_file = $tls/ca.pem
 CONF
   chgrp dovecot "$dcdir/oauth2.conf"; chmod 0640 "$dcdir/oauth2.conf"
