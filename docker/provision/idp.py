@@ -10,7 +10,7 @@ Usage: idp.py ADDR PORT CERT KEY
 Environment: IDP_ACCESS_SECS (access-token lifetime), IDP_USERS
 ("alice:PASSWORD bob:PASSWORD"), IDP_INTROSPECT_SECRET (secret of client `dovecot`),
 IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`).
-Clients: `mailtun` and `mailtun-short` (public), `mailtun-secret` (client_secret_basic/post), `dovecot`.
+Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; public), `mailtun-secret` (client_secret_basic/post), `dovecot`.
 Clients get IDP_ACCESS_SECS-long access tokens (default 3600), `mailtun-short` 30 s ones.
 Test hooks (loopback only): POST /test/revoke-user {username} revokes all its tokens;
 GET /test/stats?username=U counts its tokens and refreshes.
@@ -143,6 +143,7 @@ CLIENTS = {
                       ["authorization_code", "refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
     "mailtun-short": Client("mailtun-short", None, "none",
                             ["authorization_code", "refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
+    "mailtun-brief": Client("mailtun-brief", None, "none", [_DeviceCodeGrant.GRANT_TYPE]),
     "mailtun-secret": Client("mailtun-secret", os.environ.get("IDP_CLIENT_SECRET", "client-Secret.789"),
                              "client_secret_basic",
                              ["authorization_code", "refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
@@ -243,6 +244,14 @@ class DeviceEndpoint(DeviceAuthorizationEndpoint):
 
     def get_verification_uri(self):
         return BASE + "/device"
+
+    def create_endpoint_response(self, req):
+        status, data, headers = super().create_endpoint_response(req)
+        # A client that authenticated with HTTP Basic has no client_id in the form.
+        DEVICE[data["device_code"]]["client_id"] = req.client.get_client_id()
+        if req.client_id == "mailtun-brief":
+            data["expires_in"] = 2  # a code that expires before anyone approves it
+        return status, data, headers
 
     def save_device_credential(self, client_id, scope, data):
         cred = DeviceCredentialDict(dict(data, client_id=client_id, scope=scope,

@@ -329,7 +329,7 @@ mod tests {
         assert!(!m.is_complete());
         assert_eq!(
             m.server_failure().unwrap().to_string(),
-            "the server refused the XOAUTH2 token (status 400)"
+            "the server refused the XOAUTH2 token (status 400, scope `https://mail.google.com/`)"
         );
         let mut m = XOAuth2::new("u@example.com", Secret::new("tok".into())).unwrap();
         m.initial_response().unwrap();

@@ -489,3 +489,116 @@ wait $p; echo \"login $?\"; cat \"$D/err\" >&2
         out.stdout_text
     );
 }
+
+#[test]
+fn a_device_code_that_expires_unapproved_gives_up_with_a_clear_message() {
+    // `mailtun-brief` device codes expire after 2 s: mailtun stops polling then.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "late",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun-brief"),
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "\"$M\" --config \"$C\" oauth login late --device; echo \"login $?\"\n",
+        &[],
+    );
+    assert!(
+        out.stdout_text.contains("login 6"),
+        "{}\n{}",
+        out.stdout_text,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "the code expired after 2 s without approval; run `mailtun oauth login late` again"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_browser_redirect_with_a_forged_state_is_refused() {
+    let r = realm();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "csrf",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun"),
+    );
+    // Signs in for real, then delivers the code with another `state`.
+    let browser = dir.path().join("browser");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nloc=$(curl -sS --cacert {ca} -d username=heidi -d password=heidi-Pass.123 -o /dev/null -w '%{{redirect_url}}' \"$1\")\ncurl -sS \"$(printf '%s' \"$loc\" | sed 's/state=[^&]*/state=forged/')\" > {d}/browser.out 2>&1\n",
+            ca = r.get("CA_FILE"),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "\"$M\" --config \"$C\" oauth login csrf --browser; echo \"login $?\"
+\"$M\" --config \"$C\" oauth status csrf
+",
+        &[("BROWSER", browser.display().to_string())],
+    );
+    assert!(
+        out.stdout_text.contains("login 6"),
+        "{}\n{}",
+        out.stdout_text,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`state` does not match"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout_text.contains("not signed in"),
+        "{}",
+        out.stdout_text
+    );
+}
+
+#[test]
+fn a_confidential_client_sends_its_secret_from_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "conf",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &format!(
+            "{}\nclient_secret = {{ command = \"echo client-Secret.789\" }}",
+            issuer("mailtun-secret")
+        ),
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "login_device conf heidi || exit 90\n\"$M\" --config \"$C\" check conf || exit 91\n",
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    assert!(
+        out.stdout_text.contains("authenticated with OAUTHBEARER"),
+        "{}",
+        out.stdout_text
+    );
+    assert!(!out.stderr.contains("client-Secret.789"), "{}", out.stderr);
+}
