@@ -13,6 +13,7 @@ IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`).
 Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; public), `mailtun-secret` (client_secret_basic/post), `dovecot`.
 Clients get IDP_ACCESS_SECS-long access tokens (default 3600), `mailtun-short` 30 s ones.
 Test hooks (loopback only): POST /test/revoke-user {username} revokes all its tokens;
+POST /test/reset-user {username} forgets them (a test's counts start from zero);
 GET /test/stats?username=U counts its tokens and refreshes.
 """
 import secrets
@@ -398,6 +399,13 @@ def revoke_user():
         if t.user.name == name:
             t.access_revoked = t.refresh_revoked = True
     return jsonify({"revoked": True})
+
+
+@app.route("/test/reset-user", methods=["POST"])
+def reset_user():
+    name = test_hook_user()
+    TOKENS[:] = [t for t in TOKENS if t.user.name != name]
+    return jsonify({"reset": True})
 
 
 @app.route("/test/stats")

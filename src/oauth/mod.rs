@@ -728,6 +728,23 @@ fn lock(account: &Account) -> Result<Lock, CredentialError> {
         .mode(0o700)
         .recursive(true)
         .create(&dir);
+    // A directory someone else made (in /tmp) could hold the lock against us.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&dir)
+            .map_err(|e| fail(account, "refresh lock", format!("{}: {e}", dir.display())))?;
+        // SAFETY: getuid has no preconditions.
+        if !meta.is_dir() || meta.uid() != unsafe { libc::getuid() } || meta.mode() & 0o077 != 0 {
+            return Err(fail(
+                account,
+                "refresh lock",
+                format!(
+                    "{} is not a private directory of this user; remove it",
+                    dir.display()
+                ),
+            ));
+        }
+    }
     let name: String = account
         .name
         .bytes()

@@ -163,7 +163,8 @@ fn oauth_device_login_fetches_20mb_through_dovecot_then_logout_revokes() {
     let out = in_keyring(
         dir.path(),
         &cfg,
-        "login_device dev alice || exit 90
+        "idp /test/reset-user -d username=alice >/dev/null
+login_device dev alice || exit 90
 \"$M\" --config \"$C\" oauth status dev || exit 91
 printf 'a SELECT INBOX\\r\\nb UID FETCH 4 (BODY.PEEK[])\\r\\nc LOGOUT\\r\\n' | \"$M\" --config \"$C\" tunnel dev > \"$D/fetch\" || exit 92
 \"$M\" --config \"$C\" oauth logout dev || exit 93
@@ -304,7 +305,8 @@ fn a_short_token_is_refreshed_silently_and_the_rotated_refresh_token_kept() {
     let out = in_keyring(
         dir.path(),
         &cfg,
-        "login_device short dave || exit 90
+        "idp /test/reset-user -d username=dave >/dev/null
+login_device short dave || exit 90
 idp '/test/stats?username=dave'
 tunnel short || exit 91
 idp '/test/stats?username=dave'
@@ -343,7 +345,8 @@ fn three_tunnels_refreshing_at_once_do_not_lose_the_rotation() {
     let out = in_keyring(
         dir.path(),
         &cfg,
-        "login_device many erin || exit 90
+        "idp /test/reset-user -d username=erin >/dev/null
+login_device many erin || exit 90
 tunnel many > \"$D/t1\" 2>&1 & a=$!
 tunnel many > \"$D/t2\" 2>&1 & b=$!
 tunnel many > \"$D/t3\" 2>&1 & c=$!
