@@ -14,6 +14,7 @@ Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; pu
 Clients get IDP_ACCESS_SECS-long access tokens (default 3600), `mailtun-short` 30 s ones.
 Test hooks (loopback only): POST /test/revoke-user {username} revokes all its tokens;
 POST /test/reset-user {username} forgets them (a test's counts start from zero);
+GET /test/tokens?username=U lists every token issued to U (leak checks);
 GET /test/stats?username=U counts its tokens and refreshes.
 """
 import secrets
@@ -406,6 +407,17 @@ def reset_user():
     name = test_hook_user()
     TOKENS[:] = [t for t in TOKENS if t.user.name != name]
     return jsonify({"reset": True})
+
+
+@app.route("/test/tokens")
+def tokens():
+    # Every token ever issued to the user: for tests that check none of them leaks.
+    name = request.args.get("username")
+    out = []
+    for t in TOKENS:
+        if t.user.name == name:
+            out += [t.access_token] + ([t.refresh_token] if t.refresh_token else [])
+    return jsonify({"values": out})
 
 
 @app.route("/test/stats")

@@ -6,7 +6,7 @@
 #   STATE (required; must be under /tmp or /work), OAUTH_ADDR (127.0.0.3; loopback),
 #   IDP_PORT (8443), ports as in dovecot.sh (IMAP 143/993, POP3 110/995, submission
 #   587/465 on OAUTH_ADDR). Writes $STATE/env (IDP_URL, MAIL_ADDR, CA_FILE, ...).
-# Users: alice, carol, dave, erin, frank, grace, heidi (password USER-Pass.123); alice's INBOX is seeded.
+# Users: alice, carol, dave, erin, frank, grace, heidi, ivan (password USER-Pass.123); alice's INBOX is seeded.
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,7 +14,7 @@ OAUTH_ADDR=${OAUTH_ADDR:-127.0.0.3}
 IDP_PORT=${IDP_PORT:-8443}
 MARKER=.mailtun-oauth
 export STATE MAIL_ADDR=$OAUTH_ADDR MAIL_HOST=mail.example.test
-USERS="alice:alice-Pass.123 carol:carol-Pass.123 dave:dave-Pass.123 erin:erin-Pass.123 frank:frank-Pass.123 grace:grace-Pass.123 heidi:heidi-Pass.123"
+USERS="alice:alice-Pass.123 carol:carol-Pass.123 dave:dave-Pass.123 erin:erin-Pass.123 frank:frank-Pass.123 grace:grace-Pass.123 heidi:heidi-Pass.123 ivan:ivan-Pass.123"
 INTROSPECT_SECRET=dovecot-Secret.321
 idppid="$STATE/run/idp.pid"
 

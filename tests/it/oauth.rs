@@ -605,3 +605,65 @@ fn a_confidential_client_sends_its_secret_from_a_command() {
     );
     assert!(!out.stderr.contains("client-Secret.789"), "{}", out.stderr);
 }
+
+#[test]
+fn no_token_reaches_output_logs_or_files_even_with_vv() {
+    // Sign in, refresh (30 s tokens), check and log out with -vv and a log file; then ask
+    // the IdP for every token it issued to this user and look for each one.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "leak",
+        "ivan",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun-short"),
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "idp /test/reset-user -d username=ivan >/dev/null
+login_device leak ivan || exit 90
+printf 'a LOGOUT\\r\\n' | \"$M\" -vv --log \"$D/log\" --config \"$C\" tunnel leak >&2 || exit 91
+\"$M\" -vv --config \"$C\" check leak >&2 || exit 92
+\"$M\" -vv --config \"$C\" oauth status leak >&2 || exit 93
+\"$M\" -vv --config \"$C\" oauth logout leak >&2 || exit 94
+idp '/test/tokens?username=ivan'
+",
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    let line = out
+        .stdout_text
+        .lines()
+        .find(|l| l.starts_with("{\"values\""))
+        .expect("the IdP's token list");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let tokens: Vec<&str> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tokens.len() >= 3,
+        "login and at least one refresh: {tokens:?}"
+    );
+    assert!(
+        out.stderr.contains("[OAuth token]") || out.stderr.contains("[SASL payload]"),
+        "{}",
+        out.stderr
+    );
+    let mut files = String::new();
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        if let Ok(text) = std::fs::read(e.unwrap().path()) {
+            files.push_str(&String::from_utf8_lossy(&text));
+        }
+    }
+    let visible = out.stderr.clone() + &files;
+    for t in tokens {
+        assert!(
+            !visible.contains(t),
+            "a token leaked into output, the log or a file"
+        );
+    }
+}
