@@ -13,9 +13,9 @@ IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`).
 Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; public), `mailtun-secret` (client_secret_basic/post), `dovecot`.
 Clients get IDP_ACCESS_SECS-long access tokens (default 3600), `mailtun-short` 30 s ones.
 Test hooks (loopback only): POST /test/revoke-user {username} revokes all its tokens;
-POST /test/reset-user {username} forgets them (a test's counts start from zero);
+POST /test/reset-user {username[, client_id]} forgets them (counts start from zero);
 GET /test/tokens?username=U lists every token issued to U (leak checks);
-GET /test/stats?username=U counts its tokens and refreshes.
+GET /test/stats?username=U[&client_id=C] counts its tokens and live refresh tokens.
 """
 import secrets
 import sys
@@ -404,8 +404,9 @@ def revoke_user():
 
 @app.route("/test/reset-user", methods=["POST"])
 def reset_user():
-    name = test_hook_user()
-    TOKENS[:] = [t for t in TOKENS if t.user.name != name]
+    name, client = test_hook_user(), request.form.get("client_id")
+    TOKENS[:] = [t for t in TOKENS
+                 if not (t.user.name == name and client in (None, t.client_id))]
     return jsonify({"reset": True})
 
 
@@ -422,7 +423,9 @@ def tokens():
 
 @app.route("/test/stats")
 def stats():
-    mine = [t for t in TOKENS if t.user.name == request.args.get("username")]
+    client = request.args.get("client_id")
+    mine = [t for t in TOKENS if t.user.name == request.args.get("username")
+            and client in (None, t.client_id)]
     return jsonify({"tokens": len(mine),
                     "grants": sum(1 for t in mine if not t.refresh_revoked)})
 

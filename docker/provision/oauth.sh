@@ -5,7 +5,7 @@
 # Usage: oauth.sh up|down
 #   STATE (required; must be under /tmp or /work), OAUTH_ADDR (127.0.0.3; loopback),
 #   IDP_PORT (8443), ports as in dovecot.sh (IMAP 143/993, POP3 110/995, submission
-#   587/465 on OAUTH_ADDR). Writes $STATE/env (IDP_URL, MAIL_ADDR, CA_FILE, ...).
+#   587/465 on OAUTH_ADDR; the SMTP sink on OAUTH_ADDR:2525). Writes $STATE/env (IDP_URL, MAIL_ADDR, CA_FILE, ...).
 # Users: alice, carol, dave, erin, frank, grace, heidi, ivan (password USER-Pass.123); alice's INBOX is seeded.
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
@@ -21,6 +21,7 @@ idppid="$STATE/run/idp.pid"
 down() {
   [ -e "$STATE/$MARKER" ] || return 0
   "$here/dovecot.sh" stop || true
+  "$here/dovecot.sh" sink-stop || true
   if [ -f "$idppid" ]; then
     kill "$(cat "$idppid")" 2>/dev/null || true
     rm -f "$idppid"
@@ -80,6 +81,8 @@ PY
     setsid /usr/bin/python3 "$here/idp.py" "$OAUTH_ADDR" "$IDP_PORT" "$tls/idp.pem" "$tls/idp.key" \
     >>"$STATE/log/idp.log" 2>&1 </dev/null &
   echo $! > "$idppid"
+  # Dovecot's submission connects to its relay (the SMTP sink) at login.
+  "$here/dovecot.sh" sink-start
   "$here/dovecot.sh" start
   local ok=0
   for _ in $(seq 200); do

@@ -163,12 +163,12 @@ fn oauth_device_login_fetches_20mb_through_dovecot_then_logout_revokes() {
     let out = in_keyring(
         dir.path(),
         &cfg,
-        "idp /test/reset-user -d username=alice >/dev/null
+        "idp /test/reset-user -d username=alice -d client_id=mailtun >/dev/null
 login_device dev alice || exit 90
 \"$M\" --config \"$C\" oauth status dev || exit 91
 printf 'a SELECT INBOX\\r\\nb UID FETCH 4 (BODY.PEEK[])\\r\\nc LOGOUT\\r\\n' | \"$M\" --config \"$C\" tunnel dev > \"$D/fetch\" || exit 92
 \"$M\" --config \"$C\" oauth logout dev || exit 93
-idp '/test/stats?username=alice'
+idp '/test/stats?username=alice&client_id=mailtun'
 \"$M\" --config \"$C\" oauth status dev
 tunnel dev; echo \"after logout: $?\"
 ",
@@ -666,4 +666,54 @@ idp '/test/tokens?username=ivan'
             "a token leaked into output, the log or a file"
         );
     }
+}
+
+#[test]
+fn pop3_and_smtp_tunnels_use_the_built_in_tokens() {
+    // alice's POP3 and submission accounts, each signed in once (30 s tokens: each
+    // session refreshes first), on the same OAuth-only Dovecot.
+    let r = realm();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let mut text = String::new();
+    for (name, protocol, auth) in [("pop", "pop3", "oauthbearer"), ("sub", "smtp", "xoauth2")] {
+        text += &format!(
+            "[accounts.{name}]\nprotocol = \"{protocol}\"\nhost = \"{host}\"\nconnect = \"{addr}\"\nca_file = \"{ca}\"\nuser = \"alice\"\nauth = [\"{auth}\"]\ntimeout_secs = 20\n[accounts.{name}.oauth]\nca_file = \"{ca}\"\nscope = \"mail offline_access\"\n{issuer}\n",
+            host = r.get("MAIL_HOST"),
+            addr = r.get("MAIL_ADDR"),
+            ca = r.get("CA_FILE"),
+            issuer = issuer("mailtun-short"),
+        );
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "login_device pop alice || exit 90
+login_device sub alice || exit 91
+printf 'STAT\\r\\nQUIT\\r\\n' | \"$M\" --config \"$C\" tunnel pop || exit 92
+printf 'EHLO client.example\\r\\nQUIT\\r\\n' | \"$M\" --config \"$C\" tunnel sub || exit 93
+",
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    assert!(
+        out.stdout_text
+            .contains("+OK mailtun: alice authenticated to mail.example.test with OAUTHBEARER"),
+        "{}",
+        out.stdout_text
+    );
+    assert!(
+        out.stdout_text.contains("+OK 4 "),
+        "STAT of alice's 4 messages: {}",
+        out.stdout_text
+    );
+    assert!(
+        out.stdout_text
+            .contains("220 mail.example.test ESMTP mailtun: alice authenticated")
+            && out.stdout_text.contains("with XOAUTH2"),
+        "{}",
+        out.stdout_text
+    );
+    assert!(out.stdout_text.contains("\n221 "), "{}", out.stdout_text);
 }
