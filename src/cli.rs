@@ -36,6 +36,11 @@ pub enum Command {
         #[command(subcommand)]
         action: PasswordAction,
     },
+    /// Sign in with OAuth 2.0 (`[accounts.X.oauth]`), show or end that sign-in.
+    Oauth {
+        #[command(subcommand)]
+        action: OAuthAction,
+    },
     /// List the accounts with their effective settings (never a secret).
     Accounts {
         /// Print JSON instead of text.
@@ -122,6 +127,24 @@ pub enum PasswordAction {
         /// The account's name in the configuration file.
         account: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OAuthAction {
+    /// Sign in once; the tokens go to the account's keyring.
+    Login {
+        account: String,
+        /// RFC 8628 device flow: a URL and a code to enter in any browser.
+        #[arg(long, conflicts_with = "browser")]
+        device: bool,
+        /// Authorization code with PKCE, redirected to a one-shot listener on 127.0.0.1.
+        #[arg(long)]
+        browser: bool,
+    },
+    /// When the access token expires, its scopes and which keyring holds it (never a token).
+    Status { account: String },
+    /// Revoke the tokens at the provider (RFC 7009), then delete them.
+    Logout { account: String },
 }
 
 /// The exit-code table as `--help` shows it, from [`mailtun::error::exit_codes`].

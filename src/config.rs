@@ -384,6 +384,8 @@ pub struct Account {
     pub password: PasswordSource,
     /// Command whose first output line is an OAuth 2.0 access token.
     pub oauth_token_command: Option<String>,
+    /// Built-in OAuth 2.0 (`[accounts.X.oauth]`): tokens from `mailtun oauth login`.
+    pub oauth: Option<crate::oauth::OAuthSettings>,
     /// TLS client certificate and key (PEM), for EXTERNAL.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
@@ -431,6 +433,7 @@ struct RawAccount {
     password: Option<Spanned<RawPassword>>,
     keyring_store: Option<KeyringStore>,
     oauth_token_command: Option<String>,
+    oauth: Option<Spanned<crate::oauth::settings::RawOAuth>>,
     client_cert: Option<Spanned<PathBuf>>,
     client_key: Option<PathBuf>,
     timeout_secs: Option<Spanned<u64>>,
@@ -700,6 +703,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     };
     let client_cert = client_cert(raw.client_cert, raw.client_key, &auth)?;
     let (timeout, idle_timeout) = timeouts(raw.timeout_secs, raw.idle_timeout_secs)?;
+    let oauth = oauth_settings(raw.oauth, raw.keyring_store)?;
     let user = raw.user.unwrap_or_default();
     Ok(Account {
         name: name.to_string(),
@@ -716,6 +720,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         min_protection,
         password,
         oauth_token_command: raw.oauth_token_command,
+        oauth,
         client_cert,
         timeout,
         idle_timeout,
@@ -723,6 +728,19 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         gssapi: gssapi_settings(raw.gssapi.unwrap_or_default(), protocol)?,
         dangerous: raw.dangerous.unwrap_or_default(),
     })
+}
+
+/// `[accounts.NAME.oauth]`: built-in OAuth 2.0; its tokens live in the account's keyring.
+fn oauth_settings(
+    raw: Option<Spanned<crate::oauth::settings::RawOAuth>>,
+    store: Option<KeyringStore>,
+) -> Result<Option<crate::oauth::OAuthSettings>, Located> {
+    let Some(o) = raw else { return Ok(None) };
+    let span = o.span();
+    let store = store.unwrap_or(KeyringStore::Keyutils);
+    crate::oauth::settings::resolve(o.into_inner(), store)
+        .map(Some)
+        .map_err(|m| (Some(span), m))
 }
 
 /// `host`: a name without blanks.

@@ -54,18 +54,35 @@ pub enum CredentialError {
         "no password source: set `password = {{ keyring = true }}` or `password = {{ command = \"...\" }}`, or run mailtun from a terminal to be asked"
     )]
     NoTerminal,
-    #[error("no OAuth token source: set `oauth_token_command`")]
+    #[error("no OAuth token source: add `[accounts.NAME.oauth]` or set `oauth_token_command`")]
     NoTokenCommand,
+    #[error(
+        "account `{account}` has not signed in with OAuth (no tokens in the {store} keyring); run `mailtun oauth login {account}`"
+    )]
+    OAuthNotSignedIn {
+        account: String,
+        store: &'static str,
+    },
+    #[error(
+        "account `{account}`: the OAuth provider refused to refresh the token ({reason}); sign in again with `mailtun oauth login {account}`"
+    )]
+    OAuthGrantRefused { account: String, reason: String },
+    #[error("account `{account}`: OAuth {step}: {detail}")]
+    OAuth {
+        account: String,
+        step: &'static str,
+        detail: String,
+    },
 }
 
-fn store_name(store: KeyringStore) -> &'static str {
+pub(crate) fn store_name(store: KeyringStore) -> &'static str {
     match store {
         KeyringStore::SecretService => "Secret Service",
         KeyringStore::Keyutils => "kernel keyutils",
     }
 }
 
-fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, CredentialError> {
+pub(crate) fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, CredentialError> {
     let unavailable = |detail: String| CredentialError::KeyringUnavailable {
         store: store_name(store),
         detail,
@@ -138,8 +155,12 @@ pub fn password(account: &Account) -> Result<Secret<String>, CredentialError> {
     }
 }
 
-/// The account's OAuth 2.0 access token, from `oauth_token_command`.
+/// The account's OAuth 2.0 access token: the built-in tokens when the account has
+/// `[oauth]` (refreshed when needed), else `oauth_token_command`.
 pub fn oauth_token(account: &Account) -> Result<Secret<String>, CredentialError> {
+    if let Some(settings) = &account.oauth {
+        return crate::oauth::access_token(account, settings);
+    }
     match &account.oauth_token_command {
         Some(cmd) => first_line_of("OAuth token", cmd),
         None => Err(CredentialError::NoTokenCommand),
@@ -232,7 +253,10 @@ impl Drop for Registered {
 
 /// Runs `sh -c command` with no stdin and returns the first line of its output. Nothing
 /// secret goes into its argv or environment; its output never reaches a message.
-fn first_line_of(what: &'static str, command: &str) -> Result<Secret<String>, CredentialError> {
+pub(crate) fn first_line_of(
+    what: &'static str,
+    command: &str,
+) -> Result<Secret<String>, CredentialError> {
     first_line_within(what, command, COMMAND_TIMEOUT)
 }
 

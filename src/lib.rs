@@ -31,6 +31,7 @@ pub mod error;
 pub mod gss;
 pub mod krb5_profile;
 pub mod listing;
+pub mod oauth;
 pub mod policy;
 pub mod probe;
 pub mod protocol;

@@ -14,7 +14,7 @@ use mailtun::config::{self, Account, Config, ConfigError};
 use mailtun::error::{Class, Failure, FailureKind, Step};
 use mailtun::{session, tunnel};
 
-use cli::{Cli, Command, PasswordAction};
+use cli::{Cli, Command, OAuthAction, PasswordAction};
 
 /// `eprintln!` that does not panic when stderr is closed (a mail client that went away
 /// with it): the message is lost, the exit code stays the documented one. Every control
@@ -67,6 +67,7 @@ fn main() -> ExitCode {
             print_stdout(&manual::page());
             ExitCode::SUCCESS
         }
+        Command::Oauth { ref action } => run_oauth(&cli, action),
         Command::Snippet {
             ref client,
             ref account,
@@ -449,5 +450,80 @@ fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, S
             return Err("the password read from stdin is empty".into());
         }
         Ok(line)
+    }
+}
+
+/// `mailtun oauth login|status|logout ACCOUNT`.
+fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
+    use mailtun::oauth::{self, Flow};
+    let (OAuthAction::Login { account, .. }
+    | OAuthAction::Status { account }
+    | OAuthAction::Logout { account }) = action;
+    let account = match load_config(cli).and_then(|c| c.account(account).cloned()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(settings) = account.oauth.clone() else {
+        eprintln!(
+            "mailtun: account `{}` has no `[accounts.{}.oauth]` table; add one (see the README, \"OAuth 2.0\")",
+            account.name, account.name
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let show = |s: &oauth::Status| {
+        let expiry = if s.expires_in >= 0 {
+            format!("valid for {} s more", s.expires_in)
+        } else {
+            format!("expired {} s ago", -s.expires_in)
+        };
+        println!(
+            "account `{}`: signed in; access token {expiry}; scope `{}`; refresh token {}; keyring: {}",
+            account.name,
+            s.scope,
+            if s.has_refresh_token {
+                "stored"
+            } else {
+                "none"
+            },
+            s.keyring
+        );
+    };
+    let result = match action {
+        OAuthAction::Login { device, browser, .. } => {
+            let flow = match (device, browser) {
+                (true, _) => Some(Flow::Device),
+                (_, true) => Some(Flow::Browser),
+                _ => None,
+            };
+            oauth::login(&account, &settings, flow, &mut |line| eprintln!("mailtun: {line}"))
+                .map(|s| show(&s))
+        }
+        OAuthAction::Status { .. } => oauth::status(&account, &settings).map(|s| match s {
+            Some(s) => show(&s),
+            None => println!(
+                "account `{}`: not signed in; run `mailtun oauth login {}`",
+                account.name, account.name
+            ),
+        }),
+        OAuthAction::Logout { .. } => oauth::logout(&account, &settings).map(|l| {
+            if l.revoked {
+                println!("account `{}`: tokens revoked at the provider and deleted", account.name);
+            } else {
+                println!(
+                    "account `{}`: tokens deleted (the provider has no revocation endpoint: they stay valid there until they expire)",
+                    account.name
+                );
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            ExitCode::from(EXIT_AUTH)
+        }
     }
 }

@@ -233,11 +233,13 @@ pub enum SaslError {
         value: String,
     },
     /// The server refused the OAuth bearer token (RFC 7628 error challenge, or XOAUTH2's).
-    #[error("the server refused the {mechanism} token (status {status})")]
+    #[error("the server refused the {mechanism} token (status {status}{})", .scope.as_deref().map(|s| format!(", scope `{s}`")).unwrap_or_default())]
     TokenRefused {
         mechanism: &'static str,
         /// The server's `status`, reduced to printable ASCII.
         status: String,
+        /// The scope the server says the token needs (RFC 7628 `scope`), when it says one.
+        scope: Option<String>,
     },
     /// A local credential cannot be prepared with SASLprep (RFC 4013): it contains a
     /// prohibited or unassigned character, or mixes text directions.

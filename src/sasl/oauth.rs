@@ -46,14 +46,21 @@ fn check_no_control(
 }
 
 /// The `status` of a server's JSON error challenge (a string, or a number in some
-/// XOAUTH2 servers).
-fn error_status(mechanism: &'static str, challenge: &[u8]) -> Result<String, SaslError> {
+/// XOAUTH2 servers), and its `scope` when it names one.
+fn error_status(
+    mechanism: &'static str,
+    challenge: &[u8],
+) -> Result<(String, Option<String>), SaslError> {
     let malformed = |reason| SaslError::MalformedServerMessage { mechanism, reason };
     let json: serde_json::Value =
         serde_json::from_slice(challenge).map_err(|_| malformed("error challenge is not JSON"))?;
+    let scope = json
+        .get("scope")
+        .and_then(serde_json::Value::as_str)
+        .map(printable);
     match json.get("status") {
-        Some(serde_json::Value::String(s)) => Ok(printable(s)),
-        Some(serde_json::Value::Number(n)) => Ok(printable(&n.to_string())),
+        Some(serde_json::Value::String(s)) => Ok((printable(s), scope)),
+        Some(serde_json::Value::Number(n)) => Ok((printable(&n.to_string()), scope)),
         _ => Err(malformed("error challenge has no status")),
     }
 }
@@ -64,7 +71,10 @@ enum State {
     /// The token was sent; the server's verdict is all that may follow.
     Sent,
     /// The server refused the token and the dummy response was given.
-    Refused { status: String },
+    Refused {
+        status: String,
+        scope: Option<String>,
+    },
 }
 
 fn step_common(
@@ -76,8 +86,8 @@ fn step_common(
     match state {
         State::Start => Err(SaslError::UnexpectedChallenge { mechanism }),
         State::Sent => {
-            let status = error_status(mechanism, challenge)?;
-            *state = State::Refused { status };
+            let (status, scope) = error_status(mechanism, challenge)?;
+            *state = State::Refused { status, scope };
             Ok(Secret::new(dummy.to_vec()))
         }
         State::Refused { .. } => Err(SaslError::UnexpectedChallenge { mechanism }),
@@ -86,9 +96,10 @@ fn step_common(
 
 fn failure_of(mechanism: &'static str, state: &State) -> Option<SaslError> {
     match state {
-        State::Refused { status } => Some(SaslError::TokenRefused {
+        State::Refused { status, scope } => Some(SaslError::TokenRefused {
             mechanism,
             status: status.clone(),
+            scope: scope.clone(),
         }),
         _ => None,
     }
@@ -291,7 +302,8 @@ mod tests {
             m.server_failure(),
             Some(SaslError::TokenRefused {
                 mechanism: "OAUTHBEARER",
-                status: "invalid_token".into()
+                status: "invalid_token".into(),
+                scope: Some("example_scope".into()),
             })
         );
         assert!(m.step(challenge).is_err());
@@ -341,7 +353,7 @@ mod tests {
         assert!(!m.is_complete());
         assert_eq!(
             m.server_failure().unwrap().to_string(),
-            "the server refused the XOAUTH2 token (status 400)"
+            "the server refused the XOAUTH2 token (status 400, scope `https://mail.google.com/`)"
         );
         let mut m = XOAuth2::new("u@example.com", Secret::new("tok".into())).unwrap();
         m.initial_response().unwrap();

@@ -15,6 +15,7 @@ mod install;
 mod krb_name;
 mod local_files;
 mod logins;
+mod oauth;
 mod pop3_smtp;
 mod probe;
 mod realms;

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::EXIT_AUTH;
 use crate::harness::{
     harness, literal_after, mailtun_command, run_command, run_mailtun_steps, run_tunnel,
 };
@@ -266,8 +267,6 @@ fn cross_realm_ticket_smtp_submits_over_starttls_and_implicit_tls() {
         smtp_send(&trust(), tls);
     }
 }
-
-const EXIT_AUTH: i32 = 6;
 
 /// Runs the tunnel of `config` with no input; the session must fail at authentication.
 /// Returns stderr and checks the client got the refusal.

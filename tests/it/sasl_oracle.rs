@@ -755,7 +755,7 @@ fn oauthbearer_and_xoauth2_tokens_verified_by_rsasl() {
 #[test]
 fn a_refused_token_reports_the_servers_status() {
     for (auth, status) in [
-        ("[\"oauthbearer\"]", "status invalid_token"),
+        ("[\"oauthbearer\"]", "status invalid_token, scope `mail`"),
         ("[\"xoauth2\"]", "status 401"),
     ] {
         let (out, seen) = tunnel(
