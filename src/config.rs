@@ -841,7 +841,10 @@ fn bounded(
             if (min..=max).contains(&v) {
                 Ok(v)
             } else {
-                Err((Some(span), format!("`{key}` must be between {min} and {max}")))
+                Err((
+                    Some(span),
+                    format!("`{key}` must be between {min} and {max}"),
+                ))
             }
         }
     }
@@ -1302,7 +1305,10 @@ mod tests {
         let base = "[accounts.a]\nhost = \"h\"\n";
         let c = parse(&format!("{base}listen = \"127.0.0.1:1143\"\n")).unwrap();
         let a = c.account("a").unwrap();
-        assert_eq!(a.serve.listen, Some(ListenAddr::Tcp("127.0.0.1:1143".parse().unwrap())));
+        assert_eq!(
+            a.serve.listen,
+            Some(ListenAddr::Tcp("127.0.0.1:1143".parse().unwrap()))
+        );
         assert_eq!(a.serve.max_connections, 16);
         assert_eq!(a.serve.drain, Duration::from_secs(10));
         let c = parse(&format!("{base}listen = \"[::1]:1143\"\n")).unwrap();
@@ -1328,7 +1334,10 @@ mod tests {
         ))
         .unwrap();
         let a = c.account("a").unwrap();
-        assert_eq!(a.serve.local_password, Some(PasswordSource::Command("echo x".into())));
+        assert_eq!(
+            a.serve.local_password,
+            Some(PasswordSource::Command("echo x".into()))
+        );
         assert!(a.serve.preauth);
     }
 

@@ -316,7 +316,10 @@ impl LocalImapLogin {
 }
 
 fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
-    b[from..].windows(2).position(|w| w == b"\r\n").map(|p| p + from)
+    b[from..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| p + from)
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -360,7 +363,10 @@ mod tests {
     #[test]
     fn capability_then_login_with_quoted_strings() {
         let mut m = LocalImapLogin::new();
-        let (out, login) = run(&mut m, b"a1 CAPABILITY\r\na2 LOGIN \"alice\" \"p \\\"w\"\r\na3 SELECT INBOX\r\n");
+        let (out, login) = run(
+            &mut m,
+            b"a1 CAPABILITY\r\na2 LOGIN \"alice\" \"p \\\"w\"\r\na3 SELECT INBOX\r\n",
+        );
         assert_eq!(
             out,
             "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID\r\na1 OK CAPABILITY completed\r\n"
@@ -405,7 +411,10 @@ mod tests {
     fn other_commands_wait_for_the_login_and_logout_closes() {
         let mut m = LocalImapLogin::new();
         let (out, _) = run(&mut m, b"a SELECT INBOX\r\nb STARTTLS\r\nc LOGOUT\r\n");
-        assert!(out.starts_with("a NO mailtun: log in first\r\nb BAD"), "{out}");
+        assert!(
+            out.starts_with("a NO mailtun: log in first\r\nb BAD"),
+            "{out}"
+        );
         assert!(out.ends_with("c OK LOGOUT completed\r\n<close>"), "{out}");
     }
 

@@ -36,19 +36,25 @@ const LOGIN_TRIES: u32 = 3;
 /// A listener that could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("account `{account}`: serve: cannot listen on {addr}: {source}; pick a free port or path in `listen`")]
+    #[error(
+        "account `{account}`: serve: cannot listen on {addr}: {source}; pick a free port or path in `listen`"
+    )]
     Bind {
         account: String,
         addr: String,
         source: io::Error,
     },
-    #[error("account `{account}`: serve: the socket directory {dir} {problem}; use a directory only you can enter (mode 0700), e.g. under $XDG_RUNTIME_DIR")]
+    #[error(
+        "account `{account}`: serve: the socket directory {dir} {problem}; use a directory only you can enter (mode 0700), e.g. under $XDG_RUNTIME_DIR"
+    )]
     SocketDir {
         account: String,
         dir: String,
         problem: String,
     },
-    #[error("account `{account}`: serve: no `listen` address and no socket passed by systemd; add `listen = \"127.0.0.1:PORT\"` to the account")]
+    #[error(
+        "account `{account}`: serve: no `listen` address and no socket passed by systemd; add `listen = \"127.0.0.1:PORT\"` to the account"
+    )]
     NoListen { account: String },
 }
 
@@ -166,9 +172,7 @@ impl Conn {
 
     fn peer(&self) -> String {
         match self {
-            Conn::Tcp(s) => s
-                .peer_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string()),
+            Conn::Tcp(s) => s.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
             Conn::Unix(_) => "the unix socket".into(),
         }
     }
@@ -460,7 +464,11 @@ where
 
 /// The local login: the account's user, and `local_password` when set (read now, so a
 /// changed password applies to the next connection).
-async fn check_login(account: &Account, user: &str, password: Secret<String>) -> Result<(), String> {
+async fn check_login(
+    account: &Account,
+    user: &str,
+    password: Secret<String>,
+) -> Result<(), String> {
     if user != account.user {
         return Err(format!(
             "the user must be `{}`, the account's `user`",
@@ -506,7 +514,10 @@ where
     let text = f.to_string();
     let mut reply = tunnel::failure_reply(protocol, class, &text);
     if let Some(tag) = tag {
-        let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let one_line: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         reply.extend_from_slice(
             format!(
                 "{tag} NO [{}] mailtun: {one_line}\r\n",

@@ -89,7 +89,10 @@ mod tests {
         let server: SocketAddr = "127.0.0.1:1143".parse().unwrap();
         let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         assert_eq!(find_uid(table, client, server), Some(1000));
-        assert_eq!(find_uid(table, "127.0.0.1:40001".parse().unwrap(), server), None);
+        assert_eq!(
+            find_uid(table, "127.0.0.1:40001".parse().unwrap(), server),
+            None
+        );
     }
 
     #[cfg(target_endian = "little")]
@@ -98,7 +101,11 @@ mod tests {
         let table = "header\n\
    0: 00000000000000000000000001000000:9C40 00000000000000000000000001000000:0477 01 00000000:00000000 00:00000000 00000000  1001        0 7 1 0 20 4 30 10 -1\n";
         assert_eq!(
-            find_uid(table, "[::1]:40000".parse().unwrap(), "[::1]:1143".parse().unwrap()),
+            find_uid(
+                table,
+                "[::1]:40000".parse().unwrap(),
+                "[::1]:1143".parse().unwrap()
+            ),
             Some(1001)
         );
     }
