@@ -498,3 +498,121 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
         "still accepting"
     );
 }
+
+#[test]
+fn mbsync_with_host_and_port_syncs_the_mailbox_and_the_big_message_intact() {
+    use crate::clients::{inbox_files, strip_cr, without_tuid};
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let local = dir.path().join("mail");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount test\nHost 127.0.0.1\nPort {port}\nUser alice\nPass x\nSSLType None\nAuthMechs LOGIN\n\nIMAPStore test-remote\nAccount test\n\nMaildirStore test-local\nPath {l}/\nInbox {l}/INBOX\n\nChannel test\nFar :test-remote:\nNear :test-local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
+            port = serve.port(0),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("mbsync")
+        .args(["-c", rc.to_str().unwrap(), "-a"])
+        .output()
+        .expect("run mbsync");
+    assert!(
+        out.status.success(),
+        "mbsync: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = inbox_files(&local);
+    let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
+    assert_eq!(files.len(), expected, "{files:?}");
+    let big_lf = strip_cr(&big_message());
+    assert!(
+        files
+            .iter()
+            .any(|f| without_tuid(&strip_cr(&std::fs::read(f).unwrap())) == big_lf),
+        "no synced message equals the 20 MB message"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn mutt_with_an_imap_folder_on_the_listener_opens_the_inbox() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let muttrc = dir.path().join("muttrc");
+    std::fs::write(
+        &muttrc,
+        format!(
+            "set folder=imap://alice@127.0.0.1:{}/\nset spoolfile=+INBOX\nset imap_pass=x\nset ssl_starttls=no\nset ssl_force_tls=no\n",
+            serve.port(0)
+        ),
+    )
+    .unwrap();
+    let tmux = crate::clients::Tmux::start(
+        "serve-mutt",
+        &format!(
+            "env HOME={} TERM=xterm mutt -n -F {}",
+            dir.path().display(),
+            muttrc.display()
+        ),
+    );
+    let count = h.get("INBOX_MESSAGES");
+    let want = format!("[Msgs:{count} ");
+    let screen = tmux.wait(20, |s| s.contains(&want), |_, _| {});
+    tmux.keys("q");
+    drop(tmux);
+    assert!(screen.contains(&want), "mutt's screen:\n{screen}");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("authenticated to mail.example.test"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_unix_socket_listener_is_private_and_serves_curl() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("mailtun.sock");
+    let config = harness().config(
+        dir.path(),
+        &format!(
+            "listen = \"unix:{}\"\nlisten_preauth = true",
+            sock.display()
+        ),
+        "",
+    );
+    let serve = Serve::start(&config, &[], 1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    let out = curl(&[
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "imap://localhost/INBOX",
+        "-X",
+        "EXAMINE INBOX",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("EXISTS"), "{text}");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("on unix:{}", sock.display())),
+        "{stderr}"
+    );
+    assert!(!sock.exists(), "the socket file stays after exit");
+}
