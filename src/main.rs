@@ -347,11 +347,14 @@ async fn run_serve(cli: &Cli, names: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Sockets passed by systemd replace `listen`: without names on the command line,
+    // any account may be named by one.
+    let passed = mailtun::serve::activation::take_passed();
     let accounts: Vec<Account> = if names.is_empty() {
         config
             .accounts
             .values()
-            .filter(|a| a.serve.listen.is_some())
+            .filter(|a| !passed.is_empty() || a.serve.listen.is_some())
             .cloned()
             .collect()
     } else {
@@ -399,7 +402,17 @@ async fn run_serve(cli: &Cli, names: &[String]) -> ExitCode {
         }
     };
     let mut served = Vec::new();
-    for account in accounts {
+    let activated = !passed.is_empty();
+    if activated {
+        match mailtun::serve::adopt_passed(passed, &accounts) {
+            Ok(s) => served = s,
+            Err(e) => {
+                eprintln!("mailtun: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    for account in accounts.into_iter().filter(|_| !activated) {
         match mailtun::serve::bind(&account) {
             Ok(listener) => served.push(mailtun::serve::Served { account, listener }),
             Err(e) => {

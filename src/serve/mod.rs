@@ -7,6 +7,7 @@
 //! SIGTERM/SIGINT (the `shutdown` future of [`run`]): no more accepts; running sessions
 //! go on for up to `drain_secs`, then are closed cleanly (TLS close_notify upstream).
 
+pub mod activation;
 pub mod peer;
 
 use std::future::Future;
@@ -56,6 +57,10 @@ pub enum ServeError {
         "account `{account}`: serve: no `listen` address and no socket passed by systemd; add `listen = \"127.0.0.1:PORT\"` to the account"
     )]
     NoListen { account: String },
+    #[error("serve: systemd passed socket {index}{}, which names no account to serve; set `FileDescriptorName=ACCOUNT` in the socket unit", .name.as_ref().map(|n| format!(" named `{n}`")).unwrap_or_default())]
+    UnknownSocket { index: usize, name: Option<String> },
+    #[error("serve: systemd passed socket {index}: {source}")]
+    BadSocket { index: usize, source: io::Error },
 }
 
 /// A bound listener of one account.
@@ -146,6 +151,64 @@ pub fn bind(account: &Account) -> Result<Listener, ServeError> {
                 .map_err(|e| bind_err(shown, e))?;
             Ok(Listener::Unix(l, Some(path.clone())))
         }
+    }
+}
+
+/// The sockets systemd passed, each given to the account it is named after (an unnamed
+/// socket to the only candidate account).
+pub fn adopt_passed(
+    passed: Vec<activation::Passed>,
+    candidates: &[Account],
+) -> Result<Vec<Served>, ServeError> {
+    let mut served = Vec::new();
+    for (index, p) in passed.into_iter().enumerate() {
+        let account = match &p.name {
+            Some(n) => candidates.iter().find(|a| &a.name == n),
+            None if candidates.len() == 1 => candidates.first(),
+            None => None,
+        };
+        let Some(account) = account else {
+            return Err(ServeError::UnknownSocket {
+                index,
+                name: p.name,
+            });
+        };
+        let listener = adopt(p.fd).map_err(|source| ServeError::BadSocket { index, source })?;
+        served.push(Served {
+            account: account.clone(),
+            listener,
+        });
+    }
+    Ok(served)
+}
+
+/// A listening socket passed by systemd, TCP or Unix by its address family.
+fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<Listener> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: getsockname writes at most `len` bytes into the zeroed storage.
+    let family = unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(fd.as_raw_fd(), (&raw mut addr).cast(), &mut len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        i32::from(addr.ss_family)
+    };
+    match family {
+        libc::AF_UNIX => {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)?;
+            Ok(Listener::Unix(UnixListener::from_std(l)?, None))
+        }
+        libc::AF_INET | libc::AF_INET6 => {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true)?;
+            Ok(Listener::Tcp(TcpListener::from_std(l)?))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a TCP or Unix stream socket",
+        )),
     }
 }
 

@@ -616,3 +616,56 @@ fn a_unix_socket_listener_is_private_and_serves_curl() {
     );
     assert!(!sock.exists(), "the socket file stays after exit");
 }
+
+#[test]
+fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // No `listen`: the socket comes from systemd-socket-activate, named `test`.
+    let config = harness().config(dir.path(), "", "");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("stderr");
+    let mut activate = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=test"])
+        .arg(crate::harness::mailtun_bin())
+        .args(["--config", config.to_str().unwrap(), "serve", "-v"])
+        .env("KRB5_CONFIG", harness().get("KRB5_CONFIG"))
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)");
+    // Until systemd-socket-activate listens, curl cannot connect (exit 7).
+    let out_file = dir.path().join("big.eml");
+    let mut tries = 0;
+    let out = loop {
+        let out = curl_fetch_big(port, &out_file);
+        if out.status.code() != Some(7) || tries == 100 {
+            break out;
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stderr = || std::fs::read_to_string(&log).unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {} mailtun: {}",
+        String::from_utf8_lossy(&out.stderr),
+        stderr()
+    );
+    assert!(
+        std::fs::read(&out_file).unwrap() == big_message(),
+        "the message differs"
+    );
+    // systemd-socket-activate execs mailtun in its own process.
+    unsafe { libc::kill(activate.id() as i32, libc::SIGTERM) };
+    let status = activate.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr());
+    assert!(
+        stderr().contains(&format!("mailtun: serving test (imap) on 127.0.0.1:{port}")),
+        "{}",
+        stderr()
+    );
+}
