@@ -525,14 +525,15 @@ where
     .await
 }
 
-/// The local login: the account's user, and `local_password` when set (read now, so a
+/// The local login: the account's user (any, when it has none), and `local_password` when set (read now, so a
 /// changed password applies to the next connection).
 async fn check_login(
     account: &Account,
     user: &str,
     password: Secret<String>,
 ) -> Result<(), String> {
-    if user != account.user {
+    // An account without `user` (the ticket's principal) takes any local user name.
+    if !account.user.is_empty() && user != account.user {
         return Err(format!(
             "the user must be `{}`, the account's `user`",
             account.user

@@ -669,3 +669,104 @@ fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
         stderr()
     );
 }
+
+/// A loopback port that was free a moment ago (the snippet prints the configured port).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn snippet(config: &Path, client: &str, account: &str) -> String {
+    let out = crate::harness::run_mailtun(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "snippet",
+            client,
+            account,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, Some(0), "snippet {client}: {}", out.stderr);
+    out.stdout_text()
+}
+
+#[test]
+fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(
+        dir.path(),
+        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    let rc = dir.path().join("msmtprc");
+    std::fs::write(&rc, snippet(&config, "msmtp", "test")).unwrap();
+    let mut perms = std::fs::metadata(&rc).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&rc, perms).unwrap();
+    let serve = Serve::start(&config, &[], 1);
+    let marker = format!(
+        "mailtun-msmtp-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let mut msmtp = Command::new("msmtp")
+        .args([
+            "-C",
+            rc.to_str().unwrap(),
+            "-a",
+            "test",
+            "-f",
+            "alice@example.test",
+            "bob@example.test",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("msmtp (scripts/install-deps installs it)");
+    msmtp
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("Subject: {marker}\n\nsent by msmtp\n").as_bytes())
+        .unwrap();
+    let out = msmtp.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "msmtp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_sink_message("the message sent with msmtp", |m| m.contains(&marker));
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_printed_curl_snippet_lists_the_mailboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), "");
+    let text = snippet(&config, "curl", "test");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("curl ") && l.ends_with("/'"))
+        .unwrap_or_else(|| panic!("no listing command: {text}"));
+    let serve = Serve::start(&config, &[], 1);
+    let out = Command::new("sh")
+        .args(["-c", &format!("{line} -sS --max-time 60")])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listing.contains("INBOX"), "{listing}");
+    serve.stop();
+}
