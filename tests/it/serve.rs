@@ -770,3 +770,28 @@ fn the_printed_curl_snippet_lists_the_mailboxes() {
     assert!(listing.contains("INBOX"), "{listing}");
     serve.stop();
 }
+
+#[test]
+fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), "drain_secs = 1"), &[], 1);
+    let mut client = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
+    client.write_all(b"a LOGIN alice x\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\r\na OK ") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The client stays logged in and silent; SIGTERM, then drain_secs, then the end.
+    serve.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("still running after drain_secs: closing them"),
+        "{stderr}"
+    );
+}
