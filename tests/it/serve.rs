@@ -795,3 +795,56 @@ fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_non_loopback_listen_address_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness().config(dir.path(), "listen = \"0.0.0.0:1143\"", "");
+    let out = crate::harness::run_mailtun(&["--config", config.to_str().unwrap(), "serve"], b"");
+    assert_eq!(out.code, Some(crate::EXIT_CONFIG), "{}", out.stderr);
+    assert!(out.stderr.contains("account `test`"), "{}", out.stderr);
+    assert!(out.stderr.contains("listen_on_network"), "{}", out.stderr);
+}
+
+#[test]
+fn a_socket_from_systemd_named_after_no_account_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            h.account_tables("one", "", ""),
+            h.account_tables("two", "", "")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut activate = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=three"])
+        .arg(crate::harness::mailtun_bin())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut tries = 0;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() && tries < 100 {
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = activate.wait().unwrap();
+    let mut stderr = String::new();
+    activate
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(crate::EXIT_CONFIG), "{stderr}");
+    assert!(
+        stderr.contains("socket 0 named `three`, which names no account to serve"),
+        "{stderr}"
+    );
+}
