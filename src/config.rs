@@ -756,6 +756,15 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     let (timeout, idle_timeout) = timeouts(raw.timeout_secs, raw.idle_timeout_secs)?;
     let user = raw.user.unwrap_or_default();
     let on_network = raw.dangerous.as_ref().is_some_and(|d| d.listen_on_network);
+    if let (Some(lp), false) = (&raw.local_password, protocol == Protocol::Imap) {
+        // Fail closed: the POP3/SMTP local side does not check a local login yet.
+        return Err((
+            Some(lp.span()),
+            format!(
+                "`local_password` is checked for IMAP listeners only, and this account speaks {protocol}; remove it (only your own uid can connect to the listener)"
+            ),
+        ));
+    }
     let serve = ServeSettings {
         listen: raw.listen.map(|l| listen_addr(l, on_network)).transpose()?,
         preauth: raw.listen_preauth.unwrap_or(false),
