@@ -410,7 +410,7 @@ async fn admitted<S>(
         }
     };
     let result = match (protocol, account.serve.preauth) {
-        (Protocol::Imap, false) => imap_login(account, stream, stopped).await,
+        (Protocol::Imap, false) => imap_login(account, stream, stop.clone(), stopped).await,
         _ => match session::establish(account).await {
             Ok(est) => {
                 log_established(account, &est);
@@ -433,7 +433,12 @@ async fn admitted<S>(
 }
 
 /// The local IMAP login, then the upstream session for the client that passed it.
-async fn imap_login<S, F>(account: &Account, mut stream: S, stopped: F) -> io::Result<()>
+async fn imap_login<S, F>(
+    account: &Account,
+    mut stream: S,
+    mut stop: watch::Receiver<bool>,
+    stopped: F,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
@@ -450,7 +455,16 @@ where
         })?;
         match event {
             LoginEvent::NeedInput => {
-                let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                let read = tokio::time::timeout_at(deadline, stream.read(&mut buf));
+                let n = match tokio::select! {
+                    r = read => r,
+                    _ = stop.wait_for(|&s| s) => {
+                        // The drain is over: a client still logging in is sent away.
+                        let _ = stream.write_all(b"* BYE mailtun: shutting down\r\n").await;
+                        let _ = stream.shutdown().await;
+                        return Ok(());
+                    }
+                } {
                     Ok(r) => r?,
                     Err(_) => {
                         let _ = stream

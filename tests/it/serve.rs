@@ -784,10 +784,18 @@ fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
         assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
-    // The client stays logged in and silent; SIGTERM, then drain_secs, then the end.
+    // A second client connected and never logged in.
+    let mut waiting = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
+    let mut greeting = [0u8; 256];
+    let n = waiting.read(&mut greeting).unwrap();
+    assert!(greeting[..n].starts_with(b"* OK "));
+    // The first stays logged in and silent; SIGTERM, then drain_secs, then the end.
     serve.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
+    let mut told = String::new();
+    waiting.read_to_string(&mut told).unwrap();
+    assert_eq!(told, "* BYE mailtun: shutting down\r\n");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
