@@ -31,6 +31,13 @@ pub enum Command {
         /// The account's name in the configuration file.
         account: String,
     },
+    /// Listen on each account's `listen` address (or the named accounts') and give every
+    /// local client that connects its own authenticated session, as `tunnel` does, until
+    /// SIGTERM or SIGINT. Only the user running it gets in.
+    Serve {
+        /// Accounts to serve (default: every account with `listen`).
+        accounts: Vec<String>,
+    },
     /// Store or delete an account's password in its keyring (`password = { keyring = true }`).
     Password {
         #[command(subcommand)]

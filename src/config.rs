@@ -362,6 +362,53 @@ pub struct Dangerous {
     /// Accept any server certificate. TLS then protects against nothing active.
     #[serde(default)]
     pub accept_invalid_certs: bool,
+    /// Let `listen` be an address other than loopback: anyone who can reach it may try
+    /// the local login.
+    #[serde(default)]
+    pub listen_on_network: bool,
+}
+
+/// Where `mailtun serve` listens for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The settings of `mailtun serve` for one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// None: the account is not served (unless a socket is passed by systemd).
+    pub listen: Option<ListenAddr>,
+    /// IMAP: greet with `* PREAUTH` instead of asking for a local login.
+    pub preauth: bool,
+    /// Connections at once; more are refused.
+    pub max_connections: usize,
+    /// How long running sessions may go on after SIGTERM.
+    pub drain: Duration,
+    /// The password the client must give in its local login, if any.
+    pub local_password: Option<PasswordSource>,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            listen: None,
+            preauth: false,
+            max_connections: 16,
+            drain: Duration::from_secs(10),
+            local_password: None,
+        }
+    }
 }
 
 /// One account with every default resolved.
@@ -396,6 +443,8 @@ pub struct Account {
     pub ehlo_name: String,
     pub gssapi: GssapiSettings,
     pub dangerous: Dangerous,
+    /// `mailtun serve`: listener and local login.
+    pub serve: ServeSettings,
 }
 
 /// A configuration problem, located in its file.
@@ -441,6 +490,11 @@ struct RawAccount {
     ehlo_name: Option<String>,
     gssapi: Option<RawGssapi>,
     dangerous: Option<Dangerous>,
+    listen: Option<Spanned<String>>,
+    listen_preauth: Option<bool>,
+    max_connections: Option<Spanned<u64>>,
+    drain_secs: Option<Spanned<u64>>,
+    local_password: Option<Spanned<RawPassword>>,
 }
 
 #[derive(Deserialize)]
@@ -705,6 +759,26 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     let (timeout, idle_timeout) = timeouts(raw.timeout_secs, raw.idle_timeout_secs)?;
     let oauth = oauth_settings(raw.oauth, raw.keyring_store)?;
     let user = raw.user.unwrap_or_default();
+    let on_network = raw.dangerous.as_ref().is_some_and(|d| d.listen_on_network);
+    if let (Some(lp), false) = (&raw.local_password, protocol == Protocol::Imap) {
+        // Fail closed: the POP3/SMTP local side does not check a local login yet.
+        return Err((
+            Some(lp.span()),
+            format!(
+                "`local_password` is checked for IMAP listeners only, and this account speaks {protocol}; remove it (only your own uid can connect to the listener)"
+            ),
+        ));
+    }
+    let serve = ServeSettings {
+        listen: raw.listen.map(|l| listen_addr(l, on_network)).transpose()?,
+        preauth: raw.listen_preauth.unwrap_or(false),
+        max_connections: bounded(raw.max_connections, "max_connections", 1, 4096, 16)? as usize,
+        drain: Duration::from_secs(bounded(raw.drain_secs, "drain_secs", 0, 3600, 10)?),
+        local_password: raw
+            .local_password
+            .map(|p| password_source(p, raw.keyring_store))
+            .transpose()?,
+    };
     Ok(Account {
         name: name.to_string(),
         protocol,
@@ -727,6 +801,7 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
         ehlo_name: raw.ehlo_name.unwrap_or_else(|| "localhost".into()),
         gssapi: gssapi_settings(raw.gssapi.unwrap_or_default(), protocol)?,
         dangerous: raw.dangerous.unwrap_or_default(),
+        serve,
     })
 }
 
@@ -741,6 +816,65 @@ fn oauth_settings(
     crate::oauth::settings::resolve(o.into_inner(), store)
         .map(Some)
         .map_err(|m| (Some(span), m))
+}
+
+/// `listen`: `"127.0.0.1:1143"`, `"[::1]:1143"` or `"unix:/path"`; an address other than
+/// loopback only under `[dangerous] listen_on_network`.
+fn listen_addr(raw: Spanned<String>, on_network: bool) -> Result<ListenAddr, Located> {
+    let span = raw.span();
+    let text = raw.into_inner();
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() || path.file_name().is_none() {
+            return Err((
+                Some(span),
+                "`listen = \"unix:PATH\"` needs an absolute path to the socket file".into(),
+            ));
+        }
+        return Ok(ListenAddr::Unix(path));
+    }
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        (
+            Some(span.clone()),
+            format!(
+                "`listen` must be \"127.0.0.1:PORT\", \"[::1]:PORT\" or \"unix:/path\", not \"{text}\""
+            ),
+        )
+    })?;
+    if !addr.ip().is_loopback() && !on_network {
+        return Err((
+            Some(span),
+            format!(
+                "`listen = \"{addr}\"` is not a loopback address: any host that reaches it could try the local login; use 127.0.0.1 or [::1], or set `[dangerous] listen_on_network = true`"
+            ),
+        ));
+    }
+    Ok(ListenAddr::Tcp(addr))
+}
+
+/// A whole number key between `min` and `max`, `default` when absent.
+fn bounded(
+    raw: Option<Spanned<u64>>,
+    key: &str,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, Located> {
+    match raw {
+        None => Ok(default),
+        Some(v) => {
+            let span = v.span();
+            let v = v.into_inner();
+            if (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err((
+                    Some(span),
+                    format!("`{key}` must be between {min} and {max}"),
+                ))
+            }
+        }
+    }
 }
 
 /// `host`: a name without blanks.
@@ -1191,6 +1325,47 @@ mod tests {
         );
         let c = parse(&format!("{none}auth = [\"gssapi\"]\n")).unwrap();
         assert_eq!(c.account("a").unwrap().auth, [MechName::Gssapi]);
+    }
+
+    #[test]
+    fn listen_is_loopback_unless_dangerous() {
+        let base = "[accounts.a]\nhost = \"h\"\n";
+        let c = parse(&format!("{base}listen = \"127.0.0.1:1143\"\n")).unwrap();
+        let a = c.account("a").unwrap();
+        assert_eq!(
+            a.serve.listen,
+            Some(ListenAddr::Tcp("127.0.0.1:1143".parse().unwrap()))
+        );
+        assert_eq!(a.serve.max_connections, 16);
+        assert_eq!(a.serve.drain, Duration::from_secs(10));
+        let c = parse(&format!("{base}listen = \"[::1]:1143\"\n")).unwrap();
+        assert!(c.account("a").unwrap().serve.listen.is_some());
+        let c = parse(&format!("{base}listen = \"unix:/run/user/1/m.sock\"\n")).unwrap();
+        assert_eq!(
+            c.account("a").unwrap().serve.listen,
+            Some(ListenAddr::Unix("/run/user/1/m.sock".into()))
+        );
+        let e = parse(&format!("{base}listen = \"0.0.0.0:1143\"\n")).unwrap_err();
+        assert!(e.to_string().contains("listen_on_network"), "{e}");
+        assert!(e.to_string().contains("account `a`"), "{e}");
+        let c = parse(&format!(
+            "{base}listen = \"0.0.0.0:1143\"\n[accounts.a.dangerous]\nlisten_on_network = true\n"
+        ))
+        .unwrap();
+        assert!(c.account("a").unwrap().serve.listen.is_some());
+        assert!(parse(&format!("{base}listen = \"localhost\"\n")).is_err());
+        assert!(parse(&format!("{base}listen = \"unix:rel.sock\"\n")).is_err());
+        assert!(parse(&format!("{base}max_connections = 0\n")).is_err());
+        let c = parse(&format!(
+            "{base}local_password = {{ command = \"echo x\" }}\nlisten_preauth = true\n"
+        ))
+        .unwrap();
+        let a = c.account("a").unwrap();
+        assert_eq!(
+            a.serve.local_password,
+            Some(PasswordSource::Command("echo x".into()))
+        );
+        assert!(a.serve.preauth);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod protocol;
 pub mod report;
 pub mod sasl;
 pub mod secret;
+pub mod serve;
 pub mod session;
 pub mod snippet;
 pub mod text;

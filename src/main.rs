@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Tunnel { ref account } => runtime.block_on(run_tunnel(&cli, account)),
+        Command::Serve { ref accounts } => runtime.block_on(run_serve(&cli, accounts)),
         Command::Password { ref action } => run_password(&cli, action),
         Command::Probe { .. } => runtime.block_on(run_probe(&cli)),
         Command::Check { ref account, json } => runtime.block_on(run_check(&cli, account, json)),
@@ -335,6 +336,102 @@ fn report(
         eprintln!("mailtun: hint: {remedy}");
     }
     ExitCode::from(class.exit_code())
+}
+
+/// `mailtun serve`: binds every listener first (any failure: nothing is served), says
+/// so once per listener, then serves until SIGTERM or SIGINT, and exits 0.
+async fn run_serve(cli: &Cli, names: &[String]) -> ExitCode {
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailtun: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // Sockets passed by systemd replace `listen`: without names on the command line,
+    // any account may be named by one.
+    let passed = mailtun::serve::activation::take_passed();
+    let accounts: Vec<Account> = if names.is_empty() {
+        config
+            .accounts
+            .values()
+            .filter(|a| !passed.is_empty() || a.serve.listen.is_some())
+            .cloned()
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for n in names {
+            match config.account(n) {
+                Ok(a) => v.push(a.clone()),
+                Err(e) => {
+                    eprintln!("mailtun: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        v
+    };
+    if accounts.is_empty() {
+        eprintln!(
+            "mailtun: serve: no account in {} has `listen`; add `listen = \"127.0.0.1:PORT\"` to one",
+            config.file.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    // Installed before the first listener is ready, so no signal is missed.
+    let shutdown = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = term => tracing::info!("SIGTERM: no more connections"),
+                _ = int => tracing::info!("SIGINT: no more connections"),
+            }
+        }
+    };
+    let mut served = Vec::new();
+    let activated = !passed.is_empty();
+    if activated {
+        match mailtun::serve::adopt_passed(passed, &accounts) {
+            Ok(s) => served = s,
+            Err(e) => {
+                eprintln!("mailtun: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    for account in accounts.into_iter().filter(|_| !activated) {
+        match mailtun::serve::bind(&account) {
+            Ok(listener) => served.push(mailtun::serve::Served { account, listener }),
+            Err(e) => {
+                eprintln!("mailtun: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    for s in &served {
+        eprintln!(
+            "mailtun: serving {} ({}) on {}",
+            s.account.name,
+            s.account.protocol,
+            s.listener.describe()
+        );
+    }
+    mailtun::serve::run(served, shutdown).await;
+    ExitCode::SUCCESS
 }
 
 fn run_accounts(cli: &Cli, json: bool, names: bool) -> ExitCode {

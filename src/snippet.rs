@@ -15,16 +15,25 @@ pub enum Client {
     Mbsync,
     Offlineimap,
     Fetchmail,
+    /// The direct forms, for `mailtun serve`'s listener.
+    Thunderbird,
+    Msmtp,
+    Curl,
+    GitSendEmail,
 }
 
 impl Client {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 10] = [
         "mutt",
         "neomutt",
         "alpine",
         "mbsync",
         "offlineimap",
         "fetchmail",
+        "thunderbird",
+        "msmtp",
+        "curl",
+        "git-send-email",
     ];
 
     pub fn parse(name: &str) -> Option<Client> {
@@ -35,6 +44,10 @@ impl Client {
             "mbsync" | "isync" => Client::Mbsync,
             "offlineimap" => Client::Offlineimap,
             "fetchmail" => Client::Fetchmail,
+            "thunderbird" => Client::Thunderbird,
+            "msmtp" => Client::Msmtp,
+            "curl" => Client::Curl,
+            "git-send-email" | "git" => Client::GitSendEmail,
             _ => return None,
         })
     }
@@ -47,6 +60,10 @@ impl Client {
             Client::Mbsync => "mbsync",
             Client::Offlineimap => "offlineimap",
             Client::Fetchmail => "fetchmail",
+            Client::Thunderbird => "thunderbird",
+            Client::Msmtp => "msmtp",
+            Client::Curl => "curl",
+            Client::GitSendEmail => "git-send-email",
         }
     }
 }
@@ -161,6 +178,12 @@ pub fn render(
     inv: &Invocation,
     local_user: Option<&str>,
 ) -> Result<String, String> {
+    if matches!(
+        client,
+        Client::Thunderbird | Client::Msmtp | Client::Curl | Client::GitSendEmail
+    ) {
+        return direct(client, account);
+    }
     let tunnel = inv.tunnel(&account.name);
     let name = &account.name;
     let host = &account.host;
@@ -332,6 +355,175 @@ pub fn render(
             )
             .unwrap();
         }
+        Client::Thunderbird | Client::Msmtp | Client::Curl | Client::GitSendEmail => {
+            unreachable!("the direct forms return above")
+        }
+    }
+    Ok(s)
+}
+
+/// The direct form: the client talks to `mailtun serve`'s listener on localhost, with no
+/// encryption (the connection never leaves the machine) and a normal password.
+fn direct(client: Client, account: &Account) -> Result<String, String> {
+    use crate::config::ListenAddr;
+    let name = &account.name;
+    let c = client.name();
+    let Some(listen) = &account.serve.listen else {
+        return Err(format!(
+            "{c} connects to `mailtun serve`, and account `{name}` has no `listen`; add e.g. `listen = \"127.0.0.1:{}\"` and run `mailtun serve`",
+            match account.protocol {
+                Protocol::Imap => 1143,
+                Protocol::Pop3 => 1110,
+                Protocol::Smtp => 1587,
+            }
+        ));
+    };
+    let (host, port, socket) = match listen {
+        ListenAddr::Tcp(a) => (
+            match a.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            },
+            a.port(),
+            None,
+        ),
+        ListenAddr::Unix(p) if client == Client::Curl => ("localhost".into(), 0, Some(p)),
+        ListenAddr::Unix(p) => {
+            return Err(format!(
+                "{c} cannot connect to a Unix socket, and account `{name}` listens on unix:{}; use `listen = \"127.0.0.1:PORT\"`",
+                p.display()
+            ));
+        }
+    };
+    let smtp_only = |what: &str| -> Result<(), String> {
+        if account.protocol == Protocol::Smtp {
+            Ok(())
+        } else {
+            Err(format!(
+                "{c} {what}, and account `{name}` speaks {}",
+                account.protocol
+            ))
+        }
+    };
+    let user = if account.user.is_empty() {
+        "mailtun".to_string()
+    } else {
+        account.user.clone()
+    };
+    let password_note = match &account.serve.local_password {
+        None => "any password: mailtun lets in only the local user running it",
+        Some(_) => "the account's `local_password`",
+    };
+    let from = if account.user.contains('@') {
+        account.user.clone()
+    } else {
+        "YOU@EXAMPLE.ORG".into()
+    };
+    let mut s = String::new();
+    writeln!(
+        s,
+        "# {c}: account `{name}` ({}) through `mailtun serve` on {listen}.",
+        account.protocol
+    )
+    .unwrap();
+    match client {
+        Client::Thunderbird => {
+            let (kind, dialog) = match account.protocol {
+                Protocol::Imap => ("IMAP Mail Server", "Account Settings > Server Settings"),
+                Protocol::Pop3 => ("POP Mail Server", "Account Settings > Server Settings"),
+                Protocol::Smtp => ("SMTP", "Account Settings > Outgoing Server (SMTP) > Edit"),
+            };
+            writeln!(s, "# In {dialog}:").unwrap();
+            writeln!(s, "Server type:           {kind}").unwrap();
+            writeln!(s, "Server name:           {host}").unwrap();
+            writeln!(s, "Port:                  {port}").unwrap();
+            writeln!(s, "User name:             {user}").unwrap();
+            writeln!(
+                s,
+                "Connection security:   None (the connection stays on this machine; mailtun does TLS)"
+            )
+            .unwrap();
+            if account.protocol == Protocol::Smtp {
+                writeln!(
+                    s,
+                    "Authentication method: No authentication (mailtun lets in only you)"
+                )
+                .unwrap();
+            } else {
+                writeln!(s, "Authentication method: Normal password").unwrap();
+                writeln!(s, "Password:              {password_note}").unwrap();
+            }
+        }
+        Client::Msmtp => {
+            smtp_only("sends mail (SMTP)")?;
+            writeln!(s, "# ~/.msmtprc (mode 0600)").unwrap();
+            writeln!(s, "account {name}").unwrap();
+            writeln!(s, "host {host}").unwrap();
+            writeln!(s, "port {port}").unwrap();
+            writeln!(s, "tls off").unwrap();
+            writeln!(
+                s,
+                "# No login: mailtun already authenticated upstream and lets in only you."
+            )
+            .unwrap();
+            writeln!(s, "auth off").unwrap();
+            writeln!(s, "from {from}").unwrap();
+        }
+        Client::Curl => {
+            let pass = if account.serve.local_password.is_some() {
+                "LOCAL-PASSWORD"
+            } else {
+                "mailtun"
+            };
+            let target = match socket {
+                Some(p) => format!("--unix-socket {} ", sh_quote(&p.display().to_string())),
+                None => String::new(),
+            };
+            let hostport = if socket.is_some() {
+                "localhost".to_string()
+            } else {
+                format!("{host}:{port}")
+            };
+            let auth = format!("--user {}", sh_quote(&format!("{user}:{pass}")));
+            writeln!(s, "# Password: {password_note}.").unwrap();
+            match account.protocol {
+                Protocol::Imap => {
+                    writeln!(s, "# List the mailboxes; INBOX;UID=N fetches a message.").unwrap();
+                    writeln!(s, "curl {target}{auth} 'imap://{hostport}/'").unwrap();
+                    writeln!(s, "curl {target}{auth} 'imap://{hostport}/INBOX;UID=1'").unwrap();
+                }
+                Protocol::Pop3 => {
+                    writeln!(s, "# List the messages; /N retrieves message N.").unwrap();
+                    writeln!(s, "curl {target}{auth} 'pop3://{hostport}/'").unwrap();
+                    writeln!(s, "curl {target}{auth} 'pop3://{hostport}/1'").unwrap();
+                }
+                Protocol::Smtp => {
+                    writeln!(s, "# Send message.txt (headers, blank line, body).").unwrap();
+                    writeln!(
+                        s,
+                        "curl {target}'smtp://{hostport}' --mail-from {from} --mail-rcpt TO@EXAMPLE.ORG -T message.txt"
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        Client::GitSendEmail => {
+            smtp_only("sends mail (SMTP)")?;
+            writeln!(
+                s,
+                "# ~/.gitconfig (or: git config --global sendemail.KEY VALUE)"
+            )
+            .unwrap();
+            writeln!(s, "[sendemail]").unwrap();
+            writeln!(s, "\tsmtpServer = {host}").unwrap();
+            writeln!(s, "\tsmtpServerPort = {port}").unwrap();
+            writeln!(
+                s,
+                "\t# No smtpUser: mailtun already authenticated upstream and lets in only you."
+            )
+            .unwrap();
+        }
+        _ => unreachable!("only the direct forms come here"),
     }
     Ok(s)
 }
@@ -490,5 +682,80 @@ mod tests {
         let s = render_for("fetchmail", "pop", None).unwrap();
         assert!(s.contains("with proto POP3 plugin"), "{s}");
         assert!(render_for("fetchmail", "out", None).is_err());
+    }
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn render_direct(client: &str, toml: &str) -> Result<String, String> {
+        let c = Config::parse(Path::new("c.toml"), toml).unwrap();
+        let inv = Invocation {
+            exe: "/usr/bin/mailtun".into(),
+            config: None,
+        };
+        render(
+            Client::parse(client).unwrap(),
+            c.account("a").unwrap(),
+            &inv,
+            None,
+        )
+    }
+
+    const IMAP: &str = "[accounts.a]\nhost = \"mail.example.org\"\nuser = \"alice\"\nlisten = \"127.0.0.1:1143\"\n";
+    const SMTP: &str = "[accounts.a]\nprotocol = \"smtp\"\nhost = \"mail.example.org\"\nuser = \"alice@example.org\"\nlisten = \"[::1]:1587\"\n";
+
+    #[test]
+    fn thunderbird_gets_host_port_user_and_no_encryption() {
+        let s = render_direct("thunderbird", IMAP).unwrap();
+        assert!(s.contains("Server name:           127.0.0.1\n"), "{s}");
+        assert!(s.contains("Port:                  1143\n"), "{s}");
+        assert!(s.contains("User name:             alice\n"), "{s}");
+        assert!(s.contains("Connection security:   None"), "{s}");
+        assert!(s.contains("Authentication method: Normal password"), "{s}");
+    }
+
+    #[test]
+    fn msmtp_and_git_send_email_for_an_smtp_listener() {
+        let s = render_direct("msmtp", SMTP).unwrap();
+        assert!(s.contains("host [::1]\nport 1587\ntls off\n"), "{s}");
+        assert!(s.contains("\nauth off\n"), "{s}");
+        assert!(s.contains("from alice@example.org"), "{s}");
+        let s = render_direct("git-send-email", SMTP).unwrap();
+        assert!(
+            s.contains("\tsmtpServer = [::1]\n\tsmtpServerPort = 1587\n"),
+            "{s}"
+        );
+        let e = render_direct("msmtp", IMAP).unwrap_err();
+        assert!(e.contains("speaks imap"), "{e}");
+    }
+
+    #[test]
+    fn curl_urls_and_unix_sockets() {
+        let s = render_direct("curl", IMAP).unwrap();
+        assert!(
+            s.contains("curl --user alice:mailtun 'imap://127.0.0.1:1143/INBOX;UID=1'"),
+            "{s}"
+        );
+        let unix = IMAP.replace("127.0.0.1:1143", "unix:/run/user/1/m.sock");
+        let s = render_direct("curl", &unix).unwrap();
+        assert!(
+            s.contains(
+                "curl --unix-socket /run/user/1/m.sock --user alice:mailtun 'imap://localhost/'"
+            ),
+            "{s}"
+        );
+        assert!(render_direct("thunderbird", &unix).is_err());
+    }
+
+    #[test]
+    fn without_listen_the_direct_form_says_what_to_add() {
+        let e = render_direct("thunderbird", "[accounts.a]\nhost = \"h\"\n").unwrap_err();
+        assert!(
+            e.contains("has no `listen`") && e.contains("mailtun serve"),
+            "{e}"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod core;
 pub mod imap;
 pub mod line;
 pub mod local;
+pub mod local_imap;
 pub mod pop3;
 #[cfg(test)]
 mod rules;

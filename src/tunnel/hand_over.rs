@@ -88,19 +88,38 @@ pub fn imap_greeting(account: &Account, est: &Established) -> Vec<u8> {
 pub async fn hand_over<R, W>(
     account: &Account,
     est: Established,
-    mut client_in: R,
-    mut client_out: W,
+    client_in: R,
+    client_out: W,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let text = summary(account, &est);
-    let greeting = imap_greeting(account, &est);
     // From now on SIGTERM and SIGHUP close the session cleanly instead of killing the
     // process: the server gets a TLS close_notify (and an IMAP server no half-read
     // command), and the exit code is 0.
     let stop = termination_signal();
+    hand_over_until(account, est, imap_greeting, client_in, client_out, stop).await
+}
+
+/// [`hand_over`], with the IMAP client's first line made by `imap_first` (the `PREAUTH`
+/// greeting, or the tagged OK of a local login), ended cleanly when `stop` resolves.
+pub async fn hand_over_until<R, W, F, G>(
+    account: &Account,
+    est: Established,
+    imap_first: G,
+    mut client_in: R,
+    mut client_out: W,
+    stop: F,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+    G: FnOnce(&Account, &Established) -> Vec<u8>,
+{
+    let text = summary(account, &est);
+    let first = imap_first(account, &est);
     tokio::pin!(stop);
     // With a security layer, every byte after the authentication reply is a layer token:
     // the session unwrapped those it read, the rest is still to unwrap.
@@ -111,7 +130,7 @@ where
     };
     let local: Option<Box<dyn LocalSide>> = match account.protocol {
         Protocol::Imap => {
-            client_out.write_all(&greeting).await?;
+            client_out.write_all(&first).await?;
             client_out.flush().await?;
             None
         }

@@ -223,7 +223,7 @@ fn log_of(out: &std::process::Output) -> String {
 }
 
 /// The message files of the INBOX in the Maildir tree at `local` (`INBOX/cur`, `INBOX/new`).
-fn inbox_files(local: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn inbox_files(local: &Path) -> Vec<std::path::PathBuf> {
     ["cur", "new"]
         .iter()
         .filter_map(|d| std::fs::read_dir(local.join("INBOX").join(d)).ok())
@@ -232,7 +232,7 @@ fn inbox_files(local: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn strip_cr(data: &[u8]) -> Vec<u8> {
+pub(crate) fn strip_cr(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     for (i, &b) in data.iter().enumerate() {
         if b == b'\r' && data.get(i + 1) == Some(&b'\n') {
@@ -244,7 +244,7 @@ fn strip_cr(data: &[u8]) -> Vec<u8> {
 }
 
 /// Removes the `X-TUID:` header line that mbsync adds while syncing.
-fn without_tuid(data: &[u8]) -> Vec<u8> {
+pub(crate) fn without_tuid(data: &[u8]) -> Vec<u8> {
     let Some(at) = data.windows(8).position(|w| w == b"X-TUID: ") else {
         return data.to_vec();
     };
@@ -351,12 +351,12 @@ fn snippet(config: &Path, client: &str, account: &str) -> String {
 }
 
 /// A terminal program under tmux, killed when dropped.
-struct Tmux {
+pub(crate) struct Tmux {
     session: String,
 }
 
 impl Tmux {
-    fn start(label: &str, command: &str) -> Tmux {
+    pub(crate) fn start(label: &str, command: &str) -> Tmux {
         let session = format!("mailtun-{label}-{}", std::process::id());
         let t = Tmux { session };
         let out = t.run(&[
@@ -391,13 +391,18 @@ impl Tmux {
         .into_owned()
     }
 
-    fn keys(&self, keys: &str) {
+    pub(crate) fn keys(&self, keys: &str) {
         let _ = self.run(&["send-keys", "-t", &self.session, keys]);
     }
 
     /// The screen once `done` holds, or the last screen after `secs`; `react` may type
     /// something on each screen (to get past a prompt).
-    fn wait(&self, secs: u64, done: impl Fn(&str) -> bool, react: impl Fn(&Tmux, &str)) -> String {
+    pub(crate) fn wait(
+        &self,
+        secs: u64,
+        done: impl Fn(&str) -> bool,
+        react: impl Fn(&Tmux, &str),
+    ) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut screen = String::new();
         while Instant::now() < deadline {

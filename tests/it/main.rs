@@ -23,6 +23,7 @@ mod relay;
 mod sasl;
 mod sasl_oracle;
 mod scripted;
+mod serve;
 mod signals;
 
 use mailtun::error::Class;

@@ -1,0 +1,858 @@
+//! `mailtun serve` (issue 14): real clients (curl, Python's imaplib) against the local
+//! listener, no tunnel command; only the listener's owner gets in; many sessions at once;
+//! SIGTERM drains.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::harness::{harness, mailtun_command, wait_for_sink_message};
+
+/// A running `mailtun serve`, its ready lines read from stderr.
+struct Serve {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// Each ready line after `mailtun: serving `, in order.
+    addrs: Vec<String>,
+}
+
+impl Serve {
+    /// Starts `mailtun --config CONFIG serve -v ARGS` and waits for `listeners` ready lines.
+    fn start(config: &Path, args: &[&str], listeners: usize) -> Serve {
+        let mut cmd = mailtun_command(&["--config", config.to_str().unwrap(), "serve", "-v"]);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let all = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("mailtun: serving ") {
+                    let _ = tx.send(rest.to_string());
+                }
+                let mut s = all.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut addrs = Vec::new();
+        for _ in 0..listeners {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(a) => addrs.push(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("no ready line; stderr: {}", stderr.lock().unwrap());
+                }
+            }
+        }
+        Serve {
+            child,
+            stderr,
+            reader: Some(reader),
+            addrs,
+        }
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.addrs[i].rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The port of account `name`'s listener.
+    fn port_of(&self, name: &str) -> u16 {
+        let i = self
+            .addrs
+            .iter()
+            .position(|a| a.starts_with(&format!("{name} (")))
+            .unwrap_or_else(|| panic!("no listener for {name}: {:?}", self.addrs));
+        self.port(i)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then the exit code and all of stderr.
+    fn stop(mut self) -> (Option<i32>, String) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        (status.code(), self.stderr())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The harness account `test` served on an ephemeral loopback port.
+fn served_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    harness().config(dir, &format!("listen = \"127.0.0.1:0\"\n{extra}"), "")
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "120"])
+        .args(args)
+        .output()
+        .expect("curl (scripts/install-deps installs it)")
+}
+
+fn big_message() -> Vec<u8> {
+    let m = std::fs::read(harness().path("BIG_MESSAGE")).unwrap();
+    assert!(m.len() > 20_000_000, "the big message is {} bytes", m.len());
+    m
+}
+
+fn curl_fetch_big(port: u16, out: &Path) -> Output {
+    let uid = harness().get("BIG_MESSAGE_UID");
+    curl(&[
+        &format!("imap://127.0.0.1:{port}/INBOX;UID={uid}"),
+        "-u",
+        "alice:anything",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn curl_imap_fetches_the_20mb_message_byte_identical_through_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let out_file = dir.path().join("big.eml");
+    let out = curl_fetch_big(serve.port(0), &out_file);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&out_file).unwrap() == big_message(),
+        "the fetched message differs from the stored one"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with("mailtun: serving test (imap) on 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("connection from 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn the_local_login_needs_the_accounts_user_and_then_shows_the_servers_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let port = serve.port(0);
+    let out = curl(&["-v", &format!("imap://127.0.0.1:{port}/"), "-u", "bob:x"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("< * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN"),
+        "greeting: {text}"
+    );
+    assert!(
+        text.contains("NO [AUTHENTICATIONFAILED] mailtun: the user must be `alice`"),
+        "{text}"
+    );
+    // Python's imaplib, with LOGIN: the tagged OK carries the server's capabilities.
+    let script = format!(
+        "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nt, d = m.login('alice', 'x')\nprint(t, d[0].decode())\nt, d = m.select('INBOX')\nprint('select', t, d[0].decode())\nm.logout()\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("OK [CAPABILITY IMAP4rev1 "), "{text}");
+    assert!(
+        text.contains(" IDLE "),
+        "not the server's capabilities: {text}"
+    );
+    assert!(!text.contains("AUTH="), "{text}");
+    assert!(
+        text.contains("authenticated to mail.example.test with GSSAPI"),
+        "{text}"
+    );
+    assert!(text.contains("select OK"), "{text}");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn local_password_is_required_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("local-pw");
+    std::fs::write(&pw, "local-secret\n").unwrap();
+    let extra = format!("local_password = {{ command = \"cat {}\" }}", pw.display());
+    let serve = Serve::start(&served_config(dir.path(), &extra), &[], 1);
+    let url = format!("imap://127.0.0.1:{}/INBOX", serve.port(0));
+    let wrong = curl(&["-v", &url, "-u", "alice:guess"]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("NO [AUTHENTICATIONFAILED] mailtun: wrong password"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let right = curl(&[&url, "-u", "alice:local-secret", "-X", "EXAMINE INBOX"]);
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    let (_, stderr) = serve.stop();
+    assert!(!stderr.contains("local-secret"), "{stderr}");
+}
+
+#[test]
+fn curl_pop3_retrieves_the_20mb_message_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = served_config(dir.path(), "protocol = \"pop3\"\ntls = [\"starttls\"]");
+    let serve = Serve::start(&config, &[], 1);
+    let out_file = dir.path().join("big.eml");
+    // Message 4 of the mailbox is the big one (as in the POP3 tunnel test).
+    let out = curl(&[
+        &format!("pop3://127.0.0.1:{}/4", serve.port(0)),
+        "-u",
+        "alice:x",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&out_file).unwrap() == big_message(),
+        "the retrieved message differs"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("serving test (pop3)"), "{stderr}");
+}
+
+#[test]
+fn curl_smtp_sends_a_message_that_reaches_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = served_config(dir.path(), "protocol = \"smtp\"\ntls = [\"starttls\"]");
+    let serve = Serve::start(&config, &[], 1);
+    let marker = format!(
+        "mailtun-serve-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let mail = dir.path().join("mail.txt");
+    std::fs::write(&mail, format!("Subject: {marker}\r\n\r\nbody\r\n")).unwrap();
+    let out = curl(&[
+        &format!("smtp://127.0.0.1:{}", serve.port(0)),
+        "-u",
+        "alice:x",
+        "--mail-from",
+        "alice@example.test",
+        "--mail-rcpt",
+        "bob@example.test",
+        "-T",
+        mail.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_sink_message("the message sent with curl", |m| m.contains(&marker));
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A stand-in upstream that only counts the connections it gets.
+fn counting_upstream() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    (l, port)
+}
+
+fn upstream_connections(l: &TcpListener) -> usize {
+    let mut n = 0;
+    while l.accept().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn another_uid_is_refused_before_any_upstream_connection() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: setpriv to another uid needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, port) = counting_upstream();
+    let config = served_config(
+        dir.path(),
+        &format!("tls = [\"starttls\"]\nplain_port = {port}\nlisten_preauth = true"),
+    );
+    crate::harness::replace_in_file(
+        &config,
+        &format!("connect = \"{}\"", harness().get("MAIL_ADDR")),
+        "connect = \"127.0.0.1\"",
+    );
+    let serve = Serve::start(&config, &[], 1);
+    let url = format!("imap://127.0.0.1:{}/", serve.port(0));
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-sv",
+            "--max-time",
+            "20",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0"),
+        "{text}"
+    );
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made"
+    );
+    // The owner's connection does reach the upstream (PREAUTH: at once).
+    let mut own = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
+    let mut upstream_conn = loop {
+        match upstream.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    drop(upstream_conn.write_all(b"* BYE no\r\n"));
+    let mut reply = String::new();
+    let _ = own.read_to_string(&mut reply);
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("refused a connection from uid 65534 (127.0.0.1:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn beyond_max_connections_the_client_is_told_too_many_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), "max_connections = 1"), &[], 1);
+    let port = serve.port(0);
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut line = [0u8; 64];
+    let n = first.read(&mut line).unwrap();
+    assert!(
+        line[..n].starts_with(b"* OK [CAPABILITY"),
+        "{:?}",
+        String::from_utf8_lossy(&line[..n])
+    );
+    let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        "* BYE [UNAVAILABLE] mailtun: too many connections (max_connections = 1)\r\n"
+    );
+    drop(first);
+    serve.stop();
+}
+
+#[test]
+fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let good = h.account_tables("good", "listen = \"127.0.0.1:0\"\nmax_connections = 32", "");
+    let bad = h
+        .account_tables("badca", "listen = \"127.0.0.1:0\"", "")
+        .replace(h.get("CA_FILE"), h.get("UNKNOWN_CA_FILE"));
+    std::fs::write(&config, format!("{good}\n{bad}")).unwrap();
+    let serve = Serve::start(&config, &[], 2);
+    let (good_port, bad_port) = (serve.port_of("good"), serve.port_of("badca"));
+    let expected = big_message();
+    let fetches: Vec<_> = (0..20)
+        .map(|i| {
+            let out = dir.path().join(format!("big-{i}.eml"));
+            std::thread::spawn(move || (curl_fetch_big(good_port, &out), out))
+        })
+        .collect();
+    let failing = curl(&[
+        "-v",
+        &format!("imap://127.0.0.1:{bad_port}/INBOX"),
+        "-u",
+        "alice:x",
+    ]);
+    let text = String::from_utf8_lossy(&failing.stderr);
+    assert!(!failing.status.success());
+    assert!(text.contains("< * BYE [UNAVAILABLE] mailtun: "), "{text}");
+    for f in fetches {
+        let (out, file) = f.join().unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(&file).unwrap() == expected,
+            "{} differs",
+            file.display()
+        );
+    }
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("account `badca`"), "{stderr}");
+}
+
+#[test]
+fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), "drain_secs = 120"), &[], 1);
+    let port = serve.port(0);
+    let expected = big_message();
+    let files: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("big-{i}.eml")))
+        .collect();
+    let fetches: Vec<_> = files
+        .iter()
+        .cloned()
+        .map(|out| {
+            let uid = harness().get("BIG_MESSAGE_UID").to_string();
+            std::thread::spawn(move || {
+                curl(&[
+                    "--limit-rate",
+                    "4M",
+                    &format!("imap://127.0.0.1:{port}/INBOX;UID={uid}"),
+                    "-u",
+                    "alice:x",
+                    "-o",
+                    out.to_str().unwrap(),
+                ])
+            })
+        })
+        .collect();
+    // Every fetch is under way: part of the message arrived, not all of it.
+    for f in &files {
+        while std::fs::metadata(f).map_or(0, |m| m.len()) < 1_000_000 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    serve.signal(libc::SIGTERM);
+    for f in fetches {
+        let out = f.join().unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for f in &files {
+        assert!(
+            std::fs::read(f).unwrap() == expected,
+            "{} differs",
+            f.display()
+        );
+    }
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("draining 3 session(s)"), "{stderr}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "still accepting"
+    );
+}
+
+#[test]
+fn mbsync_with_host_and_port_syncs_the_mailbox_and_the_big_message_intact() {
+    use crate::clients::{inbox_files, strip_cr, without_tuid};
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let local = dir.path().join("mail");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount test\nHost 127.0.0.1\nPort {port}\nUser alice\nPass x\nSSLType None\nAuthMechs LOGIN\n\nIMAPStore test-remote\nAccount test\n\nMaildirStore test-local\nPath {l}/\nInbox {l}/INBOX\n\nChannel test\nFar :test-remote:\nNear :test-local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
+            port = serve.port(0),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("mbsync")
+        .args(["-c", rc.to_str().unwrap(), "-a"])
+        .output()
+        .expect("run mbsync");
+    assert!(
+        out.status.success(),
+        "mbsync: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = inbox_files(&local);
+    let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
+    assert_eq!(files.len(), expected, "{files:?}");
+    let big_lf = strip_cr(&big_message());
+    assert!(
+        files
+            .iter()
+            .any(|f| without_tuid(&strip_cr(&std::fs::read(f).unwrap())) == big_lf),
+        "no synced message equals the 20 MB message"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn mutt_with_an_imap_folder_on_the_listener_opens_the_inbox() {
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
+    let muttrc = dir.path().join("muttrc");
+    std::fs::write(
+        &muttrc,
+        format!(
+            "set folder=imap://alice@127.0.0.1:{}/\nset spoolfile=+INBOX\nset imap_pass=x\nset ssl_starttls=no\nset ssl_force_tls=no\n",
+            serve.port(0)
+        ),
+    )
+    .unwrap();
+    let tmux = crate::clients::Tmux::start(
+        "serve-mutt",
+        &format!(
+            "env HOME={} TERM=xterm mutt -n -F {}",
+            dir.path().display(),
+            muttrc.display()
+        ),
+    );
+    let count = h.get("INBOX_MESSAGES");
+    let want = format!("[Msgs:{count} ");
+    let screen = tmux.wait(20, |s| s.contains(&want), |_, _| {});
+    tmux.keys("q");
+    drop(tmux);
+    assert!(screen.contains(&want), "mutt's screen:\n{screen}");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("authenticated to mail.example.test"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_unix_socket_listener_is_private_and_serves_curl() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("mailtun.sock");
+    let config = harness().config(
+        dir.path(),
+        &format!(
+            "listen = \"unix:{}\"\nlisten_preauth = true",
+            sock.display()
+        ),
+        "",
+    );
+    let serve = Serve::start(&config, &[], 1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    let out = curl(&[
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "imap://localhost/INBOX",
+        "-X",
+        "EXAMINE INBOX",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("EXISTS"), "{text}");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("on unix:{}", sock.display())),
+        "{stderr}"
+    );
+    assert!(!sock.exists(), "the socket file stays after exit");
+}
+
+#[test]
+fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // No `listen`: the socket comes from systemd-socket-activate, named `test`.
+    let config = harness().config(dir.path(), "", "");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("stderr");
+    let mut activate = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=test"])
+        .arg(crate::harness::mailtun_bin())
+        .args(["--config", config.to_str().unwrap(), "serve", "-v"])
+        .env("KRB5_CONFIG", harness().get("KRB5_CONFIG"))
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)");
+    // Until systemd-socket-activate listens, curl cannot connect (exit 7).
+    let out_file = dir.path().join("big.eml");
+    let mut tries = 0;
+    let out = loop {
+        let out = curl_fetch_big(port, &out_file);
+        if out.status.code() != Some(7) || tries == 100 {
+            break out;
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stderr = || std::fs::read_to_string(&log).unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {} mailtun: {}",
+        String::from_utf8_lossy(&out.stderr),
+        stderr()
+    );
+    assert!(
+        std::fs::read(&out_file).unwrap() == big_message(),
+        "the message differs"
+    );
+    // systemd-socket-activate execs mailtun in its own process.
+    unsafe { libc::kill(activate.id() as i32, libc::SIGTERM) };
+    let status = activate.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr());
+    assert!(
+        stderr().contains(&format!("mailtun: serving test (imap) on 127.0.0.1:{port}")),
+        "{}",
+        stderr()
+    );
+}
+
+/// A loopback port that was free a moment ago (the snippet prints the configured port).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn snippet(config: &Path, client: &str, account: &str) -> String {
+    let out = crate::harness::run_mailtun(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "snippet",
+            client,
+            account,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, Some(0), "snippet {client}: {}", out.stderr);
+    out.stdout_text()
+}
+
+#[test]
+fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(
+        dir.path(),
+        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    let rc = dir.path().join("msmtprc");
+    std::fs::write(&rc, snippet(&config, "msmtp", "test")).unwrap();
+    let mut perms = std::fs::metadata(&rc).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&rc, perms).unwrap();
+    let serve = Serve::start(&config, &[], 1);
+    let marker = format!(
+        "mailtun-msmtp-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let mut msmtp = Command::new("msmtp")
+        .args([
+            "-C",
+            rc.to_str().unwrap(),
+            "-a",
+            "test",
+            "-f",
+            "alice@example.test",
+            "bob@example.test",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("msmtp (scripts/install-deps installs it)");
+    msmtp
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("Subject: {marker}\n\nsent by msmtp\n").as_bytes())
+        .unwrap();
+    let out = msmtp.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "msmtp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_sink_message("the message sent with msmtp", |m| m.contains(&marker));
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_printed_curl_snippet_lists_the_mailboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), "");
+    let text = snippet(&config, "curl", "test");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("curl ") && l.ends_with("/'"))
+        .unwrap_or_else(|| panic!("no listing command: {text}"));
+    let serve = Serve::start(&config, &[], 1);
+    let out = Command::new("sh")
+        .args(["-c", &format!("{line} -sS --max-time 60")])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listing.contains("INBOX"), "{listing}");
+    serve.stop();
+}
+
+#[test]
+fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&served_config(dir.path(), "drain_secs = 1"), &[], 1);
+    let mut client = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
+    client.write_all(b"a LOGIN alice x\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\r\na OK ") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // A second client connected and never logged in.
+    let mut waiting = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
+    let mut greeting = [0u8; 256];
+    let n = waiting.read(&mut greeting).unwrap();
+    assert!(greeting[..n].starts_with(b"* OK "));
+    // The first stays logged in and silent; SIGTERM, then drain_secs, then the end.
+    serve.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    let mut told = String::new();
+    waiting.read_to_string(&mut told).unwrap();
+    assert_eq!(told, "* BYE mailtun: shutting down\r\n");
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("still running after drain_secs: closing them"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_non_loopback_listen_address_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = harness().config(dir.path(), "listen = \"0.0.0.0:1143\"", "");
+    let out = crate::harness::run_mailtun(&["--config", config.to_str().unwrap(), "serve"], b"");
+    assert_eq!(out.code, Some(crate::EXIT_CONFIG), "{}", out.stderr);
+    assert!(out.stderr.contains("account `test`"), "{}", out.stderr);
+    assert!(out.stderr.contains("listen_on_network"), "{}", out.stderr);
+}
+
+#[test]
+fn a_socket_from_systemd_named_after_no_account_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            h.account_tables("one", "", ""),
+            h.account_tables("two", "", "")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut activate = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=three"])
+        .arg(crate::harness::mailtun_bin())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut tries = 0;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() && tries < 100 {
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = activate.wait().unwrap();
+    let mut stderr = String::new();
+    activate
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(crate::EXIT_CONFIG), "{stderr}");
+    assert!(
+        stderr.contains("socket 0 named `three`, which names no account to serve"),
+        "{stderr}"
+    );
+}
