@@ -178,187 +178,219 @@ pub fn render(
     inv: &Invocation,
     local_user: Option<&str>,
 ) -> Result<String, String> {
-    if matches!(
-        client,
-        Client::Thunderbird | Client::Msmtp | Client::Curl | Client::GitSendEmail
-    ) {
-        return direct(client, account);
+    let tunnel = || inv.tunnel(&account.name);
+    match client {
+        Client::Mutt | Client::Neomutt => Ok(mutt(client, account, &tunnel())),
+        Client::Alpine => alpine(client, account, inv),
+        Client::Mbsync => mbsync(client, account, &tunnel()),
+        Client::Offlineimap => offlineimap(client, account, &tunnel()),
+        Client::Fetchmail => fetchmail(account, &tunnel(), local_user),
+        Client::Thunderbird | Client::Msmtp | Client::Curl | Client::GitSendEmail => {
+            direct(client, account)
+        }
     }
-    let tunnel = inv.tunnel(&account.name);
+}
+
+/// mutt and neomutt: hooks that set `$tunnel` for this server only, and the mailbox or
+/// SMTP URL.
+fn mutt(client: Client, account: &Account, tunnel: &str) -> String {
     let name = &account.name;
     let host = &account.host;
     let mut s = String::new();
-    match client {
-        Client::Mutt | Client::Neomutt => {
-            let c = client.name();
-            // mutt's SMTP URL carries no user (see below), and the hook sees that URL.
-            let user = if account.protocol == Protocol::Smtp {
-                String::new()
-            } else {
-                url_user(account)
-            };
-            let scheme = match account.protocol {
-                Protocol::Imap => "imap",
-                Protocol::Pop3 => "pop",
-                Protocol::Smtp => "smtp",
-            };
-            writeln!(
-                s,
-                "# {c}: account `{name}` ({}) through mailtun.",
-                account.protocol
-            )
-            .unwrap();
-            let set_tunnel = format!("set tunnel={}", mutt_quote(&tunnel));
-            if set_tunnel.contains('\'') {
-                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE).").unwrap();
-                writeln!(s, "{set_tunnel}").unwrap();
-            } else {
-                writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# hooks set it before each connection to this server and clear it for others.").unwrap();
-                // The URL a hook sees may end right after the host (neomutt's SMTP), and
-                // neomutt 20220429 picks tunnel or socket before its account-hook runs
-                // for a mailbox: a folder-hook sets $tunnel before the mailbox opens.
-                let url = format!(
-                    "{scheme}://{}{}([:/]|$)",
-                    regex_escape(&user),
-                    regex_escape(host)
-                );
-                writeln!(s, "account-hook . 'unset tunnel'").unwrap();
-                writeln!(s, "account-hook '^{url}' '{set_tunnel}'").unwrap();
-                if account.protocol != Protocol::Smtp {
-                    // `^` at the start of a folder-hook pattern means the current mailbox.
-                    writeln!(s, "folder-hook . 'unset tunnel'").unwrap();
-                    writeln!(s, "folder-hook '{url}' '{set_tunnel}'").unwrap();
-                }
-            }
-            match account.protocol {
-                Protocol::Imap => {
-                    writeln!(s, "set folder=\"imap://{user}{host}/\"").unwrap();
-                    writeln!(s, "set spoolfile=\"+INBOX\"").unwrap();
-                }
-                Protocol::Pop3 => {
-                    writeln!(s, "set spoolfile=\"pop://{user}{host}/\"").unwrap();
-                    writeln!(
-                        s,
-                        "# {c} logs in with USER/PASS even on a tunnel: mailtun answers both itself\n# and forwards nothing, so this placeholder is never sent anywhere."
-                    )
-                    .unwrap();
-                    writeln!(s, "set pop_pass=\"unused\"").unwrap();
-                }
-                Protocol::Smtp => {
-                    writeln!(
-                        s,
-                        "# No user in the URL: mailtun has authenticated already and offers no AUTH."
-                    )
-                    .unwrap();
-                    writeln!(s, "set smtp_url=\"smtp://{host}/\"").unwrap();
-                }
-            }
-        }
-        Client::Alpine => {
-            only_imap(client, account)?;
-            let words = inv.words();
-            if let Some(w) = words
-                .iter()
-                .find(|w| w.contains(char::is_whitespace) || w.contains('"'))
-            {
-                return Err(format!(
-                    "alpine splits its ssh-command on spaces, so `{w}` cannot be part of it; use a path without spaces"
-                ));
-            }
-            if account.user.is_empty() {
-                return Err(format!(
-                    "alpine names the user in the mailbox, so account `{name}` needs a `user`"
-                ));
-            }
-            writeln!(
-                s,
-                "# alpine (~/.pinerc): account `{name}` through mailtun, which alpine runs as"
-            )
-            .unwrap();
-            writeln!(s, "# `mailtun HOST -l USER exec /etc/rimapd`; mailtun picks the account by host and user.").unwrap();
-            writeln!(
-                s,
-                "# The mailbox must have no /ssl, /tls or /norsh flag, or alpine skips ssh-path."
-            )
-            .unwrap();
-            writeln!(s, "inbox-path={{{host}/user={}}}INBOX", account.user).unwrap();
-            writeln!(s, "folder-collections={{{host}/user={}}}[]", account.user).unwrap();
-            writeln!(s, "ssh-path={}", words[0]).unwrap();
-            if words.len() > 1 {
-                writeln!(
-                    s,
-                    "ssh-command=\"%s {} %s -l %s exec /etc/r%sd\"",
-                    words[1..].join(" ")
-                )
-                .unwrap();
-            }
-        }
-        Client::Mbsync => {
-            only_imap(client, account)?;
-            writeln!(
-                s,
-                "# mbsync (~/.mbsyncrc): account `{name}` through mailtun"
-            )
-            .unwrap();
-            writeln!(s, "IMAPAccount {name}").unwrap();
-            writeln!(s, "Tunnel {}", c_quote(&tunnel)).unwrap();
-            writeln!(s).unwrap();
-            writeln!(s, "IMAPStore {name}-remote").unwrap();
-            writeln!(s, "Account {name}").unwrap();
-        }
-        Client::Offlineimap => {
-            only_imap(client, account)?;
-            writeln!(
-                s,
-                "# offlineimap (~/.offlineimaprc): account `{name}` through mailtun"
-            )
-            .unwrap();
-            writeln!(s, "[Repository {name}-remote]").unwrap();
-            writeln!(s, "type = IMAP").unwrap();
-            // offlineimap's configuration parser expands `%`.
-            writeln!(s, "preauthtunnel = {}", tunnel.replace('%', "%%")).unwrap();
-        }
-        Client::Fetchmail => {
-            let proto = match account.protocol {
-                Protocol::Imap => "IMAP",
-                Protocol::Pop3 => "POP3",
-                Protocol::Smtp => {
-                    return Err(format!(
-                        "fetchmail retrieves mail (IMAP or POP3), and account `{name}` speaks smtp"
-                    ));
-                }
-            };
-            if account.user.is_empty() {
-                return Err(format!(
-                    "fetchmail needs a user name, and account `{name}` has no `user`"
-                ));
-            }
-            writeln!(
-                s,
-                "# fetchmail (~/.fetchmailrc, mode 0600): account `{name}` through mailtun."
-            )
-            .unwrap();
-            writeln!(s, "# `sslproto \"\"`: fetchmail 6.4.22+ otherwise wants STARTTLS on the plugin itself.").unwrap();
-            writeln!(
-                s,
-                "poll {host} via localhost no dns with proto {proto} plugin {} auth ssh",
-                c_quote(&tunnel)
-            )
-            .unwrap();
-            let here = local_user
-                .map(|u| format!(" is {} here", c_quote(u)))
-                .unwrap_or_default();
-            writeln!(
-                s,
-                "  user {} there{here} sslproto \"\"",
-                c_quote(&account.user)
-            )
-            .unwrap();
-        }
-        Client::Thunderbird | Client::Msmtp | Client::Curl | Client::GitSendEmail => {
-            unreachable!("the direct forms return above")
+    let c = client.name();
+    // mutt's SMTP URL carries no user (see below), and the hook sees that URL.
+    let user = if account.protocol == Protocol::Smtp {
+        String::new()
+    } else {
+        url_user(account)
+    };
+    let scheme = match account.protocol {
+        Protocol::Imap => "imap",
+        Protocol::Pop3 => "pop",
+        Protocol::Smtp => "smtp",
+    };
+    writeln!(
+        s,
+        "# {c}: account `{name}` ({}) through mailtun.",
+        account.protocol
+    )
+    .unwrap();
+    let set_tunnel = format!("set tunnel={}", mutt_quote(tunnel));
+    if set_tunnel.contains('\'') {
+        writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP):\n# keep these lines in a profile of their own ({c} -F FILE).").unwrap();
+        writeln!(s, "{set_tunnel}").unwrap();
+    } else {
+        writeln!(s, "# {c} uses its one $tunnel for every connection (IMAP, POP3 and SMTP): these\n# hooks set it before each connection to this server and clear it for others.").unwrap();
+        // The URL a hook sees may end right after the host (neomutt's SMTP), and
+        // neomutt 20220429 picks tunnel or socket before its account-hook runs
+        // for a mailbox: a folder-hook sets $tunnel before the mailbox opens.
+        let url = format!(
+            "{scheme}://{}{}([:/]|$)",
+            regex_escape(&user),
+            regex_escape(host)
+        );
+        writeln!(s, "account-hook . 'unset tunnel'").unwrap();
+        writeln!(s, "account-hook '^{url}' '{set_tunnel}'").unwrap();
+        if account.protocol != Protocol::Smtp {
+            // `^` at the start of a folder-hook pattern means the current mailbox.
+            writeln!(s, "folder-hook . 'unset tunnel'").unwrap();
+            writeln!(s, "folder-hook '{url}' '{set_tunnel}'").unwrap();
         }
     }
+    match account.protocol {
+        Protocol::Imap => {
+            writeln!(s, "set folder=\"imap://{user}{host}/\"").unwrap();
+            writeln!(s, "set spoolfile=\"+INBOX\"").unwrap();
+        }
+        Protocol::Pop3 => {
+            writeln!(s, "set spoolfile=\"pop://{user}{host}/\"").unwrap();
+            writeln!(
+                s,
+                "# {c} logs in with USER/PASS even on a tunnel: mailtun answers both itself\n# and forwards nothing, so this placeholder is never sent anywhere."
+            )
+            .unwrap();
+            writeln!(s, "set pop_pass=\"unused\"").unwrap();
+        }
+        Protocol::Smtp => {
+            writeln!(
+                s,
+                "# No user in the URL: mailtun has authenticated already and offers no AUTH."
+            )
+            .unwrap();
+            writeln!(s, "set smtp_url=\"smtp://{host}/\"").unwrap();
+        }
+    }
+    s
+}
+
+/// alpine: the ssh-path form (`mailtun HOST -l USER exec /etc/rimapd`).
+fn alpine(client: Client, account: &Account, inv: &Invocation) -> Result<String, String> {
+    let name = &account.name;
+    let host = &account.host;
+    let mut s = String::new();
+    only_imap(client, account)?;
+    let words = inv.words();
+    if let Some(w) = words
+        .iter()
+        .find(|w| w.contains(char::is_whitespace) || w.contains('"'))
+    {
+        return Err(format!(
+            "alpine splits its ssh-command on spaces, so `{w}` cannot be part of it; use a path without spaces"
+        ));
+    }
+    if account.user.is_empty() {
+        return Err(format!(
+            "alpine names the user in the mailbox, so account `{name}` needs a `user`"
+        ));
+    }
+    writeln!(
+        s,
+        "# alpine (~/.pinerc): account `{name}` through mailtun, which alpine runs as"
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "# `mailtun HOST -l USER exec /etc/rimapd`; mailtun picks the account by host and user."
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "# The mailbox must have no /ssl, /tls or /norsh flag, or alpine skips ssh-path."
+    )
+    .unwrap();
+    writeln!(s, "inbox-path={{{host}/user={}}}INBOX", account.user).unwrap();
+    writeln!(s, "folder-collections={{{host}/user={}}}[]", account.user).unwrap();
+    writeln!(s, "ssh-path={}", words[0]).unwrap();
+    if words.len() > 1 {
+        writeln!(
+            s,
+            "ssh-command=\"%s {} %s -l %s exec /etc/r%sd\"",
+            words[1..].join(" ")
+        )
+        .unwrap();
+    }
+    Ok(s)
+}
+
+/// mbsync: an IMAPAccount with `Tunnel`.
+fn mbsync(client: Client, account: &Account, tunnel: &str) -> Result<String, String> {
+    let name = &account.name;
+    let mut s = String::new();
+    only_imap(client, account)?;
+    writeln!(
+        s,
+        "# mbsync (~/.mbsyncrc): account `{name}` through mailtun"
+    )
+    .unwrap();
+    writeln!(s, "IMAPAccount {name}").unwrap();
+    writeln!(s, "Tunnel {}", c_quote(tunnel)).unwrap();
+    writeln!(s).unwrap();
+    writeln!(s, "IMAPStore {name}-remote").unwrap();
+    writeln!(s, "Account {name}").unwrap();
+    Ok(s)
+}
+
+/// offlineimap: a remote repository with `preauthtunnel`.
+fn offlineimap(client: Client, account: &Account, tunnel: &str) -> Result<String, String> {
+    let name = &account.name;
+    let mut s = String::new();
+    only_imap(client, account)?;
+    writeln!(
+        s,
+        "# offlineimap (~/.offlineimaprc): account `{name}` through mailtun"
+    )
+    .unwrap();
+    writeln!(s, "[Repository {name}-remote]").unwrap();
+    writeln!(s, "type = IMAP").unwrap();
+    // offlineimap's configuration parser expands `%`.
+    writeln!(s, "preauthtunnel = {}", tunnel.replace('%', "%%")).unwrap();
+    Ok(s)
+}
+
+/// fetchmail: a `plugin` poll entry (IMAP or POP3).
+fn fetchmail(account: &Account, tunnel: &str, local_user: Option<&str>) -> Result<String, String> {
+    let name = &account.name;
+    let host = &account.host;
+    let mut s = String::new();
+    let proto = match account.protocol {
+        Protocol::Imap => "IMAP",
+        Protocol::Pop3 => "POP3",
+        Protocol::Smtp => {
+            return Err(format!(
+                "fetchmail retrieves mail (IMAP or POP3), and account `{name}` speaks smtp"
+            ));
+        }
+    };
+    if account.user.is_empty() {
+        return Err(format!(
+            "fetchmail needs a user name, and account `{name}` has no `user`"
+        ));
+    }
+    writeln!(
+        s,
+        "# fetchmail (~/.fetchmailrc, mode 0600): account `{name}` through mailtun."
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "# `sslproto \"\"`: fetchmail 6.4.22+ otherwise wants STARTTLS on the plugin itself."
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "poll {host} via localhost no dns with proto {proto} plugin {} auth ssh",
+        c_quote(tunnel)
+    )
+    .unwrap();
+    let here = local_user
+        .map(|u| format!(" is {} here", c_quote(u)))
+        .unwrap_or_default();
+    writeln!(
+        s,
+        "  user {} there{here} sslproto \"\"",
+        c_quote(&account.user)
+    )
+    .unwrap();
     Ok(s)
 }
 
@@ -395,16 +427,6 @@ fn direct(client: Client, account: &Account) -> Result<String, String> {
             ));
         }
     };
-    let smtp_only = |what: &str| -> Result<(), String> {
-        if account.protocol == Protocol::Smtp {
-            Ok(())
-        } else {
-            Err(format!(
-                "{c} {what}, and account `{name}` speaks {}",
-                account.protocol
-            ))
-        }
-    };
     let user = if account.user.is_empty() {
         "mailtun".to_string()
     } else {
@@ -419,6 +441,16 @@ fn direct(client: Client, account: &Account) -> Result<String, String> {
     } else {
         "YOU@EXAMPLE.ORG".into()
     };
+    let d = Direct {
+        client,
+        account,
+        host,
+        port,
+        socket,
+        user,
+        password_note,
+        from,
+    };
     let mut s = String::new();
     writeln!(
         s,
@@ -427,105 +459,171 @@ fn direct(client: Client, account: &Account) -> Result<String, String> {
     )
     .unwrap();
     match client {
-        Client::Thunderbird => {
-            let (kind, dialog) = match account.protocol {
-                Protocol::Imap => ("IMAP Mail Server", "Account Settings > Server Settings"),
-                Protocol::Pop3 => ("POP Mail Server", "Account Settings > Server Settings"),
-                Protocol::Smtp => ("SMTP", "Account Settings > Outgoing Server (SMTP) > Edit"),
-            };
-            writeln!(s, "# In {dialog}:").unwrap();
-            writeln!(s, "Server type:           {kind}").unwrap();
-            writeln!(s, "Server name:           {host}").unwrap();
-            writeln!(s, "Port:                  {port}").unwrap();
-            writeln!(s, "User name:             {user}").unwrap();
-            writeln!(
-                s,
-                "Connection security:   None (the connection stays on this machine; mailtun does TLS)"
-            )
-            .unwrap();
-            if account.protocol == Protocol::Smtp {
-                writeln!(
-                    s,
-                    "Authentication method: No authentication (mailtun lets in only you)"
-                )
-                .unwrap();
-            } else {
-                writeln!(s, "Authentication method: Normal password").unwrap();
-                writeln!(s, "Password:              {password_note}").unwrap();
-            }
-        }
-        Client::Msmtp => {
-            smtp_only("sends mail (SMTP)")?;
-            writeln!(s, "# ~/.msmtprc (mode 0600)").unwrap();
-            writeln!(s, "account {name}").unwrap();
-            writeln!(s, "host {host}").unwrap();
-            writeln!(s, "port {port}").unwrap();
-            writeln!(s, "tls off").unwrap();
-            writeln!(
-                s,
-                "# No login: mailtun already authenticated upstream and lets in only you."
-            )
-            .unwrap();
-            writeln!(s, "auth off").unwrap();
-            writeln!(s, "from {from}").unwrap();
-        }
-        Client::Curl => {
-            let pass = if account.serve.local_password.is_some() {
-                "LOCAL-PASSWORD"
-            } else {
-                "mailtun"
-            };
-            let target = match socket {
-                Some(p) => format!("--unix-socket {} ", sh_quote(&p.display().to_string())),
-                None => String::new(),
-            };
-            let hostport = if socket.is_some() {
-                "localhost".to_string()
-            } else {
-                format!("{host}:{port}")
-            };
-            let auth = format!("--user {}", sh_quote(&format!("{user}:{pass}")));
-            writeln!(s, "# Password: {password_note}.").unwrap();
-            match account.protocol {
-                Protocol::Imap => {
-                    writeln!(s, "# List the mailboxes; INBOX;UID=N fetches a message.").unwrap();
-                    writeln!(s, "curl {target}{auth} 'imap://{hostport}/'").unwrap();
-                    writeln!(s, "curl {target}{auth} 'imap://{hostport}/INBOX;UID=1'").unwrap();
-                }
-                Protocol::Pop3 => {
-                    writeln!(s, "# List the messages; /N retrieves message N.").unwrap();
-                    writeln!(s, "curl {target}{auth} 'pop3://{hostport}/'").unwrap();
-                    writeln!(s, "curl {target}{auth} 'pop3://{hostport}/1'").unwrap();
-                }
-                Protocol::Smtp => {
-                    writeln!(s, "# Send message.txt (headers, blank line, body).").unwrap();
-                    writeln!(
-                        s,
-                        "curl {target}'smtp://{hostport}' --mail-from {from} --mail-rcpt TO@EXAMPLE.ORG -T message.txt"
-                    )
-                    .unwrap();
-                }
-            }
-        }
-        Client::GitSendEmail => {
-            smtp_only("sends mail (SMTP)")?;
-            writeln!(
-                s,
-                "# ~/.gitconfig (or: git config --global sendemail.KEY VALUE)"
-            )
-            .unwrap();
-            writeln!(s, "[sendemail]").unwrap();
-            writeln!(s, "\tsmtpServer = {host}").unwrap();
-            writeln!(s, "\tsmtpServerPort = {port}").unwrap();
-            writeln!(
-                s,
-                "\t# No smtpUser: mailtun already authenticated upstream and lets in only you."
-            )
-            .unwrap();
-        }
+        Client::Thunderbird => thunderbird(&d, &mut s),
+        Client::Msmtp => msmtp(&d, &mut s)?,
+        Client::Curl => curl(&d, &mut s),
+        Client::GitSendEmail => git_send_email(&d, &mut s)?,
         _ => unreachable!("only the direct forms come here"),
     }
     Ok(s)
+}
+
+/// What a direct form says: where the listener is and how to log in to it.
+struct Direct<'a> {
+    client: Client,
+    account: &'a Account,
+    host: String,
+    port: u16,
+    /// The listener's Unix socket (curl only).
+    socket: Option<&'a std::path::PathBuf>,
+    user: String,
+    password_note: &'static str,
+    from: String,
+}
+
+impl Direct<'_> {
+    /// A client that only sends mail refuses an IMAP or POP3 account.
+    fn smtp_only(&self, what: &str) -> Result<(), String> {
+        if self.account.protocol == Protocol::Smtp {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} {what}, and account `{}` speaks {}",
+                self.client.name(),
+                self.account.name,
+                self.account.protocol
+            ))
+        }
+    }
+}
+
+fn thunderbird(d: &Direct, s: &mut String) {
+    let Direct {
+        account,
+        host,
+        port,
+        user,
+        password_note,
+        ..
+    } = d;
+    let (kind, dialog) = match account.protocol {
+        Protocol::Imap => ("IMAP Mail Server", "Account Settings > Server Settings"),
+        Protocol::Pop3 => ("POP Mail Server", "Account Settings > Server Settings"),
+        Protocol::Smtp => ("SMTP", "Account Settings > Outgoing Server (SMTP) > Edit"),
+    };
+    writeln!(s, "# In {dialog}:").unwrap();
+    writeln!(s, "Server type:           {kind}").unwrap();
+    writeln!(s, "Server name:           {host}").unwrap();
+    writeln!(s, "Port:                  {port}").unwrap();
+    writeln!(s, "User name:             {user}").unwrap();
+    writeln!(
+        s,
+        "Connection security:   None (the connection stays on this machine; mailtun does TLS)"
+    )
+    .unwrap();
+    if account.protocol == Protocol::Smtp {
+        writeln!(
+            s,
+            "Authentication method: No authentication (mailtun lets in only you)"
+        )
+        .unwrap();
+    } else {
+        writeln!(s, "Authentication method: Normal password").unwrap();
+        writeln!(s, "Password:              {password_note}").unwrap();
+    }
+}
+
+fn msmtp(d: &Direct, s: &mut String) -> Result<(), String> {
+    d.smtp_only("sends mail (SMTP)")?;
+    let Direct {
+        account,
+        host,
+        port,
+        from,
+        ..
+    } = d;
+    let name = &account.name;
+    writeln!(s, "# ~/.msmtprc (mode 0600)").unwrap();
+    writeln!(s, "account {name}").unwrap();
+    writeln!(s, "host {host}").unwrap();
+    writeln!(s, "port {port}").unwrap();
+    writeln!(s, "tls off").unwrap();
+    writeln!(
+        s,
+        "# No login: mailtun already authenticated upstream and lets in only you."
+    )
+    .unwrap();
+    writeln!(s, "auth off").unwrap();
+    writeln!(s, "from {from}").unwrap();
+    Ok(())
+}
+
+fn curl(d: &Direct, s: &mut String) {
+    let Direct {
+        account,
+        host,
+        port,
+        socket,
+        user,
+        password_note,
+        from,
+        ..
+    } = d;
+    let pass = if account.serve.local_password.is_some() {
+        "LOCAL-PASSWORD"
+    } else {
+        "mailtun"
+    };
+    let target = match socket {
+        Some(p) => format!("--unix-socket {} ", sh_quote(&p.display().to_string())),
+        None => String::new(),
+    };
+    let hostport = if socket.is_some() {
+        "localhost".to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    let auth = format!("--user {}", sh_quote(&format!("{user}:{pass}")));
+    writeln!(s, "# Password: {password_note}.").unwrap();
+    match account.protocol {
+        Protocol::Imap => {
+            writeln!(s, "# List the mailboxes; INBOX;UID=N fetches a message.").unwrap();
+            writeln!(s, "curl {target}{auth} 'imap://{hostport}/'").unwrap();
+            writeln!(s, "curl {target}{auth} 'imap://{hostport}/INBOX;UID=1'").unwrap();
+        }
+        Protocol::Pop3 => {
+            writeln!(s, "# List the messages; /N retrieves message N.").unwrap();
+            writeln!(s, "curl {target}{auth} 'pop3://{hostport}/'").unwrap();
+            writeln!(s, "curl {target}{auth} 'pop3://{hostport}/1'").unwrap();
+        }
+        Protocol::Smtp => {
+            writeln!(s, "# Send message.txt (headers, blank line, body).").unwrap();
+            writeln!(
+                s,
+                "curl {target}'smtp://{hostport}' --mail-from {from} --mail-rcpt TO@EXAMPLE.ORG -T message.txt"
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn git_send_email(d: &Direct, s: &mut String) -> Result<(), String> {
+    d.smtp_only("sends mail (SMTP)")?;
+    let Direct { host, port, .. } = d;
+    writeln!(
+        s,
+        "# ~/.gitconfig (or: git config --global sendemail.KEY VALUE)"
+    )
+    .unwrap();
+    writeln!(s, "[sendemail]").unwrap();
+    writeln!(s, "\tsmtpServer = {host}").unwrap();
+    writeln!(s, "\tsmtpServerPort = {port}").unwrap();
+    writeln!(
+        s,
+        "\t# No smtpUser: mailtun already authenticated upstream and lets in only you."
+    )
+    .unwrap();
+    Ok(())
 }
 
 #[cfg(test)]
