@@ -9,13 +9,20 @@ HTTP Basic as client `dovecot`), RFC 7009 revocation, OpenID/RFC 8414 discovery.
 Usage: idp.py ADDR PORT CERT KEY
 Environment: IDP_ACCESS_SECS (access-token lifetime), IDP_USERS
 ("alice:PASSWORD bob:PASSWORD"), IDP_INTROSPECT_SECRET (secret of client `dovecot`),
-IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`).
-Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; public), `mailtun-secret` (client_secret_basic/post), `dovecot`.
+IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`),
+IDP_SLOW_MIN_GAP (seconds `mailtun-slow` must leave between polls at first; default 3).
+Clients: `mailtun`, `mailtun-short` and `mailtun-brief` (device codes of 2 s; public), `mailtun-secret` (client_secret_basic/post), `dovecot`,
+`mailtun-slow` (public; a server under load: its device codes advertise a 1 s interval,
+but a poll sooner than IDP_SLOW_MIN_GAP after the previous one, or sooner than the
+interval plus 5 s per `slow_down` already sent (RFC 8628 3.5), is answered `slow_down`,
+before and after approval: a client that ignores it never gets its token).
 Clients get IDP_ACCESS_SECS-long access tokens (default 3600), `mailtun-short` 30 s ones.
 Test hooks (loopback only): POST /test/revoke-user {username} revokes all its tokens;
 POST /test/reset-user {username[, client_id]} forgets them (counts start from zero);
 GET /test/tokens?username=U lists every token issued to U (leak checks);
-GET /test/stats?username=U[&client_id=C] counts its tokens and live refresh tokens.
+GET /test/stats?username=U[&client_id=C] counts its tokens and live refresh tokens;
+GET /test/polls?user_code=X lists the token-endpoint polls of that device code, in order
+({"error" or "ok", "gap": seconds since the previous poll}).
 """
 import secrets
 import sys
@@ -29,8 +36,10 @@ from authlib.oauth2.rfc6749.models import ClientMixin, TokenMixin, Authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc8628 import (
     DeviceAuthorizationEndpoint, DeviceCodeGrant as _DeviceCodeGrant, DeviceCredentialDict,
+    SlowDownError,
 )
 import os
 
@@ -146,6 +155,8 @@ CLIENTS = {
     "mailtun-short": Client("mailtun-short", None, "none",
                             ["authorization_code", "refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
     "mailtun-brief": Client("mailtun-brief", None, "none", [_DeviceCodeGrant.GRANT_TYPE]),
+    "mailtun-slow": Client("mailtun-slow", None, "none",
+                           ["refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
     "mailtun-secret": Client("mailtun-secret", os.environ.get("IDP_CLIENT_SECRET", "client-Secret.789"),
                              "client_secret_basic",
                              ["authorization_code", "refresh_token", _DeviceCodeGrant.GRANT_TYPE]),
@@ -157,6 +168,8 @@ CODES = {}           # authorization code -> AuthCode
 DEVICE = {}          # device_code -> DeviceCredentialDict
 USER_GRANTS = {}     # user_code -> (User, approved)
 LAST_POLL = {}       # device_code -> time of the last poll
+POLLS = {}           # user_code -> [{"outcome": error or "ok", "gap": seconds}] (test hook)
+SLOW_MIN_GAP = float(os.environ.get("IDP_SLOW_MIN_GAP", "3"))
 
 
 def find_access(value):
@@ -228,7 +241,31 @@ class DeviceCodeGrant(_DeviceCodeGrant):
     def query_user_grant(self, user_code):
         return USER_GRANTS.get(user_code)
 
+    def validate_device_credential(self, credential):
+        code = credential["device_code"]
+        now, last = time.time(), LAST_POLL.get(code)
+        gap = None if last is None else round(now - last, 3)
+        log = POLLS.setdefault(credential.get_user_code(), [])
+        try:
+            if credential.get_client_id() == "mailtun-slow" and not credential.is_expired():
+                LAST_POLL[code] = now
+                # RFC 8628 3.5: after each slow_down the client polls 5 s less often.
+                # A little leeway for the request's own travel time.
+                need = max(SLOW_MIN_GAP, DeviceEndpoint.INTERVAL + 5 * credential.get("slow_downs", 0))
+                if gap is not None and gap < need - 0.25:
+                    credential["slow_downs"] = credential.get("slow_downs", 0) + 1
+                    raise SlowDownError()
+            user = super().validate_device_credential(credential)
+        except OAuth2Error as e:
+            log.append({"outcome": e.error, "gap": gap})
+            raise
+        log.append({"outcome": "ok", "gap": gap})
+        return user
+
     def should_slow_down(self, credential):
+        # `mailtun-slow`: decided above, on every poll.
+        if credential.get_client_id() == "mailtun-slow":
+            return False
         # The second poll within 1 s of the previous one is told to slow down (once).
         code = credential["device_code"]
         now, last = time.time(), LAST_POLL.get(code)
@@ -428,6 +465,11 @@ def stats():
             and client in (None, t.client_id)]
     return jsonify({"tokens": len(mine),
                     "grants": sum(1 for t in mine if not t.refresh_revoked)})
+
+
+@app.route("/test/polls")
+def polls():
+    return jsonify({"polls": POLLS.get(request.args.get("user_code", ""), [])})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,21 @@ pub enum Provider {
     Google,
 }
 
+impl Provider {
+    /// The name as written in `oauth.provider`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Microsoft => "microsoft",
+            Provider::Google => "google",
+        }
+    }
+
+    /// The endpoints this preset fills in.
+    pub fn endpoints(self) -> Given {
+        preset(self).0
+    }
+}
+
 /// How `mailtun oauth login` signs in by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +55,16 @@ pub enum Flow {
     Device,
     /// Authorization code with PKCE and a loopback redirect.
     Browser,
+}
+
+impl Flow {
+    /// The name as written in `oauth.flow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Device => "device",
+            Flow::Browser => "browser",
+        }
+    }
 }
 
 /// The provider's endpoints: found at `issuer`, or given.
@@ -74,6 +99,8 @@ pub enum ClientSecretSource {
 /// `[accounts.X.oauth]` with every default resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthSettings {
+    /// The preset named by `oauth.provider`, if any (its endpoints are in `endpoints`).
+    pub provider: Option<Provider>,
     pub endpoints: Endpoints,
     pub client_id: String,
     pub client_secret: Option<ClientSecretSource>,
@@ -184,6 +211,7 @@ pub fn resolve(raw: RawOAuth, keyring: KeyringStore) -> Result<OAuthSettings, St
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
     Ok(OAuthSettings {
+        provider: raw.provider,
         endpoints,
         client_id,
         client_secret,

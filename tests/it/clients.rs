@@ -590,3 +590,84 @@ fn accounts_lists_effective_settings_without_secrets() {
     assert!(!text.contains("s3cret"), "{text}");
     assert!(text.contains("[out]\n  protocol        smtp\n"), "{text}");
 }
+
+#[test]
+fn accounts_lists_serve_kinit_cache_and_oauth_settings_without_secrets() {
+    // The sources of `local_password` and `oauth.client_secret` are commands whose output
+    // must never be run or shown; the OAuth tokens are not read either.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret-Value-never-shown\n").unwrap();
+    let ran = dir.path().join("ran");
+    let cmd = format!("touch {} && cat {}", ran.display(), secret_file.display());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.work]\nhost = \"mail.example.org\"\nuser = \"alice\"\nlisten = \"127.0.0.1:1143\"\nmax_connections = 4\ndrain_secs = 3\nlocal_password = {{ command = \"{cmd}\" }}\n\
+             password = {{ command = \"{cmd}\" }}\n\
+             [accounts.work.gssapi]\nkinit = true\nkinit_cache = \"account\"\nccache = \"FILE:/tmp/work.cc\"\n\
+             [accounts.o365]\nhost = \"outlook.office365.com\"\nuser = \"alice@example.org\"\nauth = [\"xoauth2\"]\n\
+             [accounts.o365.oauth]\nprovider = \"microsoft\"\nclient_id = \"0000-aaaa\"\nclient_secret = {{ command = \"{cmd}\" }}\nflow = \"device\"\n\
+             [accounts.idp]\nhost = \"mail.example.org\"\nuser = \"alice\"\nauth = [\"oauthbearer\"]\n\
+             [accounts.idp.oauth]\nissuer = \"https://idp.example.org\"\nclient_id = \"mailtun\"\nclient_secret = {{ keyring = true }}\nscope = \"mail offline_access\"\nca_file = \"/etc/idp-ca.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = run_mailtun(&["--config", c, "accounts", "--json"], b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let json = out.stdout_text();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let by = |n: &str| {
+        v["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let work = by("work");
+    assert_eq!(work["serve"]["listen"], "127.0.0.1:1143");
+    assert_eq!(work["serve"]["listen_preauth"], false);
+    assert_eq!(work["serve"]["max_connections"], 4);
+    assert_eq!(work["serve"]["drain_secs"], 3);
+    assert_eq!(work["serve"]["local_password"]["kind"], "command");
+    assert_eq!(work["gssapi"]["kinit_cache"], "account");
+    assert_eq!(work["oauth"], serde_json::Value::Null);
+    let o365 = by("o365");
+    assert_eq!(o365["oauth"]["provider"], "microsoft");
+    assert_eq!(o365["oauth"]["client_id"], "0000-aaaa");
+    assert_eq!(o365["oauth"]["client_secret"]["kind"], "command");
+    assert_eq!(o365["oauth"]["flow"], "device");
+    assert_eq!(
+        o365["oauth"]["endpoints"]["token_endpoint"],
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+    );
+    let idp = by("idp");
+    assert_eq!(idp["oauth"]["issuer"], "https://idp.example.org");
+    assert_eq!(
+        idp["oauth"]["client_secret"],
+        serde_json::json!({ "kind": "keyring", "store": "keyutils", "service": "mailtun-oauth-client" })
+    );
+    assert_eq!(idp["oauth"]["scope"], "mail offline_access");
+    assert_eq!(idp["oauth"]["ca_file"], "/etc/idp-ca.pem");
+    assert_eq!(idp["serve"]["listen"], serde_json::Value::Null);
+
+    let out = run_mailtun(&["--config", c, "accounts"], b"");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = out.stdout_text();
+    for want in [
+        "  serve           listen 127.0.0.1:1143, listen_preauth no, max_connections 4, drain_secs 3, local_password command `",
+        "kinit yes, kinit_cache account,",
+        "  oauth           provider microsoft (endpoints and scope preset), client_id 0000-aaaa, client_secret command `",
+        "  oauth           issuer https://idp.example.org (endpoints discovered), client_id mailtun, client_secret keyring (keyutils, service mailtun-oauth-client), scope `mail offline_access`, flow (device when the provider has the endpoint, else browser), ca_file /etc/idp-ca.pem, tokens in keyring (keyutils)\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    for shown in [&json, &text, &out.stderr] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+    assert!(!ran.exists(), "`accounts` ran a secret command");
+}
