@@ -526,6 +526,70 @@ fn a_device_code_that_expires_unapproved_gives_up_with_a_clear_message() {
 }
 
 #[test]
+fn a_device_login_told_to_slow_down_polls_5_s_less_often_and_still_signs_in() {
+    // `mailtun-slow` plays a provider under load (RFC 8628 3.5): its codes advertise a 1 s
+    // interval, but a poll within 3 s of the previous one, or within the interval plus 5 s
+    // per `slow_down` already sent, is answered `slow_down`, approved or not. A client that
+    // ignored it (or slowed down by less) would be told again and again and never get a
+    // token; the `oauth2` crate adds 5 s per `slow_down`.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "slow",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun-slow"),
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "\"$M\" --config \"$C\" oauth login slow --device 2> \"$D/err\" & p=$!
+for _ in $(seq 300); do code=$(sed -n 's/.*enter the code \\([A-Z0-9-]*\\).*/\\1/p' \"$D/err\"); [ -n \"$code\" ] && break; sleep 0.1; done
+# Approve only once the IdP has told mailtun to slow down.
+for _ in $(seq 100); do idp \"/test/polls?user_code=$code\" | grep -q slow_down && break; sleep 0.1; done
+curl -fsS --cacert \"$CA\" -d \"user_code=$code\" -d username=heidi -d password=heidi-Pass.123 \"$IDP/device\" >/dev/null
+wait $p; echo \"login $?\"; cat \"$D/err\" >&2
+idp \"/test/polls?user_code=$code\"
+\"$M\" --config \"$C\" oauth status slow
+",
+        &[],
+    );
+    assert!(
+        out.stdout_text.contains("login 0"),
+        "{}\n{}",
+        out.stdout_text,
+        out.stderr
+    );
+    let polls: serde_json::Value = out
+        .stdout_text
+        .lines()
+        .find(|l| l.starts_with("{\"polls\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no poll log: {}", out.stdout_text));
+    let polls = polls["polls"].as_array().unwrap();
+    let outcomes: Vec<&str> = polls
+        .iter()
+        .map(|p| p["outcome"].as_str().unwrap())
+        .collect();
+    // Told once, then polled at the slower pace until the approval came through.
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "slow_down").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.last(), Some(&"ok"), "{outcomes:?}");
+    let after = outcomes.iter().position(|o| *o == "slow_down").unwrap() + 1;
+    let gap = polls[after]["gap"].as_f64().unwrap();
+    // The advertised 1 s plus 5 s (the IdP allows 0.25 s for the request's travel).
+    assert!(gap >= 5.75, "polled again after {gap} s: {polls:?}");
+    assert!(
+        out.stdout_text.contains("account `slow`: signed in;"),
+        "{}",
+        out.stdout_text
+    );
+}
+
+#[test]
 fn a_browser_redirect_with_a_forged_state_is_refused() {
     let r = realm();
     let dir = tempfile::tempdir().unwrap();
