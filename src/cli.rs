@@ -43,7 +43,8 @@ pub enum Command {
         #[command(subcommand)]
         action: PasswordAction,
     },
-    /// Sign in with OAuth 2.0 (`[accounts.X.oauth]`), show or end that sign-in.
+    /// Sign in with OAuth 2.0 (`[accounts.X.oauth]`), show or end that sign-in, store the
+    /// client secret.
     Oauth {
         #[command(subcommand)]
         action: OAuthAction,
@@ -140,6 +141,7 @@ pub enum PasswordAction {
 pub enum OAuthAction {
     /// Sign in once; the tokens go to the account's keyring.
     Login {
+        /// The account's name in the configuration file.
         account: String,
         /// RFC 8628 device flow: a URL and a code to enter in any browser.
         #[arg(long, conflicts_with = "browser")]
@@ -148,10 +150,26 @@ pub enum OAuthAction {
         #[arg(long)]
         browser: bool,
     },
-    /// When the access token expires, its scopes and which keyring holds it (never a token).
-    Status { account: String },
+    /// When the access token expires, its scopes, which keyring holds it, and whether the
+    /// client secret is stored (never a token or a secret).
+    Status {
+        /// The account's name in the configuration file.
+        account: String,
+    },
     /// Revoke the tokens at the provider (RFC 7009), then delete them.
-    Logout { account: String },
+    Logout {
+        /// The account's name in the configuration file.
+        account: String,
+    },
+    /// Store the OAuth client secret in the account's keyring (`client_secret = { keyring =
+    /// true }`): asked on the terminal, or read from stdin when it is not one.
+    Secret {
+        /// The account's name in the configuration file.
+        account: String,
+        /// Remove the stored client secret instead.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 /// The exit-code table as `--help` shows it, from [`mailtun::error::exit_codes`].

@@ -6,7 +6,8 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-/// bash: account names for `tunnel`, `check`, `password set|delete` and `snippet CLIENT`
+/// bash: account names for `tunnel`, `check`, `password set|delete`, `oauth
+/// login|status|logout|secret` and `snippet CLIENT`
 /// (with the `--config FILE` given on the line), clap's completion everywhere else.
 const BASH: &str = r#"
 # Account names from the configuration, where a command takes one.
@@ -22,7 +23,7 @@ _mailtun_with_accounts() {
         esac
     done
     case "$cmd:$pos" in
-        tunnel:0 | check:0 | snippet:1 | password:1)
+        tunnel:0 | check:0 | snippet:1 | password:1 | oauth:1)
             local IFS=$'\n'
             COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${cfg[@]}" accounts --names 2>/dev/null)" -- "$cur"))
             return 0
@@ -45,7 +46,7 @@ _mailtun_account_names() {
 
 const FISH: &str = r#"
 # Account names from the configuration, where a command takes one.
-complete -c mailtun -n "__fish_seen_subcommand_from tunnel check set delete" -f -a "(mailtun accounts --names 2>/dev/null)"
+complete -c mailtun -n "__fish_seen_subcommand_from tunnel check set delete login status logout secret" -f -a "(mailtun accounts --names 2>/dev/null)"
 complete -c mailtun -n "__fish_seen_subcommand_from snippet; and __fish_seen_subcommand_from mutt neomutt alpine mbsync offlineimap fetchmail" -f -a "(mailtun accounts --names 2>/dev/null)"
 "#;
 

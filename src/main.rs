@@ -511,7 +511,7 @@ fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     };
     let result = match action {
-        PasswordAction::Set { .. } => read_new_password(&account.name).and_then(|p| {
+        PasswordAction::Set { .. } => read_new_secret(&account.name, "password").and_then(|p| {
             mailtun::credentials::set_password(store, &account.name, &p).map_err(|e| e.to_string())
         }),
         PasswordAction::Delete { .. } => {
@@ -527,13 +527,17 @@ fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
     }
 }
 
-/// A new password: from the terminal when stdin is one, else the first line of stdin.
-fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, String> {
+/// A new password or client secret (`what`): from the terminal when stdin is one, else
+/// the first line of stdin. Never from argv.
+fn read_new_secret(account: &str, what: &str) -> Result<mailtun::secret::Secret<String>, String> {
     use mailtun::secret::Secret;
     if std::io::stdin().is_terminal() {
         let p =
-            rpassword::prompt_password(format!("mailtun: new password for account `{account}`: "))
-                .map_err(|e| format!("cannot read the password: {e}"))?;
+            rpassword::prompt_password(format!("mailtun: new {what} for account `{account}`: "))
+                .map_err(|e| format!("cannot read the {what}: {e}"))?;
+        if p.is_empty() {
+            return Err(format!("the {what} is empty"));
+        }
         Ok(Secret::new(p))
     } else {
         // Room for any sane password up front: a line that fits never reallocates, so no
@@ -541,10 +545,10 @@ fn read_new_password(account: &str) -> Result<mailtun::secret::Secret<String>, S
         let mut raw = String::with_capacity(4096);
         let read = std::io::stdin().read_line(&mut raw);
         let raw = Secret::new(raw);
-        read.map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        read.map_err(|e| format!("cannot read the {what} from stdin: {e}"))?;
         let line = Secret::new(raw.expose().trim_end_matches(['\r', '\n']).to_string());
         if line.expose().is_empty() {
-            return Err("the password read from stdin is empty".into());
+            return Err(format!("the {what} read from stdin is empty"));
         }
         Ok(line)
     }
@@ -555,7 +559,8 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
     use mailtun::oauth::{self, Flow};
     let (OAuthAction::Login { account, .. }
     | OAuthAction::Status { account }
-    | OAuthAction::Logout { account }) = action;
+    | OAuthAction::Logout { account }
+    | OAuthAction::Secret { account, .. }) = action;
     let account = match load_config(cli).and_then(|c| c.account(account).cloned()) {
         Ok(a) => a,
         Err(e) => {
@@ -570,6 +575,15 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     };
+    if matches!(action, OAuthAction::Secret { .. })
+        && settings.client_secret != Some(oauth::ClientSecretSource::Keyring)
+    {
+        eprintln!(
+            "mailtun: account `{}` does not keep its OAuth client secret in a keyring; set `client_secret = {{ keyring = true }}` in `[accounts.{}.oauth]` first",
+            account.name, account.name
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let show = |s: &oauth::Status| {
         let expiry = if s.expires_in >= 0 {
             format!("valid for {} s more", s.expires_in)
@@ -598,13 +612,59 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
             oauth::login(&account, &settings, flow, &mut |line| eprintln!("mailtun: {line}"))
                 .map(|s| show(&s))
         }
-        OAuthAction::Status { .. } => oauth::status(&account, &settings).map(|s| match s {
-            Some(s) => show(&s),
-            None => println!(
-                "account `{}`: not signed in; run `mailtun oauth login {}`",
-                account.name, account.name
-            ),
-        }),
+        OAuthAction::Status { .. } => oauth::status(&account, &settings)
+            .map(|s| match s {
+                Some(s) => show(&s),
+                None => println!(
+                    "account `{}`: not signed in; run `mailtun oauth login {}`",
+                    account.name, account.name
+                ),
+            })
+            .and_then(|()| oauth::client_secret_status(&account, &settings))
+            .map(|c| match c {
+                oauth::SecretStatus::None => {}
+                oauth::SecretStatus::Command(c) => println!(
+                    "account `{}`: client secret from the command `{c}`",
+                    account.name
+                ),
+                oauth::SecretStatus::Keyring {
+                    store,
+                    stored: true,
+                } => println!(
+                    "account `{}`: client secret stored in the {store} keyring",
+                    account.name
+                ),
+                oauth::SecretStatus::Keyring {
+                    store,
+                    stored: false,
+                } => println!(
+                    "account `{}`: client secret not stored in the {store} keyring; run `mailtun oauth secret {}`",
+                    account.name, account.name
+                ),
+            }),
+        OAuthAction::Secret { delete: false, .. } => {
+            read_new_secret(&account.name, "OAuth client secret")
+                .map_err(|detail| mailtun::credentials::CredentialError::OAuth {
+                    account: account.name.clone(),
+                    step: "client secret",
+                    detail,
+                })
+                .and_then(|secret| oauth::set_client_secret(&account, &settings, &secret))
+                .map(|()| {
+                    println!(
+                        "account `{}`: client secret stored in the keyring",
+                        account.name
+                    )
+                })
+        }
+        OAuthAction::Secret { delete: true, .. } => {
+            oauth::delete_client_secret(&account, &settings).map(|()| {
+                println!(
+                    "account `{}`: client secret deleted from the keyring",
+                    account.name
+                )
+            })
+        }
         OAuthAction::Logout { .. } => oauth::logout(&account, &settings).map(|l| {
             if l.revoked {
                 println!("account `{}`: tokens revoked at the provider and deleted", account.name);

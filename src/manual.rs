@@ -25,8 +25,10 @@ and apop. cram-md5 and the three logins are used only when listed by name, never
 Passwords come from password = { command = \"...\" } (first line of its output), from the \
 OS keyring (password = { keyring = true }, keyring_store = \"keyutils\" or \
 \"secret-service\"; see mailtun password set), or else from a prompt on the controlling \
-terminal. The certificate is always verified; [accounts.NAME.dangerous] \
-accept_invalid_certs = true turns that off and warns on every use.";
+terminal. An OAuth client secret comes from client_secret = { command = \"...\" } or the \
+keyring (client_secret = { keyring = true }; see mailtun oauth secret). The certificate \
+is always verified; [accounts.NAME.dangerous] accept_invalid_certs = true turns that off \
+and warns on every use.";
 
 /// Text for a roff line: backslashes doubled, a leading `.` or `'` made literal.
 fn esc(text: &str) -> String {

@@ -369,20 +369,98 @@ fn client_secret(
             credentials::first_line_of("OAuth client secret", c).map(Some)
         }
         Some(ClientSecretSource::Keyring) => {
-            let store = credentials::open_store(s.keyring)?;
-            Entry::new_in_store(&store, CLIENT_SECRET_SERVICE, &account.name)
-                .and_then(|e| e.get_password())
-                .map(|p| Some(Secret::new(p)))
-                .map_err(|e| {
-                    fail(
-                        account,
-                        "client secret",
-                        format!(
-                            "{e} (service `{CLIENT_SECRET_SERVICE}`, user `{}`)",
-                            account.name
-                        ),
-                    )
-                })
+            match client_secret_entry(account, s)?.get_password() {
+                Ok(p) => Ok(Some(Secret::new(p))),
+                Err(keyring_core::Error::NoEntry) => Err(fail(
+                    account,
+                    "client secret",
+                    format!(
+                        "the {} keyring holds no client secret (`client_secret = {{ keyring = true }}`); store it with `mailtun oauth secret {}`",
+                        credentials::store_name(s.keyring),
+                        account.name
+                    ),
+                )),
+                Err(e) => Err(fail(
+                    account,
+                    "client secret",
+                    format!(
+                        "{e} (service `{CLIENT_SECRET_SERVICE}`, user `{}`)",
+                        account.name
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+fn client_secret_entry(account: &Account, s: &OAuthSettings) -> Result<Entry, CredentialError> {
+    let store = credentials::open_store(s.keyring)?;
+    Entry::new_in_store(&store, CLIENT_SECRET_SERVICE, &account.name)
+        .map_err(|e| fail(account, "client secret", e.to_string()))
+}
+
+/// `mailtun oauth secret ACCOUNT`: stores the client secret of an account with
+/// `client_secret = { keyring = true }` (service [`CLIENT_SECRET_SERVICE`], user the account).
+pub fn set_client_secret(
+    account: &Account,
+    s: &OAuthSettings,
+    secret: &Secret<String>,
+) -> Result<(), CredentialError> {
+    client_secret_entry(account, s)?
+        .set_password(secret.expose())
+        .map_err(|e| fail(account, "client secret", e.to_string()))
+}
+
+/// `mailtun oauth secret ACCOUNT --delete`.
+pub fn delete_client_secret(account: &Account, s: &OAuthSettings) -> Result<(), CredentialError> {
+    match client_secret_entry(account, s)?.delete_credential() {
+        Ok(()) => Ok(()),
+        Err(keyring_core::Error::NoEntry) => Err(fail(
+            account,
+            "client secret",
+            format!(
+                "the {} keyring holds no client secret to delete",
+                credentials::store_name(s.keyring)
+            ),
+        )),
+        Err(e) => Err(fail(account, "client secret", e.to_string())),
+    }
+}
+
+/// Where the client secret comes from, for `oauth status` (the secret itself is not read
+/// out of the keyring: only whether it is there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretStatus {
+    /// A public client.
+    None,
+    Command(String),
+    /// `client_secret = { keyring = true }`: stored or not, and in which keyring.
+    Keyring {
+        store: &'static str,
+        stored: bool,
+    },
+}
+
+pub fn client_secret_status(
+    account: &Account,
+    s: &OAuthSettings,
+) -> Result<SecretStatus, CredentialError> {
+    match &s.client_secret {
+        None => Ok(SecretStatus::None),
+        Some(ClientSecretSource::Command(c)) => Ok(SecretStatus::Command(c.clone())),
+        Some(ClientSecretSource::Keyring) => {
+            let stored = match client_secret_entry(account, s)?.get_password() {
+                Ok(p) => {
+                    drop(Secret::new(p));
+                    true
+                }
+                Err(keyring_core::Error::NoEntry) => false,
+                Err(e) => return Err(fail(account, "client secret", e.to_string())),
+            };
+            Ok(SecretStatus::Keyring {
+                store: credentials::store_name(s.keyring),
+                stored,
+            })
         }
     }
 }

@@ -57,6 +57,8 @@ fn the_manual_page_renders_with_every_command_the_exit_codes_and_the_configurati
     }
     for expected in [
         "mailtun password set ACCOUNT",
+        "mailtun oauth secret [OPTIONS] ACCOUNT",
+        "mailtun oauth login [OPTIONS] ACCOUNT",
         "mailtun snippet CLIENT ACCOUNT",
         "--connect ADDR",
         "EXIT STATUS",
@@ -132,6 +134,18 @@ fn bash_completes_commands_and_the_account_names_of_the_configuration() {
         ["home", "work"]
     );
     assert_eq!(
+        bash_completes(&script, &["mailtun", "oauth", "se"]),
+        ["secret"]
+    );
+    assert_eq!(
+        bash_completes(&script, &["mailtun", "--config", c, "oauth", "secret", ""]),
+        ["home", "work"]
+    );
+    assert_eq!(
+        bash_completes(&script, &["mailtun", "--config", c, "oauth", "login", "w"]),
+        ["work"]
+    );
+    assert_eq!(
         bash_completes(&script, &["mailtun", "snippet", "neo"]),
         ["neomutt"]
     );
@@ -146,7 +160,11 @@ fn zsh_and_fish_completions_also_ask_for_the_account_names() {
         defined < zsh.find("if [ \"$funcstack[1]\"").unwrap(),
         "{zsh}"
     );
+    // `oauth secret ACCOUNT` (and the other oauth commands) complete account names too.
+    // tunnel, check, snippet, password set|delete, oauth login|status|logout|secret.
+    assert_eq!(zsh.matches(":_mailtun_account_names'").count(), 9, "{zsh}");
     let fish = mailtun_stdout(&["completions", "fish"]);
+    assert!(fish.contains("login status logout secret"), "{fish}");
     assert!(
         fish.contains("(mailtun accounts --names 2>/dev/null)"),
         "{fish}"

@@ -671,6 +671,90 @@ fn a_confidential_client_sends_its_secret_from_a_command() {
 }
 
 #[test]
+fn a_client_secret_kept_in_the_keyring_is_stored_with_oauth_secret() {
+    // `client_secret = { keyring = true }`: `mailtun oauth secret` stores it (from stdin,
+    // never argv), `status` says whether it is there, `--delete` removes it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "ks",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &format!(
+            "{}\nclient_secret = {{ keyring = true }}",
+            issuer("mailtun-secret")
+        ),
+    );
+    // A second account whose secret comes from a command: `oauth secret` refuses it.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[accounts.cmd]\nhost = \"h\"\n[accounts.cmd.oauth]\n{}\nclient_secret = {{ command = \"false\" }}\n",
+        issuer("mailtun-secret")
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "\"$M\" --config \"$C\" oauth status ks; echo \"status $?\"
+\"$M\" --config \"$C\" oauth login ks --device; echo \"login without secret $?\"
+printf 'wrong-Secret\\n' | \"$M\" --config \"$C\" oauth secret ks || exit 90
+\"$M\" --config \"$C\" oauth login ks --device; echo \"login with a wrong secret $?\"
+printf 'client-Secret.789\\n' | \"$M\" --config \"$C\" oauth secret ks || exit 91
+\"$M\" --config \"$C\" oauth status ks || exit 92
+login_device ks heidi || exit 93
+\"$M\" --config \"$C\" check ks || exit 94
+\"$M\" --config \"$C\" oauth secret ks --delete || exit 95
+\"$M\" --config \"$C\" oauth status ks
+\"$M\" --config \"$C\" oauth secret ks --delete; echo \"delete again $?\"
+printf 'x\\n' | \"$M\" --config \"$C\" oauth secret cmd; echo \"command account $?\"
+printf '' | \"$M\" --config \"$C\" oauth secret ks; echo \"empty $?\"
+",
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    let o = &out.stdout_text;
+    let e = &out.stderr;
+    assert!(o.contains("status 0"), "{o}");
+    assert!(
+        o.contains("account `ks`: client secret not stored in the kernel keyutils keyring; run `mailtun oauth secret ks`"),
+        "{o}"
+    );
+    assert!(o.contains("login without secret 6"), "{o}\n{e}");
+    assert!(
+        e.contains("holds no client secret (`client_secret = { keyring = true }`); store it with `mailtun oauth secret ks`"),
+        "{e}"
+    );
+    // The provider refuses a wrong secret: the stored one is what is sent.
+    assert!(o.contains("login with a wrong secret 6"), "{o}\n{e}");
+    assert!(e.contains("invalid_client"), "{e}");
+    assert!(
+        o.contains("account `ks`: client secret stored in the kernel keyutils keyring"),
+        "{o}"
+    );
+    assert!(o.contains("authenticated with OAUTHBEARER"), "{o}");
+    assert!(
+        o.contains("account `ks`: client secret deleted from the keyring"),
+        "{o}"
+    );
+    assert!(o.contains("delete again 6"), "{o}");
+    assert!(e.contains("holds no client secret to delete"), "{e}");
+    assert!(o.contains("command account 3"), "{o}");
+    assert!(
+        e.contains("account `cmd` does not keep its OAuth client secret in a keyring; set `client_secret = { keyring = true }`"),
+        "{e}"
+    );
+    assert!(o.contains("empty 6"), "{o}");
+    assert!(
+        e.contains("the OAuth client secret read from stdin is empty"),
+        "{e}"
+    );
+    for shown in [o, e] {
+        assert!(!shown.contains("client-Secret.789"), "{shown}");
+        assert!(!shown.contains("wrong-Secret"), "{shown}");
+    }
+}
+
+#[test]
 fn no_token_reaches_output_logs_or_files_even_with_vv() {
     // Sign in, refresh (30 s tokens), check and log out with -vv and a log file; then ask
     // the IdP for every token it issued to this user and look for each one.
