@@ -755,6 +755,67 @@ printf '' | \"$M\" --config \"$C\" oauth secret ks; echo \"empty $?\"
 }
 
 #[test]
+fn a_client_secret_in_the_secret_service_is_stored_with_oauth_secret_and_used() {
+    // The same with `keyring_store = "secret-service"`: a private session bus and a
+    // gnome-keyring-daemon unlocked from stdin in a throw-away HOME (as in sasl.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "ss",
+        "heidi",
+        "[\"oauthbearer\"]",
+        &format!(
+            "{}\nclient_secret = {{ keyring = true }}",
+            issuer("mailtun-secret")
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "timeout_secs = 20\n",
+        "timeout_secs = 20\nkeyring_store = \"secret-service\"\n",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let script = format!(
+        "{}printf keyring-unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null || exit 89
+printf 'client-Secret.789\\n' | \"$M\" --config \"$C\" oauth secret ss || exit 90
+\"$M\" --config \"$C\" oauth status ss || exit 91
+login_device ss heidi || exit 92
+\"$M\" --config \"$C\" check ss || exit 93
+\"$M\" --config \"$C\" oauth secret ss --delete || exit 94
+\"$M\" --config \"$C\" oauth status ss || exit 95
+",
+        prelude(dir.path(), &cfg)
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", &script])
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_RUNTIME_DIR", &home)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("MAILTUN_CONFIG")
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("dbus-run-session (packages dbus, gnome-keyring)");
+    let o = String::from_utf8_lossy(&out.stdout);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(
+        o.contains("account `ss`: client secret stored in the Secret Service keyring"),
+        "{o}"
+    );
+    assert!(o.contains("keyring: Secret Service"), "{o}");
+    assert!(o.contains("authenticated with OAUTHBEARER"), "{o}");
+    assert!(
+        o.contains("account `ss`: client secret not stored in the Secret Service keyring; run `mailtun oauth secret ss`"),
+        "{o}"
+    );
+    assert!(!o.contains("client-Secret.789") && !e.contains("client-Secret.789"));
+}
+
+#[test]
 fn no_token_reaches_output_logs_or_files_even_with_vv() {
     // Sign in, refresh (30 s tokens), check and log out with -vv and a log file; then ask
     // the IdP for every token it issued to this user and look for each one.
