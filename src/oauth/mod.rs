@@ -557,6 +557,9 @@ pub fn login(
                 "Waiting up to {} s ...",
                 details.expires_in().as_secs()
             ));
+            // The crate polls at the server's `interval` (first poll at once), adds 5 s
+            // for each `slow_down` (RFC 8628 3.5) and stops at `expires_in` with
+            // `expired_token`; tests/it/oauth.rs holds it to both.
             client
                 .exchange_device_access_token(&details)
                 .map_err(|e| fail(account, "device login", e.to_string()))?
