@@ -9,7 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{harness, mailtun_command, wait_for_sink_message};
+use crate::harness::{
+    assert_contains, assert_lacks, harness, mailtun_command, wait_for_sink_message,
+};
 
 /// A running `mailtun serve`, its ready lines read from stderr.
 struct Serve {
@@ -304,6 +306,255 @@ fn upstream_connections(l: &TcpListener) -> usize {
         n += 1;
     }
     n
+}
+
+/// Waits up to 10 s for mailtun's connection to the stand-in upstream.
+fn accept_upstream(l: &TcpListener) -> TcpStream {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no upstream connection"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Account `name` speaking `protocol`, listening on `listen`, whose upstream is the
+/// stand-in on 127.0.0.1:`port` (STARTTLS on the plain port).
+fn counted_account(name: &str, protocol: &str, listen: &str, port: u16, extra: &str) -> String {
+    let h = harness();
+    h.account_tables(
+        name,
+        &format!(
+            "protocol = \"{protocol}\"\ntls = [\"starttls\"]\nplain_port = {port}\nlisten = \"{listen}\"\n{extra}"
+        ),
+        "",
+    )
+    .replace(
+        &format!("connect = \"{}\"", h.get("MAIL_ADDR")),
+        "connect = \"127.0.0.1\"",
+    )
+}
+
+#[test]
+fn pop3_and_smtp_logins_are_checked_before_any_upstream_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, port) = counting_upstream();
+    let pw = dir.path().join("local-pw");
+    std::fs::write(&pw, "local-secret\n").unwrap();
+    let lp = format!("local_password = {{ command = \"cat {}\" }}", pw.display());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            counted_account("pop", "pop3", "127.0.0.1:0", port, &lp),
+            counted_account("sub", "smtp", "127.0.0.1:0", port, &lp)
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 2);
+    let pop = format!("pop3://127.0.0.1:{}/", serve.port_of("pop"));
+    let sub = format!("smtp://127.0.0.1:{}", serve.port_of("sub"));
+    let mail = dir.path().join("mail.txt");
+    std::fs::write(&mail, "Subject: never sent\r\n\r\nbody\r\n").unwrap();
+    let wrong = [
+        ("bob:local-secret", "the user must be `alice`"),
+        ("alice:guess", "wrong password (`local_password`)"),
+    ];
+    for (user, why) in wrong {
+        let out = curl(&["-v", &pop, "-u", user]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert_contains(&text, &format!("< -ERR [AUTH] mailtun: {why}"), user);
+        let out = curl(&[
+            "-v",
+            &sub,
+            "-u",
+            user,
+            "--mail-from",
+            "alice@example.test",
+            "--mail-rcpt",
+            "bob@example.test",
+            "-T",
+            mail.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert_contains(&text, &format!("< 535 5.7.8 mailtun: {why}"), user);
+    }
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made before a good login"
+    );
+    // Python's poplib with USER/PASS and the right password: now, and only now, mailtun
+    // connects upstream; the stand-in hangs up, and the client gets POP3's failure reply.
+    let script = format!(
+        "import poplib\np = poplib.POP3('127.0.0.1', {})\nprint(p.getwelcome().decode())\np.user('alice')\ntry:\n    p.pass_('local-secret')\nexcept poplib.error_proto as e:\n    print('refused', e.args[0].decode())\n",
+        serve.port_of("pop")
+    );
+    let client = std::thread::spawn(move || {
+        Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    });
+    drop(accept_upstream(&upstream));
+    let out = client.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("+OK mailtun ready\n"), "{text}");
+    assert_contains(&text, "refused -ERR [SYS/TEMP] mailtun: ", "poplib");
+    // The listener keeps serving.
+    let mut next = TcpStream::connect(("127.0.0.1", serve.port_of("sub"))).unwrap();
+    let mut greeting = [0u8; 128];
+    let n = next.read(&mut greeting).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&greeting[..n]),
+        format!("220 {} ESMTP mailtun ready\r\n", harness().get("MAIL_HOST"))
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "local login refused: wrong password",
+        "serve's log",
+    );
+    assert_lacks(&stderr, "local-secret", "serve's log");
+    assert_lacks(&stderr, "guess", "serve's log");
+}
+
+#[test]
+fn a_silent_client_is_sent_away_after_the_login_timeout_with_no_upstream_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, port) = counting_upstream();
+    let extra = "listen_login_timeout_secs = 1";
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        ["imap", "pop3", "smtp"]
+            .map(|p| counted_account(p, p, "127.0.0.1:0", port, extra))
+            .join("\n"),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 3);
+    let host = harness().get("MAIL_HOST");
+    let expected = [
+        (
+            "imap",
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID] mailtun ready\r\n* BYE mailtun: no login within 1 s\r\n".to_string(),
+        ),
+        (
+            "pop3",
+            "+OK mailtun ready\r\n-ERR mailtun: no login within 1 s\r\n".to_string(),
+        ),
+        (
+            "smtp",
+            format!("220 {host} ESMTP mailtun ready\r\n421 4.4.2 mailtun: no login within 1 s\r\n"),
+        ),
+    ];
+    let clients: Vec<_> = expected
+        .iter()
+        .map(|(name, _)| {
+            let mut c = TcpStream::connect(("127.0.0.1", serve.port_of(name))).unwrap();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .unwrap();
+                let mut all = String::new();
+                c.read_to_string(&mut all).map(|_| all)
+            })
+        })
+        .collect();
+    for ((name, want), client) in expected.iter().zip(clients) {
+        let got = client.join().unwrap().expect("closed by mailtun");
+        assert_eq!(&got, want, "{name}");
+    }
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "account `pop3`: no local login within 1 s",
+        "serve's log",
+    );
+}
+
+#[test]
+fn a_unix_socket_client_of_another_uid_is_refused_by_so_peercred_before_any_upstream_connection() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: setpriv to another uid needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("mailtun.sock");
+    let (upstream, port) = counting_upstream();
+    let listen = format!("unix:{}", sock.display());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        counted_account("test", "imap", &listen, port, "listen_preauth = true"),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 1);
+    // mailtun made the socket 0600 in a 0700 directory; this test loosens both, so that
+    // uid 65534 reaches the socket and only SO_PEERCRED stands in its way.
+    let mode =
+        |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(dir.path(), 0o711);
+    mode(sock.parent().unwrap(), 0o711);
+    mode(&sock, 0o666);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-sv",
+        ])
+        .args(["--max-time", "20", "--unix-socket", sock.to_str().unwrap()])
+        .arg("imap://localhost/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert_contains(
+        &text,
+        "< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0",
+        "curl as uid 65534",
+    );
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made"
+    );
+    // The owner's connection does reach the upstream (PREAUTH: at once).
+    let own = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    drop(accept_upstream(&upstream));
+    drop(own);
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "refused a connection from uid 65534 (the unix socket)",
+        "serve's log",
+    );
 }
 
 #[test]
@@ -695,16 +946,24 @@ fn snippet(config: &Path, client: &str, account: &str) -> String {
 }
 
 #[test]
-fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
+fn msmtp_with_the_printed_snippet_logs_in_and_sends_through_the_smtp_listener() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let pw = dir.path().join("local-pw");
+    std::fs::write(&pw, "local-secret\n").unwrap();
     let config = harness().config(
         dir.path(),
-        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        &format!(
+            "protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\"\nlocal_password = {{ command = \"cat {}\" }}",
+            pw.display()
+        ),
         "",
     );
     let rc = dir.path().join("msmtprc");
-    std::fs::write(&rc, snippet(&config, "msmtp", "test")).unwrap();
+    // The snippet logs in with AUTH PLAIN and reads `local_password` as mailtun does.
+    let text = snippet(&config, "msmtp", "test");
+    assert_contains(&text, "\nauth plain\nuser alice\n", "the msmtp snippet");
+    std::fs::write(&rc, text).unwrap();
     let mut perms = std::fs::metadata(&rc).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&rc, perms).unwrap();
@@ -744,6 +1003,68 @@ fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
     wait_for_sink_message("the message sent with msmtp", |m| m.contains(&marker));
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn git_send_email_with_the_printed_snippet_sends_a_patch_through_the_smtp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(
+        dir.path(),
+        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    // The snippet as a user pastes it into ~/.gitconfig, after their name.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let gitconfig = format!(
+        "[user]\n\tname = Alice\n\temail = alice@example.test\n{}",
+        snippet(&config, "git-send-email", "test")
+    );
+    std::fs::write(home.join(".gitconfig"), gitconfig).unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let marker = format!(
+        "mailtun-git-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("git (scripts/install-deps installs git-email)");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("README"), "hello\n").unwrap();
+    git(&["add", "README"]);
+    git(&["commit", "-q", "-m", &marker]);
+    let serve = Serve::start(&config, &[], 1);
+    git(&[
+        "send-email",
+        "--to=bob@example.test",
+        "--from=alice@example.test",
+        "--confirm=never",
+        "--suppress-cc=all",
+        "-1",
+    ]);
+    wait_for_sink_message("the patch sent with git send-email", |m| {
+        m.contains(&marker) && m.contains("+hello")
+    });
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
 }
 
 #[test]
