@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::harness::mailtun_bin;
+use crate::harness::{assert_contains, mailtun_bin};
 
 struct Realm {
     vars: HashMap<String, String>,
@@ -716,4 +716,63 @@ printf 'EHLO client.example\\r\\nQUIT\\r\\n' | \"$M\" --config \"$C\" tunnel sub
         out.stdout_text
     );
     assert!(out.stdout_text.contains("\n221 "), "{}", out.stdout_text);
+}
+
+#[test]
+fn serve_lets_an_imap_client_in_with_the_built_in_tokens() {
+    // `mailtun serve` started in the keyring session that holds alice's tokens (30 s
+    // tokens: the session of the accepted connection refreshes first); Python's imaplib
+    // logs in to the listener, and the upstream session uses the stored token.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "srv",
+        "alice",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun-short"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    crate::harness::replace_in_file(
+        &cfg,
+        "timeout_secs = 20\n",
+        &format!("timeout_secs = 20\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let imaplib = format!(
+        "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nt, d = m.login('alice', 'x')\nprint('login', t, d[0].decode())\nt, d = m.select('INBOX')\nprint('select', t, d[0].decode())\nm.logout()\n"
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "login_device srv alice || exit 90
+\"$M\" --config \"$C\" serve -v 2> \"$D/serve.err\" & s=$!
+for _ in $(seq 100); do grep -q 'mailtun: serving' \"$D/serve.err\" && break; sleep 0.1; done
+python3 -c \"$PY\"; py=$?
+kill -TERM $s; wait $s; echo \"serve exit: $?\"
+cat \"$D/serve.err\" >&2
+exit $py
+",
+        &[("PY", imaplib)],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    assert_contains(
+        &out.stdout_text,
+        "login OK [CAPABILITY IMAP4rev1 ",
+        "imaplib's login",
+    );
+    assert_contains(
+        &out.stdout_text,
+        "alice authenticated to mail.example.test with OAUTHBEARER",
+        "imaplib's login",
+    );
+    assert_contains(&out.stdout_text, "select OK 4", "alice's 4 messages");
+    assert_contains(&out.stdout_text, "serve exit: 0", "serve");
+    assert_contains(
+        &out.stderr,
+        "mailtun: serving srv (imap) on 127.0.0.1:",
+        "serve's log",
+    );
 }
