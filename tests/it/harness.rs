@@ -92,6 +92,18 @@ pub fn assert_lacks(haystack: &str, needle: &str, what: &str) {
     );
 }
 
+/// Fails unless the client `what` exited 0, showing what it wrote to stdout and stderr.
+#[track_caller]
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits up to 10 s for a message in the harness's sink (`SINK_DIR`, where the SMTP relay
 /// writes each message it accepts) of which `found` holds; fails with `what` otherwise.
 pub fn wait_for_sink_message(what: &str, found: impl Fn(&str) -> bool) {

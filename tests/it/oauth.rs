@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::harness::{assert_contains, mailtun_bin};
+use crate::harness::{assert_contains, assert_lacks, mailtun_bin};
 
 struct Realm {
     vars: HashMap<String, String>,
@@ -176,22 +176,14 @@ tunnel dev; echo \"after logout: $?\"
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
     // The device flow printed the URI and the code, never a token.
-    assert!(
-        out.stderr.contains("/device") && out.stderr.contains("enter the code"),
-        "{}",
-        out.stderr
+    assert_contains(&out.stderr, "/device", "the device sign-in");
+    assert_contains(&out.stderr, "enter the code", "the device sign-in");
+    assert_contains(
+        &out.stdout_text,
+        "signed in; access token valid for",
+        "stdout",
     );
-    assert!(
-        out.stdout_text
-            .contains("signed in; access token valid for"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(
-        out.stdout_text.contains("keyring: kernel keyutils"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "keyring: kernel keyutils", "stdout");
     let fetched = std::fs::read(dir.path().join("fetch")).unwrap();
     let big = std::fs::read(realm().get("BIG_MESSAGE")).unwrap();
     assert!(
@@ -204,11 +196,10 @@ tunnel dev; echo \"after logout: $?\"
         "the 20 MB message did not come through the tunnel whole ({} bytes out)",
         fetched.len()
     );
-    assert!(
-        out.stdout_text
-            .contains("tokens revoked at the provider and deleted"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "tokens revoked at the provider and deleted",
+        "stdout",
     );
     assert_eq!(
         stats(&out.stdout_text, "grants"),
@@ -216,18 +207,13 @@ tunnel dev; echo \"after logout: $?\"
         "logout must revoke the grant: {}",
         out.stdout_text
     );
-    assert!(
-        out.stdout_text
-            .contains("not signed in; run `mailtun oauth login dev`"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "not signed in; run `mailtun oauth login dev`",
+        "stdout",
     );
-    assert!(
-        out.stdout_text.contains("after logout: 6"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(out.stdout_text.contains("* BYE"), "{}", out.stdout_text);
+    assert_contains(&out.stdout_text, "after logout: 6", "stdout");
+    assert_contains(&out.stdout_text, "* BYE", "stdout");
 }
 
 #[test]
@@ -272,21 +258,11 @@ tunnel web || exit 91
         &[("BROWSER", browser.display().to_string())],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stderr.contains("code_challenge_method=S256") && out.stderr.contains("state="),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "code_challenge_method=S256", "the sign-in URL");
+    assert_contains(&out.stderr, "state=", "the sign-in URL");
     let said = std::fs::read_to_string(dir.path().join("browser.out")).unwrap();
-    assert!(
-        said.contains("signed in; you may close this window"),
-        "{said}"
-    );
-    assert!(
-        out.stdout_text.contains("authenticated with XOAUTH2"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&said, "signed in; you may close this window", "the browser");
+    assert_contains(&out.stdout_text, "authenticated with XOAUTH2", "stdout");
 }
 
 #[test]
@@ -359,18 +335,8 @@ idp '/test/stats?username=erin'
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("codes 0 0 0"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("then 0"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
+    assert_contains(&out.stdout_text, "codes 0 0 0", "stdout");
+    assert_contains(&out.stdout_text, "then 0", "stdout");
     assert_eq!(
         stats(&out.stdout_text, "grants"),
         [1],
@@ -399,19 +365,13 @@ tunnel gone; echo \"tunnel $?\"
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("tunnel 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(out.stdout_text.contains("* BYE"), "{}", out.stdout_text);
-    assert!(out.stderr.contains("invalid_grant"), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("sign in again with `mailtun oauth login gone`"),
-        "{}",
-        out.stderr
+    assert_contains(&out.stdout_text, "tunnel 6", "stdout");
+    assert_contains(&out.stdout_text, "* BYE", "stdout");
+    assert_contains(&out.stderr, "invalid_grant", "mailtun's stderr");
+    assert_contains(
+        &out.stderr,
+        "sign in again with `mailtun oauth login gone`",
+        "mailtun's stderr",
     );
 }
 
@@ -437,19 +397,13 @@ tunnel stale; echo \"tunnel $?\"
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("tunnel 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
+    assert_contains(&out.stdout_text, "tunnel 6", "stdout");
     // Dovecot 2.3 sends `{"status":"invalid_token"}` (no `scope`, though its passdb
     // requires `mail`); a server's `scope` is shown too (unit test in sasl/oauth.rs).
-    assert!(
-        out.stderr
-            .contains("refused the OAUTHBEARER token (status invalid_token)"),
-        "{}",
-        out.stderr
+    assert_contains(
+        &out.stderr,
+        "refused the OAUTHBEARER token (status invalid_token)",
+        "mailtun's stderr",
     );
 }
 
@@ -475,22 +429,9 @@ wait $p; echo \"login $?\"; cat \"$D/err\" >&2
 ",
         &[],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("the sign-in was denied"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("not signed in"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(&out.stderr, "the sign-in was denied", "mailtun's stderr");
+    assert_contains(&out.stdout_text, "not signed in", "stdout");
 }
 
 #[test]
@@ -510,18 +451,11 @@ fn a_device_code_that_expires_unapproved_gives_up_with_a_clear_message() {
         "\"$M\" --config \"$C\" oauth login late --device; echo \"login $?\"\n",
         &[],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(
-            "the code expired after 2 s without approval; run `mailtun oauth login late` again"
-        ),
-        "{}",
-        out.stderr
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(
+        &out.stderr,
+        "the code expired after 2 s without approval; run `mailtun oauth login late` again",
+        "mailtun's stderr",
     );
 }
 
@@ -560,22 +494,9 @@ fn a_browser_redirect_with_a_forged_state_is_refused() {
 ",
         &[("BROWSER", browser.display().to_string())],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("`state` does not match"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("not signed in"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(&out.stderr, "`state` does not match", "mailtun's stderr");
+    assert_contains(&out.stdout_text, "not signed in", "stdout");
 }
 
 #[test]
@@ -598,12 +519,8 @@ fn a_confidential_client_sends_its_secret_from_a_command() {
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("authenticated with OAUTHBEARER"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(!out.stderr.contains("client-Secret.789"), "{}", out.stderr);
+    assert_contains(&out.stdout_text, "authenticated with OAUTHBEARER", "stdout");
+    assert_lacks(&out.stderr, "client-Secret.789", "mailtun's stderr");
 }
 
 #[test]
@@ -661,10 +578,7 @@ idp '/test/tokens?username=ivan'
     }
     let visible = out.stderr.clone() + &files;
     for t in tokens {
-        assert!(
-            !visible.contains(t),
-            "a token leaked into output, the log or a file"
-        );
+        assert_lacks(&visible, t, "a token leaked into output, the log or a file");
     }
 }
 
@@ -697,25 +611,19 @@ printf 'EHLO client.example\\r\\nQUIT\\r\\n' | \"$M\" --config \"$C\" tunnel sub
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text
-            .contains("+OK mailtun: alice authenticated to mail.example.test with OAUTHBEARER"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "+OK mailtun: alice authenticated to mail.example.test with OAUTHBEARER",
+        "stdout",
     );
-    assert!(
-        out.stdout_text.contains("+OK 4 "),
-        "STAT of alice's 4 messages: {}",
-        out.stdout_text
+    assert_contains(&out.stdout_text, "+OK 4 ", "STAT of alice's 4 messages");
+    assert_contains(
+        &out.stdout_text,
+        "220 mail.example.test ESMTP mailtun: alice authenticated",
+        "the submission tunnel",
     );
-    assert!(
-        out.stdout_text
-            .contains("220 mail.example.test ESMTP mailtun: alice authenticated")
-            && out.stdout_text.contains("with XOAUTH2"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(out.stdout_text.contains("\n221 "), "{}", out.stdout_text);
+    assert_contains(&out.stdout_text, "with XOAUTH2", "the submission tunnel");
+    assert_contains(&out.stdout_text, "\n221 ", "stdout");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::harness::{
-    assert_contains, assert_lacks, harness, mailtun_command, wait_for_sink_message,
+    assert_contains, assert_lacks, assert_success, harness, mailtun_command, wait_for_sink_message,
 };
 
 /// A running `mailtun serve`, its ready lines read from stderr.
@@ -142,11 +142,7 @@ fn curl_imap_fetches_the_20mb_message_byte_identical_through_the_listener() {
     let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
     let out_file = dir.path().join("big.eml");
     let out = curl_fetch_big(serve.port(0), &out_file);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the fetched message differs from the stored one"
@@ -157,7 +153,7 @@ fn curl_imap_fetches_the_20mb_message_byte_identical_through_the_listener() {
         stderr.starts_with("mailtun: serving test (imap) on 127.0.0.1:"),
         "{stderr}"
     );
-    assert!(stderr.contains("connection from 127.0.0.1:"), "{stderr}");
+    assert_contains(&stderr, "connection from 127.0.0.1:", "serve's log");
 }
 
 #[test]
@@ -168,13 +164,15 @@ fn the_local_login_needs_the_accounts_user_and_then_shows_the_servers_capabiliti
     let out = curl(&["-v", &format!("imap://127.0.0.1:{port}/"), "-u", "bob:x"]);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        text.contains("< * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN"),
-        "greeting: {text}"
+    assert_contains(
+        &text,
+        "< * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN",
+        "curl's greeting",
     );
-    assert!(
-        text.contains("NO [AUTHENTICATIONFAILED] mailtun: the user must be `alice`"),
-        "{text}"
+    assert_contains(
+        &text,
+        "NO [AUTHENTICATIONFAILED] mailtun: the user must be `alice`",
+        "curl as bob",
     );
     // Python's imaplib, with LOGIN: the tagged OK carries the server's capabilities.
     let script = format!(
@@ -185,22 +183,17 @@ fn the_local_login_needs_the_accounts_user_and_then_shows_the_servers_capabiliti
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "imaplib");
     assert!(text.starts_with("OK [CAPABILITY IMAP4rev1 "), "{text}");
-    assert!(
-        text.contains(" IDLE "),
-        "not the server's capabilities: {text}"
+    let what = "imaplib's login (the server's capabilities)";
+    assert_contains(&text, " IDLE ", what);
+    assert_lacks(&text, "AUTH=", what);
+    assert_contains(
+        &text,
+        "authenticated to mail.example.test with GSSAPI",
+        what,
     );
-    assert!(!text.contains("AUTH="), "{text}");
-    assert!(
-        text.contains("authenticated to mail.example.test with GSSAPI"),
-        "{text}"
-    );
-    assert!(text.contains("select OK"), "{text}");
+    assert_contains(&text, "select OK", "imaplib's select");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
 }
@@ -215,20 +208,15 @@ fn local_password_is_required_when_set() {
     let url = format!("imap://127.0.0.1:{}/INBOX", serve.port(0));
     let wrong = curl(&["-v", &url, "-u", "alice:guess"]);
     assert!(!wrong.status.success());
-    assert!(
-        String::from_utf8_lossy(&wrong.stderr)
-            .contains("NO [AUTHENTICATIONFAILED] mailtun: wrong password"),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
+    assert_contains(
+        &String::from_utf8_lossy(&wrong.stderr),
+        "NO [AUTHENTICATIONFAILED] mailtun: wrong password",
+        "curl with a wrong password",
     );
     let right = curl(&[&url, "-u", "alice:local-secret", "-X", "EXAMINE INBOX"]);
-    assert!(
-        right.status.success(),
-        "{}",
-        String::from_utf8_lossy(&right.stderr)
-    );
+    assert_success(&right, "curl with the local_password");
     let (_, stderr) = serve.stop();
-    assert!(!stderr.contains("local-secret"), "{stderr}");
+    assert_lacks(&stderr, "local-secret", "serve's log");
 }
 
 #[test]
@@ -245,18 +233,14 @@ fn curl_pop3_retrieves_the_20mb_message_byte_identical() {
         "-o",
         out_file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the retrieved message differs"
     );
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("serving test (pop3)"), "{stderr}");
+    assert_contains(&stderr, "serving test (pop3)", "serve's log");
 }
 
 #[test]
@@ -282,11 +266,7 @@ fn curl_smtp_sends_a_message_that_reaches_the_sink() {
         "-T",
         mail.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     wait_for_sink_message("the message sent with curl", |m| m.contains(&marker));
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
@@ -410,11 +390,7 @@ fn pop3_and_smtp_logins_are_checked_before_any_upstream_connection() {
     drop(accept_upstream(&upstream));
     let out = client.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "poplib");
     assert!(text.starts_with("+OK mailtun ready\n"), "{text}");
     assert_contains(&text, "refused -ERR [SYS/TEMP] mailtun: ", "poplib");
     // The listener keeps serving.
@@ -591,9 +567,10 @@ fn another_uid_is_refused_before_any_upstream_connection() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0"),
-        "{text}"
+    assert_contains(
+        &text,
+        "< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0",
+        "the client's output",
     );
     assert_eq!(
         upstream_connections(&upstream),
@@ -673,14 +650,14 @@ fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none
     ]);
     let text = String::from_utf8_lossy(&failing.stderr);
     assert!(!failing.status.success());
-    assert!(text.contains("< * BYE [UNAVAILABLE] mailtun: "), "{text}");
+    assert_contains(
+        &text,
+        "< * BYE [UNAVAILABLE] mailtun: ",
+        "the client's output",
+    );
     for f in fetches {
         let (out, file) = f.join().unwrap();
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "curl");
         assert!(
             std::fs::read(&file).unwrap() == expected,
             "{} differs",
@@ -689,7 +666,7 @@ fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none
     }
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("account `badca`"), "{stderr}");
+    assert_contains(&stderr, "account `badca`", "serve's log");
 }
 
 #[test]
@@ -728,11 +705,7 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
     serve.signal(libc::SIGTERM);
     for f in fetches {
         let out = f.join().unwrap();
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "curl");
     }
     for f in &files {
         assert!(
@@ -743,7 +716,7 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
     }
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("draining 3 session(s)"), "{stderr}");
+    assert_contains(&stderr, "draining 3 session(s)", "serve's log");
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still accepting"
@@ -772,12 +745,7 @@ fn mbsync_with_host_and_port_syncs_the_mailbox_and_the_big_message_intact() {
         .args(["-c", rc.to_str().unwrap(), "-a"])
         .output()
         .expect("run mbsync");
-    assert!(
-        out.status.success(),
-        "mbsync: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "mbsync");
     let files = inbox_files(&local);
     let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected, "{files:?}");
@@ -819,13 +787,10 @@ fn mutt_with_an_imap_folder_on_the_listener_opens_the_inbox() {
     let screen = tmux.wait(20, |s| s.contains(&want), |_, _| {});
     tmux.keys("q");
     drop(tmux);
-    assert!(screen.contains(&want), "mutt's screen:\n{screen}");
+    assert_contains(&screen, &want, "mutt's screen");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("authenticated to mail.example.test"),
-        "{stderr}"
-    );
+    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
 }
 
 #[test]
@@ -853,17 +818,14 @@ fn a_unix_socket_listener_is_private_and_serves_curl() {
         "EXAMINE INBOX",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("EXISTS"), "{text}");
+    assert_success(&out, "curl --unix-socket");
+    assert_contains(&text, "EXISTS", "the client's output");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains(&format!("on unix:{}", sock.display())),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        &format!("on unix:{}", sock.display()),
+        "serve's log",
     );
     assert!(!sock.exists(), "the socket file stays after exit");
 }
@@ -900,12 +862,7 @@ fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let stderr = || std::fs::read_to_string(&log).unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {} mailtun: {}",
-        String::from_utf8_lossy(&out.stderr),
-        stderr()
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the message differs"
@@ -914,10 +871,10 @@ fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
     unsafe { libc::kill(activate.id() as i32, libc::SIGTERM) };
     let status = activate.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", stderr());
-    assert!(
-        stderr().contains(&format!("mailtun: serving test (imap) on 127.0.0.1:{port}")),
-        "{}",
-        stderr()
+    assert_contains(
+        &stderr(),
+        &format!("mailtun: serving test (imap) on 127.0.0.1:{port}"),
+        "serve's log",
     );
 }
 
@@ -995,11 +952,7 @@ fn msmtp_with_the_printed_snippet_logs_in_and_sends_through_the_smtp_listener() 
         .write_all(format!("Subject: {marker}\n\nsent by msmtp\n").as_bytes())
         .unwrap();
     let out = msmtp.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "msmtp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "msmtp");
     wait_for_sink_message("the message sent with msmtp", |m| m.contains(&marker));
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
@@ -1039,12 +992,7 @@ fn git_send_email_with_the_printed_snippet_sends_a_patch_through_the_smtp_listen
             .stdin(Stdio::null())
             .output()
             .expect("git (scripts/install-deps installs git-email)");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("git {args:?}"));
     };
     git(&["init", "-q"]);
     std::fs::write(repo.join("README"), "hello\n").unwrap();
@@ -1083,12 +1031,8 @@ fn the_printed_curl_snippet_lists_the_mailboxes() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{line}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(listing.contains("INBOX"), "{listing}");
+    assert_success(&out, line);
+    assert_contains(&listing, "INBOX", "curl's listing");
     serve.stop();
 }
 
@@ -1119,9 +1063,10 @@ fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
     assert_eq!(told, "* BYE mailtun: shutting down\r\n");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("still running after drain_secs: closing them"),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        "still running after drain_secs: closing them",
+        "serve's log",
     );
 }
 
@@ -1131,8 +1076,8 @@ fn a_non_loopback_listen_address_is_a_configuration_error() {
     let config = harness().config(dir.path(), "listen = \"0.0.0.0:1143\"", "");
     let out = crate::harness::run_mailtun(&["--config", config.to_str().unwrap(), "serve"], b"");
     assert_eq!(out.code, Some(crate::EXIT_CONFIG), "{}", out.stderr);
-    assert!(out.stderr.contains("account `test`"), "{}", out.stderr);
-    assert!(out.stderr.contains("listen_on_network"), "{}", out.stderr);
+    assert_contains(&out.stderr, "account `test`", "mailtun's stderr");
+    assert_contains(&out.stderr, "listen_on_network", "mailtun's stderr");
 }
 
 #[test]
@@ -1172,8 +1117,9 @@ fn a_socket_from_systemd_named_after_no_account_is_refused() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert_eq!(status.code(), Some(crate::EXIT_CONFIG), "{stderr}");
-    assert!(
-        stderr.contains("socket 0 named `three`, which names no account to serve"),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        "socket 0 named `three`, which names no account to serve",
+        "serve's log",
     );
 }
