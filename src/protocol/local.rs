@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 
 use super::Capabilities;
 use super::line::MAX_LINE;
+use super::local_login::one_line;
 
 /// What the driver must do next with the local client.
 #[derive(Debug, PartialEq, Eq)]
@@ -171,13 +172,6 @@ fn is_sasl_payload(line: &[u8], commands: &[&str]) -> bool {
         && !commands
             .iter()
             .any(|c| c.as_bytes().eq_ignore_ascii_case(line))
-}
-
-/// Server text for a local reply: one line, no control characters.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// The first word of a capability line, upper-cased.
