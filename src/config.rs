@@ -389,8 +389,10 @@ impl std::fmt::Display for ListenAddr {
 pub struct ServeSettings {
     /// None: the account is not served (unless a socket is passed by systemd).
     pub listen: Option<ListenAddr>,
-    /// IMAP: greet with `* PREAUTH` instead of asking for a local login.
+    /// No local login: IMAP greets with `* PREAUTH`, POP3 and SMTP let any login in.
     pub preauth: bool,
+    /// How long a client may take to log in locally before it is sent away.
+    pub login_timeout: Duration,
     /// Connections at once; more are refused.
     pub max_connections: usize,
     /// How long running sessions may go on after SIGTERM.
@@ -404,6 +406,7 @@ impl Default for ServeSettings {
         ServeSettings {
             listen: None,
             preauth: false,
+            login_timeout: Duration::from_secs(30),
             max_connections: 16,
             drain: Duration::from_secs(10),
             local_password: None,
@@ -492,6 +495,7 @@ struct RawAccount {
     dangerous: Option<Dangerous>,
     listen: Option<Spanned<String>>,
     listen_preauth: Option<bool>,
+    listen_login_timeout_secs: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     drain_secs: Option<Spanned<u64>>,
     local_password: Option<Spanned<RawPassword>>,
@@ -760,18 +764,24 @@ fn resolve(name: &str, raw: RawAccount) -> Result<Account, Located> {
     let oauth = oauth_settings(raw.oauth, raw.keyring_store)?;
     let user = raw.user.unwrap_or_default();
     let on_network = raw.dangerous.as_ref().is_some_and(|d| d.listen_on_network);
-    if let (Some(lp), false) = (&raw.local_password, protocol == Protocol::Imap) {
-        // Fail closed: the POP3/SMTP local side does not check a local login yet.
+    let preauth = raw.listen_preauth.unwrap_or(false);
+    if let (Some(lp), true) = (&raw.local_password, preauth) {
+        // Fail closed: with no local login, no password would be asked for.
         return Err((
             Some(lp.span()),
-            format!(
-                "`local_password` is checked for IMAP listeners only, and this account speaks {protocol}; remove it (only your own uid can connect to the listener)"
-            ),
+            "`local_password` is checked in the local login, and `listen_preauth = true` has none; remove one of them".into(),
         ));
     }
     let serve = ServeSettings {
         listen: raw.listen.map(|l| listen_addr(l, on_network)).transpose()?,
-        preauth: raw.listen_preauth.unwrap_or(false),
+        preauth,
+        login_timeout: Duration::from_secs(bounded(
+            raw.listen_login_timeout_secs,
+            "listen_login_timeout_secs",
+            1,
+            3600,
+            30,
+        )?),
         max_connections: bounded(raw.max_connections, "max_connections", 1, 4096, 16)? as usize,
         drain: Duration::from_secs(bounded(raw.drain_secs, "drain_secs", 0, 3600, 10)?),
         local_password: raw
@@ -1356,8 +1366,9 @@ mod tests {
         assert!(parse(&format!("{base}listen = \"localhost\"\n")).is_err());
         assert!(parse(&format!("{base}listen = \"unix:rel.sock\"\n")).is_err());
         assert!(parse(&format!("{base}max_connections = 0\n")).is_err());
+        assert_eq!(a.serve.login_timeout, Duration::from_secs(30));
         let c = parse(&format!(
-            "{base}local_password = {{ command = \"echo x\" }}\nlisten_preauth = true\n"
+            "{base}local_password = {{ command = \"echo x\" }}\nlisten_login_timeout_secs = 5\nprotocol = \"smtp\"\n"
         ))
         .unwrap();
         let a = c.account("a").unwrap();
@@ -1365,7 +1376,15 @@ mod tests {
             a.serve.local_password,
             Some(PasswordSource::Command("echo x".into()))
         );
-        assert!(a.serve.preauth);
+        assert_eq!(a.serve.login_timeout, Duration::from_secs(5));
+        assert!(parse(&format!("{base}listen_login_timeout_secs = 0\n")).is_err());
+        let c = parse(&format!("{base}listen_preauth = true\n")).unwrap();
+        assert!(c.account("a").unwrap().serve.preauth);
+        let e = parse(&format!(
+            "{base}local_password = {{ command = \"echo x\" }}\nlisten_preauth = true\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("listen_preauth"), "{e}");
     }
 
     #[test]

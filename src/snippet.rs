@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Account, Protocol};
+use crate::config::{Account, PasswordSource, Protocol};
 
 /// The mail clients mailtun prints settings for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,10 +521,10 @@ fn thunderbird(d: &Direct, s: &mut String) {
         "Connection security:   None (the connection stays on this machine; mailtun does TLS)"
     )
     .unwrap();
-    if account.protocol == Protocol::Smtp {
+    if account.serve.preauth {
         writeln!(
             s,
-            "Authentication method: No authentication (mailtun lets in only you)"
+            "Authentication method: No authentication (listen_preauth: mailtun lets in only you)"
         )
         .unwrap();
     } else {
@@ -539,6 +539,7 @@ fn msmtp(d: &Direct, s: &mut String) -> Result<(), String> {
         account,
         host,
         port,
+        user,
         from,
         ..
     } = d;
@@ -548,14 +549,54 @@ fn msmtp(d: &Direct, s: &mut String) -> Result<(), String> {
     writeln!(s, "host {host}").unwrap();
     writeln!(s, "port {port}").unwrap();
     writeln!(s, "tls off").unwrap();
-    writeln!(
-        s,
-        "# No login: mailtun already authenticated upstream and lets in only you."
-    )
-    .unwrap();
-    writeln!(s, "auth off").unwrap();
+    if account.serve.preauth {
+        writeln!(
+            s,
+            "# No login (listen_preauth): mailtun already authenticated upstream and lets in only you."
+        )
+        .unwrap();
+        writeln!(s, "auth off").unwrap();
+    } else {
+        writeln!(
+            s,
+            "# The local login (the connection stays on this machine; mailtun does TLS upstream)."
+        )
+        .unwrap();
+        writeln!(s, "auth plain").unwrap();
+        writeln!(s, "user {user}").unwrap();
+        match &account.serve.local_password {
+            None => {
+                writeln!(
+                    s,
+                    "# Any password: mailtun lets in only the local user running it."
+                )
+                .unwrap();
+                writeln!(s, "password mailtun").unwrap();
+            }
+            Some(PasswordSource::Command(cmd)) => {
+                writeln!(
+                    s,
+                    "# The account's `local_password`, read as mailtun reads it."
+                )
+                .unwrap();
+                writeln!(s, "passwordeval {}", msmtp_quote(cmd)).unwrap();
+            }
+            Some(_) => {
+                writeln!(
+                    s,
+                    "# password: the account's `local_password` (msmtp asks, or set password/passwordeval)"
+                )
+                .unwrap();
+            }
+        }
+    }
     writeln!(s, "from {from}").unwrap();
     Ok(())
+}
+
+/// A double-quoted msmtprc argument.
+fn msmtp_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn curl(d: &Direct, s: &mut String) {
@@ -583,24 +624,29 @@ fn curl(d: &Direct, s: &mut String) {
     } else {
         format!("{host}:{port}")
     };
-    let auth = format!("--user {}", sh_quote(&format!("{user}:{pass}")));
+    let auth = format!("--user {} ", sh_quote(&format!("{user}:{pass}")));
     writeln!(s, "# Password: {password_note}.").unwrap();
     match account.protocol {
         Protocol::Imap => {
             writeln!(s, "# List the mailboxes; INBOX;UID=N fetches a message.").unwrap();
-            writeln!(s, "curl {target}{auth} 'imap://{hostport}/'").unwrap();
-            writeln!(s, "curl {target}{auth} 'imap://{hostport}/INBOX;UID=1'").unwrap();
+            writeln!(s, "curl {target}{auth}'imap://{hostport}/'").unwrap();
+            writeln!(s, "curl {target}{auth}'imap://{hostport}/INBOX;UID=1'").unwrap();
         }
         Protocol::Pop3 => {
             writeln!(s, "# List the messages; /N retrieves message N.").unwrap();
-            writeln!(s, "curl {target}{auth} 'pop3://{hostport}/'").unwrap();
-            writeln!(s, "curl {target}{auth} 'pop3://{hostport}/1'").unwrap();
+            writeln!(s, "curl {target}{auth}'pop3://{hostport}/'").unwrap();
+            writeln!(s, "curl {target}{auth}'pop3://{hostport}/1'").unwrap();
         }
         Protocol::Smtp => {
             writeln!(s, "# Send message.txt (headers, blank line, body).").unwrap();
+            let auth = if account.serve.preauth {
+                String::new()
+            } else {
+                auth
+            };
             writeln!(
                 s,
-                "curl {target}'smtp://{hostport}' --mail-from {from} --mail-rcpt TO@EXAMPLE.ORG -T message.txt"
+                "curl {target}{auth}'smtp://{hostport}' --mail-from {from} --mail-rcpt TO@EXAMPLE.ORG -T message.txt"
             )
             .unwrap();
         }
@@ -609,7 +655,13 @@ fn curl(d: &Direct, s: &mut String) {
 
 fn git_send_email(d: &Direct, s: &mut String) -> Result<(), String> {
     d.smtp_only("sends mail (SMTP)")?;
-    let Direct { host, port, .. } = d;
+    let Direct {
+        account,
+        host,
+        port,
+        user,
+        ..
+    } = d;
     writeln!(
         s,
         "# ~/.gitconfig (or: git config --global sendemail.KEY VALUE)"
@@ -618,11 +670,30 @@ fn git_send_email(d: &Direct, s: &mut String) -> Result<(), String> {
     writeln!(s, "[sendemail]").unwrap();
     writeln!(s, "\tsmtpServer = {host}").unwrap();
     writeln!(s, "\tsmtpServerPort = {port}").unwrap();
-    writeln!(
-        s,
-        "\t# No smtpUser: mailtun already authenticated upstream and lets in only you."
-    )
-    .unwrap();
+    if account.serve.preauth {
+        writeln!(
+            s,
+            "\t# No smtpUser (listen_preauth): mailtun already authenticated upstream and lets in only you."
+        )
+        .unwrap();
+        return Ok(());
+    }
+    writeln!(s, "\tsmtpUser = {user}").unwrap();
+    writeln!(s, "\tsmtpAuth = PLAIN").unwrap();
+    if account.serve.local_password.is_some() {
+        writeln!(
+            s,
+            "\t# git asks for the password: the account's `local_password` (or set smtpPass)."
+        )
+        .unwrap();
+    } else {
+        writeln!(
+            s,
+            "\t# Any password: mailtun lets in only the local user running it."
+        )
+        .unwrap();
+        writeln!(s, "\tsmtpPass = mailtun").unwrap();
+    }
     Ok(())
 }
 
@@ -819,13 +890,27 @@ mod direct_tests {
     fn msmtp_and_git_send_email_for_an_smtp_listener() {
         let s = render_direct("msmtp", SMTP).unwrap();
         assert!(s.contains("host [::1]\nport 1587\ntls off\n"), "{s}");
-        assert!(s.contains("\nauth off\n"), "{s}");
+        assert!(s.contains("\nauth plain\nuser alice@example.org\n"), "{s}");
+        assert!(s.contains("\npassword mailtun\n"), "{s}");
         assert!(s.contains("from alice@example.org"), "{s}");
-        let s = render_direct("git-send-email", SMTP).unwrap();
+        let with_pw = format!("{SMTP}local_password = {{ command = \"pass show \\\"x\\\"\" }}\n");
+        let s = render_direct("msmtp", &with_pw).unwrap();
         assert!(
-            s.contains("\tsmtpServer = [::1]\n\tsmtpServerPort = 1587\n"),
+            s.contains("\npasswordeval \"pass show \\\"x\\\"\"\n"),
             "{s}"
         );
+        let s = render_direct("msmtp", &format!("{SMTP}listen_preauth = true\n")).unwrap();
+        assert!(s.contains("\nauth off\n"), "{s}");
+        let s = render_direct("git-send-email", SMTP).unwrap();
+        assert!(
+            s.contains("\tsmtpServer = [::1]\n\tsmtpServerPort = 1587\n\tsmtpUser = alice@example.org\n\tsmtpAuth = PLAIN\n"),
+            "{s}"
+        );
+        assert!(s.contains("\tsmtpPass = mailtun\n"), "{s}");
+        let s = render_direct("git-send-email", &with_pw).unwrap();
+        assert!(!s.contains("smtpPass ="), "{s}");
+        let s = render_direct("thunderbird", SMTP).unwrap();
+        assert!(s.contains("Authentication method: Normal password"), "{s}");
         let e = render_direct("msmtp", IMAP).unwrap_err();
         assert!(e.contains("speaks imap"), "{e}");
     }

@@ -6,6 +6,8 @@
 //!
 //! IMAP needs none of this: its `PREAUTH` greeting says it all (see `tunnel::greeting`).
 //! POP3 and SMTP have no pre-authenticated greeting, and clients insist on logging in.
+//! Behind `mailtun serve`'s listener the client's login is checked first
+//! ([`super::local_login`]); this side then starts without a greeting (`after_login`).
 //!
 //! # Rules
 //! - Credentials the client sends (`USER`, `PASS`, `APOP`, `AUTH` and its payloads) are
@@ -23,6 +25,7 @@ use std::collections::VecDeque;
 
 use super::Capabilities;
 use super::line::MAX_LINE;
+use super::local_login::one_line;
 
 /// What the driver must do next with the local client.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,10 +78,12 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(greeting: Vec<u8>) -> Self {
+    /// Starts with `greeting` for the client, or with nothing when the client already
+    /// logged in to `mailtun serve`'s listener and got its reply there.
+    fn new(greeting: Option<Vec<u8>>) -> Self {
         Engine {
             buf: Vec::new(),
-            out: VecDeque::from([LocalEvent::Reply(greeting)]),
+            out: greeting.map(LocalEvent::Reply).into_iter().collect(),
             relaying: false,
         }
     }
@@ -117,7 +122,7 @@ impl Engine {
 }
 
 /// The length of the first line of `buf`, terminator included, once it is complete.
-fn line_length(buf: &[u8]) -> Result<Option<usize>, LocalError> {
+pub(super) fn line_length(buf: &[u8]) -> Result<Option<usize>, LocalError> {
     let lf = buf.iter().position(|&b| b == b'\n');
     let content = lf.unwrap_or(buf.len());
     if content > MAX_LINE {
@@ -129,13 +134,13 @@ fn line_length(buf: &[u8]) -> Result<Option<usize>, LocalError> {
     Ok(lf.map(|lf| lf + 1))
 }
 
-fn trim_terminator(line: &[u8]) -> &[u8] {
+pub(super) fn trim_terminator(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// The command word (upper-cased) and whether arguments follow it.
-fn verb(line: &[u8]) -> (String, bool) {
+pub(super) fn verb(line: &[u8]) -> (String, bool) {
     let word = line.split(|&b| b == b' ').next().unwrap_or(b"");
     (
         String::from_utf8_lossy(word).to_ascii_uppercase(),
@@ -169,13 +174,6 @@ fn is_sasl_payload(line: &[u8], commands: &[&str]) -> bool {
             .any(|c| c.as_bytes().eq_ignore_ascii_case(line))
 }
 
-/// Server text for a local reply: one line, no control characters.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// The first word of a capability line, upper-cased.
 fn keyword(line: &str) -> String {
     line.split_ascii_whitespace()
@@ -207,12 +205,22 @@ impl LocalPop3 {
     /// capabilities after authentication, from which the client's `CAPA` is answered.
     pub fn new(text: &str, server: &Capabilities) -> Self {
         LocalPop3 {
-            engine: Engine::new(format!("+OK mailtun: {}\r\n", one_line(text)).into_bytes()),
+            engine: Engine::new(Some(
+                format!("+OK mailtun: {}\r\n", one_line(text)).into_bytes(),
+            )),
             rules: Pop3Rules {
                 capa: Pop3Rules::capa_reply(server),
                 after_auth: false,
             },
         }
+    }
+
+    /// For a client that already logged in to `mailtun serve` (which greeted it and
+    /// answered the login): no greeting; a repeated CAPA gets the server's list.
+    pub fn after_login(server: &Capabilities) -> Self {
+        let mut side = Self::new("", server);
+        side.engine = Engine::new(None);
+        side
     }
 }
 
@@ -324,7 +332,7 @@ impl LocalSmtp {
         // "ESMTP" in the greeting tells older clients to send EHLO rather than HELO.
         let greeting = format!("220 {host} ESMTP mailtun: {}\r\n", one_line(text));
         LocalSmtp {
-            engine: Engine::new(greeting.into_bytes()),
+            engine: Engine::new(Some(greeting.into_bytes())),
             rules: SmtpRules {
                 // STARTTLS and AUTH concerned the server link, which mailtun already secured
                 // and authenticated.
@@ -341,6 +349,16 @@ impl LocalSmtp {
                 after_auth: false,
             },
         }
+    }
+}
+
+impl LocalSmtp {
+    /// For a client that already logged in to `mailtun serve` (which greeted it and
+    /// answered AUTH): no greeting; a repeated EHLO gets the server's extensions.
+    pub fn after_login(host: &str, server: &Capabilities) -> Self {
+        let mut side = Self::new(host, "", server);
+        side.engine = Engine::new(None);
+        side
     }
 }
 
@@ -617,6 +635,18 @@ mod tests {
             drive(&mut side, &[b"EHLO a\0b\r\n"]).unwrap_err(),
             LocalError::NulByte
         );
+    }
+
+    #[test]
+    fn after_a_serve_login_no_greeting_and_capa_is_the_servers() {
+        let mut side = LocalPop3::after_login(&dovecot_pop3_caps());
+        let t = drive(&mut side, &[b"CAPA\r\nSTAT\r\n"]).unwrap();
+        assert_eq!(t.to_client, POP3_CAPA);
+        assert_eq!(t.to_server, "STAT\r\n");
+        let mut side = LocalSmtp::after_login("mail.example", &smtp_caps());
+        let t = drive(&mut side, &[b"EHLO a\r\nMAIL FROM:<a@b>\r\n"]).unwrap();
+        assert_eq!(t.to_client, SMTP_EHLO);
+        assert_eq!(t.to_server, "MAIL FROM:<a@b>\r\n");
     }
 
     #[test]

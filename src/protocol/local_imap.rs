@@ -5,12 +5,13 @@
 //!
 //! Nothing reaches the server before the login: the listener connects only once this
 //! machine yields [`LoginEvent::Login`]. The client's password is held as a [`Secret`]
-//! and never shown in a trace.
+//! and never shown in a trace. The listener drives it as a [`LocalLogin`], like the
+//! POP3 and SMTP logins of [`super::local_login`].
 
 use std::collections::VecDeque;
 
-use base64::Engine as _;
-
+use super::local::LocalError;
+use super::local_login::{LocalLogin, LoginEvent, one_line, plain_response};
 use crate::secret::Secret;
 
 /// Longest command accepted before the login (literals included).
@@ -19,44 +20,7 @@ pub const MAX_COMMAND: usize = 16 * 1024;
 /// The capabilities announced before the login.
 pub const CAPABILITIES: &str = "IMAP4rev1 AUTH=PLAIN SASL-IR ID";
 
-/// What the listener must do next with the local client.
-#[derive(Debug)]
-pub enum LoginEvent {
-    /// Read more bytes from the client and pass them to [`LocalImapLogin::receive`].
-    NeedInput,
-    /// Write these bytes to the client.
-    Reply(Vec<u8>),
-    /// The client logged in with these credentials; answer with [`ok_reply`] or
-    /// [`LocalImapLogin::refuse`].
-    Login {
-        tag: String,
-        user: String,
-        password: Secret<String>,
-    },
-    /// The client logged out (the reply was given): close the connection.
-    Close,
-}
-
-/// A client that did not behave like an IMAP client before its login.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoginError {
-    #[error("the mail client sent a command longer than {MAX_COMMAND} bytes before logging in")]
-    TooLong,
-}
-
-/// The greeting before the login.
-pub fn greeting() -> Vec<u8> {
-    format!("* OK [CAPABILITY {CAPABILITIES}] mailtun ready\r\n").into_bytes()
-}
-
-/// The tagged OK that ends the login, with the server's capabilities.
-pub fn ok_reply(tag: &str, capabilities: &[String], text: &str) -> Vec<u8> {
-    format!(
-        "{tag} OK [CAPABILITY {}] mailtun: {text}\r\n",
-        capabilities.join(" ")
-    )
-    .into_bytes()
-}
+const TOO_LONG: LocalError = LocalError::LineTooLong { limit: MAX_COMMAND };
 
 /// The local login state machine.
 #[derive(Default)]
@@ -67,6 +31,8 @@ pub struct LocalImapLogin {
     acked_literals: usize,
     /// AUTHENTICATE PLAIN without an initial response: the tag waiting for it.
     awaiting_plain: Option<String>,
+    /// The tag of the login last yielded, for its tagged reply.
+    login_tag: String,
     closed: bool,
 }
 
@@ -78,24 +44,8 @@ impl LocalImapLogin {
         Self::default()
     }
 
-    /// Adds bytes received from the client.
-    pub fn receive(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// Bytes received after the login command (a pipelining client's next commands):
-    /// they belong to the server.
-    pub fn into_rest(self) -> Vec<u8> {
-        self.buf
-    }
-
-    /// Tells the client its login was refused.
-    pub fn refuse(tag: &str, text: &str) -> Vec<u8> {
-        format!("{tag} NO [AUTHENTICATIONFAILED] mailtun: {text}\r\n").into_bytes()
-    }
-
     /// The next thing to do.
-    pub fn poll(&mut self) -> Result<LoginEvent, LoginError> {
+    fn next(&mut self) -> Result<LoginEvent, LocalError> {
         loop {
             if let Some(e) = self.out.pop_front() {
                 return Ok(e);
@@ -120,9 +70,9 @@ impl LocalImapLogin {
         }
     }
 
-    fn need_input(&self) -> Result<LoginEvent, LoginError> {
+    fn need_input(&self) -> Result<LoginEvent, LocalError> {
         if self.buf.len() > MAX_COMMAND {
-            return Err(LoginError::TooLong);
+            return Err(TOO_LONG);
         }
         Ok(LoginEvent::NeedInput)
     }
@@ -157,11 +107,7 @@ impl LocalImapLogin {
                 "{tag} BAD mailtun: no STARTTLS on the local listener (the server's TLS is mailtun's)\r\n"
             )),
             ("LOGIN", 4) => match String::from_utf8(args[3].clone()) {
-                Ok(password) => self.out.push_back(LoginEvent::Login {
-                    tag,
-                    user: text(&args[2]),
-                    password: Secret::new(password),
-                }),
+                Ok(password) => self.login(tag, text(&args[2]), Secret::new(password)),
                 Err(_) => self.reply(format!("{tag} BAD mailtun: the password is not UTF-8\r\n")),
             },
             ("AUTHENTICATE", 3 | 4) if text(&args[2]).eq_ignore_ascii_case("PLAIN") => {
@@ -186,32 +132,19 @@ impl LocalImapLogin {
         }
     }
 
+    fn login(&mut self, tag: String, user: String, password: Secret<String>) {
+        self.login_tag = tag;
+        self.out.push_back(LoginEvent::Login { user, password });
+    }
+
     /// The AUTHENTICATE PLAIN response `line` (base64 of authzid NUL user NUL password).
     fn plain(&mut self, tag: &str, line: &[u8]) {
         if line == b"*" {
             self.reply(format!("{tag} BAD mailtun: authentication cancelled\r\n"));
             return;
         }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(line)
-            .ok()
-            .map(Secret::new);
-        let parts = decoded.as_ref().and_then(|d| {
-            let v: Vec<&[u8]> = d.expose().split(|&b| b == 0).collect();
-            match v.as_slice() {
-                [authz, user, pass] if authz.is_empty() || authz == user => Some((
-                    String::from_utf8(user.to_vec()).ok()?,
-                    String::from_utf8(pass.to_vec()).ok()?,
-                )),
-                _ => None,
-            }
-        });
-        match parts {
-            Some((user, password)) => self.out.push_back(LoginEvent::Login {
-                tag: tag.to_string(),
-                user,
-                password: Secret::new(password),
-            }),
+        match plain_response(line) {
+            Some((user, password)) => self.login(tag.to_string(), user, password),
             None => self.reply(format!(
                 "{tag} BAD mailtun: not a PLAIN response (authzid NUL user NUL password, base64)\r\n"
             )),
@@ -220,7 +153,7 @@ impl LocalImapLogin {
 
     /// Takes one complete command (up to its final CRLF, literals included) from the
     /// buffer; queues `+` for a synchronizing literal the client waits on.
-    fn take_command(&mut self) -> Result<Option<Args>, LoginError> {
+    fn take_command(&mut self) -> Result<Option<Args>, LocalError> {
         let b = &self.buf;
         let mut args = Vec::new();
         let mut i = 0;
@@ -281,7 +214,7 @@ impl LocalImapLogin {
                         .ok()
                         .and_then(|d| d.parse().ok())
                         .filter(|&n| n <= MAX_COMMAND)
-                        .ok_or(LoginError::TooLong)?;
+                        .ok_or(TOO_LONG)?;
                     let start = i + close + 1;
                     let data = match (b.get(start), b.get(start + 1)) {
                         (Some(b'\r'), Some(b'\n')) => start + 2,
@@ -315,6 +248,55 @@ impl LocalImapLogin {
     }
 }
 
+impl LocalLogin for LocalImapLogin {
+    fn greeting(&self) -> Vec<u8> {
+        format!("* OK [CAPABILITY {CAPABILITIES}] mailtun ready\r\n").into_bytes()
+    }
+
+    fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn poll(&mut self) -> Result<LoginEvent, LocalError> {
+        self.next()
+    }
+
+    fn refused(&mut self, text: &str) -> Vec<u8> {
+        let tag = &self.login_tag;
+        format!(
+            "{tag} NO [AUTHENTICATIONFAILED] mailtun: {}\r\n",
+            one_line(text)
+        )
+        .into_bytes()
+    }
+
+    /// The tagged OK that ends the login, with the server's capabilities.
+    fn accepted(&self, capabilities: &[String], summary: &str) -> Vec<u8> {
+        format!(
+            "{} OK [CAPABILITY {}] mailtun: {}\r\n",
+            self.login_tag,
+            one_line(&capabilities.join(" ")),
+            one_line(summary)
+        )
+        .into_bytes()
+    }
+
+    fn upstream_failed(&self, code: &str, text: &str) -> Vec<u8> {
+        let tag = &self.login_tag;
+        format!("{tag} NO [{code}] mailtun: {}\r\n", one_line(text)).into_bytes()
+    }
+
+    fn goodbye(&self, text: &str) -> Vec<u8> {
+        format!("* BYE mailtun: {}\r\n", one_line(text)).into_bytes()
+    }
+
+    /// Bytes received after the login command (a pipelining client's next commands):
+    /// they belong to the server.
+    fn into_rest(self: Box<Self>) -> Vec<u8> {
+        self.buf
+    }
+}
+
 fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
     b[from..]
         .windows(2)
@@ -331,7 +313,10 @@ fn valid_tag(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
+    /// The replies to `input`, and the login it ended with: (tag, user, password), the
+    /// tag read from the refusal the machine would send.
     fn run(m: &mut LocalImapLogin, input: &[u8]) -> (String, Option<(String, String, String)>) {
         m.receive(input);
         let mut out = String::new();
@@ -339,11 +324,11 @@ mod tests {
             match m.poll().unwrap() {
                 LoginEvent::NeedInput => return (out, None),
                 LoginEvent::Reply(r) => out.push_str(&String::from_utf8(r).unwrap()),
-                LoginEvent::Login {
-                    tag,
-                    user,
-                    password,
-                } => return (out, Some((tag, user, password.expose().clone()))),
+                LoginEvent::Login { user, password } => {
+                    let refusal = String::from_utf8(m.refused("x")).unwrap();
+                    let tag = refusal.split(' ').next().unwrap().to_string();
+                    return (out, Some((tag, user, password.expose().clone())));
+                }
                 LoginEvent::Close => {
                     out.push_str("<close>");
                     return (out, None);
@@ -355,7 +340,7 @@ mod tests {
     #[test]
     fn greeting_offers_plain() {
         assert_eq!(
-            greeting(),
+            LocalImapLogin::new().greeting(),
             b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID] mailtun ready\r\n"
         );
     }
@@ -372,7 +357,7 @@ mod tests {
             "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID\r\na1 OK CAPABILITY completed\r\n"
         );
         assert_eq!(login, Some(("a2".into(), "alice".into(), "p \"w".into())));
-        assert_eq!(m.into_rest(), b"a3 SELECT INBOX\r\n");
+        assert_eq!(Box::new(m).into_rest(), b"a3 SELECT INBOX\r\n");
     }
 
     #[test]
@@ -422,6 +407,25 @@ mod tests {
     fn an_endless_line_is_refused() {
         let mut m = LocalImapLogin::new();
         m.receive(&vec![b'a'; MAX_COMMAND + 10]);
-        assert_eq!(m.poll().unwrap_err(), LoginError::TooLong);
+        assert_eq!(m.poll().unwrap_err(), TOO_LONG);
+    }
+
+    #[test]
+    fn the_replies_that_end_a_login_carry_its_tag() {
+        let mut m = LocalImapLogin::new();
+        let (_, login) = run(&mut m, b"a7 LOGIN alice pw\r\n");
+        assert!(login.is_some());
+        assert_eq!(
+            m.accepted(&["IMAP4rev1".into(), "IDLE".into()], "alice authenticated"),
+            b"a7 OK [CAPABILITY IMAP4rev1 IDLE] mailtun: alice authenticated\r\n"
+        );
+        assert_eq!(
+            m.upstream_failed("UNAVAILABLE", "down\r\n"),
+            b"a7 NO [UNAVAILABLE] mailtun: down  \r\n"
+        );
+        assert_eq!(
+            m.goodbye("no login within 2 s"),
+            b"* BYE mailtun: no login within 2 s\r\n"
+        );
     }
 }

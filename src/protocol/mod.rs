@@ -11,6 +11,7 @@ pub mod imap;
 pub mod line;
 pub mod local;
 pub mod local_imap;
+pub mod local_login;
 pub mod pop3;
 #[cfg(test)]
 mod rules;

@@ -1,8 +1,9 @@
 //! `mailtun serve`: a local listener per account that does, for each accepted
 //! connection, exactly what `mailtun tunnel` does: the peer's uid is checked first (only
-//! the listener's owner gets in), then the local login (IMAP: [`LocalImapLogin`]; POP3
-//! and SMTP: the tunnel's local side), then one upstream [`session::establish`] and the
-//! tunnel's relay over the accepted socket.
+//! the listener's owner gets in), then the local login ([`LocalImapLogin`],
+//! [`LocalPop3Login`], [`LocalSmtpLogin`], all driven as a [`LocalLogin`] by
+//! [`local_login`]; none under `listen_preauth`), then one upstream [`session::establish`]
+//! and the tunnel's hand-over and relay over the accepted socket.
 //!
 //! SIGTERM/SIGINT (the `shutdown` future of [`run`]): no more accepts; running sessions
 //! go on for up to `drain_secs`, then are closed cleanly (TLS close_notify upstream).
@@ -24,13 +25,12 @@ use tracing::{info, warn};
 
 use crate::config::{Account, ListenAddr, Protocol};
 use crate::error::{Class, Failure};
-use crate::protocol::local_imap::{self, LocalImapLogin, LoginEvent};
+use crate::protocol::local_imap::LocalImapLogin;
+use crate::protocol::local_login::{LocalLogin, LocalPop3Login, LocalSmtpLogin, LoginEvent};
 use crate::secret::Secret;
 use crate::session::{self, Established};
-use crate::tunnel;
+use crate::tunnel::{self, Opening};
 
-/// How long a local client may take to log in before it is sent away.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Wrong local logins on one connection before it is closed.
 const LOGIN_TRIES: u32 = 3;
 
@@ -409,19 +409,15 @@ async fn admitted<S>(
             let _ = stop.wait_for(|&s| s).await;
         }
     };
-    let result = match (protocol, account.serve.preauth) {
-        (Protocol::Imap, false) => imap_login(account, stream, stop.clone(), stopped).await,
-        _ => match session::establish(account).await {
-            Ok(est) => {
-                log_established(account, &est);
-                let (r, w) = tokio::io::split(stream);
-                tunnel::hand_over_until(account, est, tunnel::imap_greeting, r, w, stopped).await
-            }
-            Err(f) => {
-                upstream_failed(&mut stream, protocol, &f, None).await;
-                Ok(())
-            }
-        },
+    let result = if account.serve.preauth {
+        preauth(account, stream, stopped).await
+    } else {
+        let machine: Box<dyn LocalLogin> = match protocol {
+            Protocol::Imap => Box::new(LocalImapLogin::new()),
+            Protocol::Pop3 => Box::new(LocalPop3Login::new()),
+            Protocol::Smtp => Box::new(LocalSmtpLogin::new(&account.host)),
+        };
+        login_then_relay(account, stream, machine, stop, stopped).await
     };
     match result {
         Ok(()) => info!("account `{}`: connection from {peer} closed", account.name),
@@ -432,111 +428,169 @@ async fn admitted<S>(
     }
 }
 
-/// The local IMAP login, then the upstream session for the client that passed it.
-async fn imap_login<S, F>(
+/// `listen_preauth`: no local login, the upstream session at once (IMAP greets
+/// `PREAUTH`, POP3 and SMTP with the tunnel's local side).
+async fn preauth<S, F>(account: &Account, mut stream: S, stopped: F) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    match session::establish(account).await {
+        Ok(est) => {
+            log_established(account, &est);
+            let (r, w) = tokio::io::split(stream);
+            tunnel::hand_over_until(account, est, Opening::Greet, r, w, stopped).await
+        }
+        Err(f) => {
+            upstream_failed(&mut stream, account.protocol, &f, None).await;
+            Ok(())
+        }
+    }
+}
+
+/// The local login, then the upstream session for the client that passed it: the
+/// login's reply comes from the session (IMAP: the server's capabilities), then the relay.
+async fn login_then_relay<S, F>(
     account: &Account,
     mut stream: S,
-    mut stop: watch::Receiver<bool>,
+    machine: Box<dyn LocalLogin>,
+    stop: watch::Receiver<bool>,
     stopped: F,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
-    stream.write_all(&local_imap::greeting()).await?;
-    stream.flush().await?;
-    let mut machine = LocalImapLogin::new();
-    let mut buf = vec![0u8; 4096];
-    let mut failures = 0;
-    let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
-    let tag = loop {
-        let event = machine.poll().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("the mail client: {e}"))
-        })?;
-        match event {
-            LoginEvent::NeedInput => {
-                let read = tokio::time::timeout_at(deadline, stream.read(&mut buf));
-                let n = match tokio::select! {
-                    r = read => r,
-                    _ = stop.wait_for(|&s| s) => {
-                        // The drain is over: a client still logging in is sent away.
-                        let _ = stream.write_all(b"* BYE mailtun: shutting down\r\n").await;
-                        let _ = stream.shutdown().await;
-                        return Ok(());
-                    }
-                } {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        let _ = stream
-                            .write_all(b"* BYE mailtun: no login within 30 s\r\n")
-                            .await;
-                        let _ = stream.shutdown().await;
-                        return Ok(());
-                    }
-                };
-                if n == 0 {
-                    return Ok(());
-                }
-                machine.receive(&buf[..n]);
-            }
-            LoginEvent::Reply(r) => {
-                stream.write_all(&r).await?;
-                stream.flush().await?;
-            }
-            LoginEvent::Close => {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
-            LoginEvent::Login {
-                tag,
-                user,
-                password,
-            } => match check_login(account, &user, password).await {
-                Ok(()) => break tag,
-                Err(text) => {
-                    failures += 1;
-                    warn!("account `{}`: local login refused: {text}", account.name);
-                    stream
-                        .write_all(&LocalImapLogin::refuse(&tag, &text))
-                        .await?;
-                    if failures >= LOGIN_TRIES {
-                        stream
-                            .write_all(b"* BYE mailtun: too many wrong logins\r\n")
-                            .await?;
-                        let _ = stream.shutdown().await;
-                        return Ok(());
-                    }
-                    stream.flush().await?;
-                }
-            },
-        }
+    let Some(machine) = local_login(account, &mut stream, machine, stop).await? else {
+        return Ok(());
     };
     let est = match session::establish(account).await {
         Ok(est) => est,
         Err(f) => {
-            upstream_failed(&mut stream, Protocol::Imap, &f, Some(&tag)).await;
+            upstream_failed(&mut stream, account.protocol, &f, Some(machine.as_ref())).await;
             return Ok(());
         }
     };
     log_established(account, &est);
-    let rest = machine.into_rest();
+    let reply = machine.accepted(
+        &tunnel::client_capabilities(&est.capabilities),
+        &tunnel::summary(account, &est),
+    );
+    let rest = std::io::Cursor::new(machine.into_rest());
     let (r, w) = tokio::io::split(stream);
-    let first = move |a: &Account, est: &Established| {
-        local_imap::ok_reply(
-            &tag,
-            &tunnel::client_capabilities(&est.capabilities),
-            &tunnel::summary(a, est),
-        )
-    };
-    tunnel::hand_over_until(
-        account,
-        est,
-        first,
-        std::io::Cursor::new(rest).chain(r),
-        w,
-        stopped,
-    )
-    .await
+    let opening = Opening::LoggedIn(reply);
+    tunnel::hand_over_until(account, est, opening, rest.chain(r), w, stopped).await
+}
+
+/// Drives `machine` until the client has logged in (`Some`, the machine holding what
+/// the client sent after its login), or is gone (`None`: it left, said goodbye, took
+/// longer than `listen_login_timeout_secs`, logged in wrong too often, or the drain
+/// ended). Nothing goes upstream here.
+async fn local_login<S>(
+    account: &Account,
+    stream: &mut S,
+    mut machine: Box<dyn LocalLogin>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<Option<Box<dyn LocalLogin>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(&machine.greeting()).await?;
+    stream.flush().await?;
+    let mut buf = vec![0u8; 4096];
+    let mut failures = 0;
+    let deadline = tokio::time::Instant::now() + account.serve.login_timeout;
+    loop {
+        let event = machine.poll().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("the mail client: {e}"))
+        })?;
+        let reply = match event {
+            LoginEvent::NeedInput => {
+                match client_input(account, stream, &mut buf, deadline, &mut stop).await? {
+                    Input::Data(n) => machine.receive(&buf[..n]),
+                    Input::Gone => return Ok(None),
+                    Input::Goodbye(text) => return goodbye(stream, machine.as_ref(), &text).await,
+                }
+                continue;
+            }
+            LoginEvent::Reply(r) => r,
+            LoginEvent::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(None);
+            }
+            LoginEvent::Login { user, password } => {
+                match check_login(account, &user, password).await {
+                    Ok(()) => return Ok(Some(machine)),
+                    Err(text) => {
+                        failures += 1;
+                        warn!("account `{}`: local login refused: {text}", account.name);
+                        stream.write_all(&machine.refused(&text)).await?;
+                        if failures >= LOGIN_TRIES {
+                            return goodbye(stream, machine.as_ref(), "too many wrong logins")
+                                .await;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        stream.write_all(&reply).await?;
+        stream.flush().await?;
+    }
+}
+
+/// What waiting for the client before its login gave.
+enum Input {
+    /// This many bytes.
+    Data(usize),
+    /// The client closed the connection.
+    Gone,
+    /// mailtun closes the connection, telling the client why.
+    Goodbye(String),
+}
+
+/// Reads from a client that has not logged in yet, up to the login deadline and the
+/// end of the drain.
+async fn client_input<S>(
+    account: &Account,
+    stream: &mut S,
+    buf: &mut [u8],
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Input>
+where
+    S: AsyncRead + Unpin,
+{
+    let read = tokio::time::timeout_at(deadline, stream.read(buf));
+    tokio::select! {
+        r = read => match r {
+            Ok(Ok(0)) => Ok(Input::Gone),
+            Ok(Ok(n)) => Ok(Input::Data(n)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                let secs = account.serve.login_timeout.as_secs();
+                warn!("account `{}`: no local login within {secs} s: closed", account.name);
+                Ok(Input::Goodbye(format!("no login within {secs} s")))
+            }
+        },
+        // The drain is over: a client still logging in is sent away.
+        _ = stop.wait_for(|&s| s) => Ok(Input::Goodbye("shutting down".into())),
+    }
+}
+
+/// The protocol's last words, then close.
+async fn goodbye<S>(
+    stream: &mut S,
+    machine: &dyn LocalLogin,
+    text: &str,
+) -> io::Result<Option<Box<dyn LocalLogin>>>
+where
+    S: AsyncWrite + Unpin,
+{
+    let _ = stream.write_all(&machine.goodbye(text)).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
+    Ok(None)
 }
 
 /// The local login: the account's user (any, when it has none), and `local_password` when set (read now, so a
@@ -581,28 +635,22 @@ fn log_established(account: &Account, est: &Established) {
     );
 }
 
-/// The upstream session failed: the protocol's failure reply (and for a local IMAP
-/// login, its tagged NO), then the connection closes.
-async fn upstream_failed<S>(stream: &mut S, protocol: Protocol, f: &Failure, tag: Option<&str>)
-where
+/// The upstream session failed: the protocol's failure reply (and what ends the local
+/// login, for IMAP its tagged NO), then the connection closes.
+async fn upstream_failed<S>(
+    stream: &mut S,
+    protocol: Protocol,
+    f: &Failure,
+    login: Option<&dyn LocalLogin>,
+) where
     S: AsyncWrite + Unpin,
 {
     warn!("{f}");
     let class = f.class();
     let text = f.to_string();
     let mut reply = tunnel::failure_reply(protocol, class, &text);
-    if let Some(tag) = tag {
-        let one_line: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        reply.extend_from_slice(
-            format!(
-                "{tag} NO [{}] mailtun: {one_line}\r\n",
-                class.reply_code(protocol)
-            )
-            .as_bytes(),
-        );
+    if let Some(login) = login {
+        reply.extend_from_slice(&login.upstream_failed(class.reply_code(protocol), &text));
     }
     let _ = stream.write_all(&reply).await;
     let _ = stream.flush().await;

@@ -99,15 +99,24 @@ where
     // process: the server gets a TLS close_notify (and an IMAP server no half-read
     // command), and the exit code is 0.
     let stop = termination_signal();
-    hand_over_until(account, est, imap_greeting, client_in, client_out, stop).await
+    hand_over_until(account, est, Opening::Greet, client_in, client_out, stop).await
 }
 
-/// [`hand_over`], with the IMAP client's first line made by `imap_first` (the `PREAUTH`
-/// greeting, or the tagged OK of a local login), ended cleanly when `stop` resolves.
-pub async fn hand_over_until<R, W, F, G>(
+/// How the client's side of the session opens.
+pub enum Opening {
+    /// The tunnel's: IMAP `PREAUTH`, or the POP3/SMTP local side's greeting.
+    Greet,
+    /// The client already logged in to `mailtun serve`'s listener: these bytes end its
+    /// login (IMAP's tagged OK, POP3's `+OK`, SMTP's `235`), and the POP3/SMTP local side
+    /// starts without a greeting.
+    LoggedIn(Vec<u8>),
+}
+
+/// [`hand_over`], opened as `opening` says, ended cleanly when `stop` resolves.
+pub async fn hand_over_until<R, W, F>(
     account: &Account,
     est: Established,
-    imap_first: G,
+    opening: Opening,
     mut client_in: R,
     mut client_out: W,
     stop: F,
@@ -116,10 +125,19 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     F: Future<Output = ()>,
-    G: FnOnce(&Account, &Established) -> Vec<u8>,
 {
     let text = summary(account, &est);
-    let first = imap_first(account, &est);
+    let (first, greet) = match opening {
+        Opening::Greet if account.protocol == Protocol::Imap => {
+            (imap_greeting(account, &est), false)
+        }
+        Opening::Greet => (Vec::new(), true),
+        Opening::LoggedIn(reply) => (reply, false),
+    };
+    if !first.is_empty() {
+        client_out.write_all(&first).await?;
+        client_out.flush().await?;
+    }
     tokio::pin!(stop);
     // With a security layer, every byte after the authentication reply is a layer token:
     // the session unwrapped those it read, the rest is still to unwrap.
@@ -128,18 +146,13 @@ where
         Some(mech) => Box::new(Layered::new(est.link, mech, est.layer_pending)),
         None => Box::new(est.link),
     };
-    let local: Option<Box<dyn LocalSide>> = match account.protocol {
-        Protocol::Imap => {
-            client_out.write_all(&first).await?;
-            client_out.flush().await?;
-            None
-        }
-        Protocol::Pop3 => Some(Box::new(LocalPop3::new(&text, &est.capabilities))),
-        Protocol::Smtp => Some(Box::new(LocalSmtp::new(
-            &account.host,
-            &text,
-            &est.capabilities,
-        ))),
+    let caps = &est.capabilities;
+    let local: Option<Box<dyn LocalSide>> = match (account.protocol, greet) {
+        (Protocol::Imap, _) => None,
+        (Protocol::Pop3, true) => Some(Box::new(LocalPop3::new(&text, caps))),
+        (Protocol::Pop3, false) => Some(Box::new(LocalPop3::after_login(caps))),
+        (Protocol::Smtp, true) => Some(Box::new(LocalSmtp::new(&account.host, &text, caps))),
+        (Protocol::Smtp, false) => Some(Box::new(LocalSmtp::after_login(&account.host, caps))),
     };
     if let Some(mut local) = local {
         let relay = local_side(

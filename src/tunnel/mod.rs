@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use hand_over::{
-    client_capabilities, failure_reply, hand_over, hand_over_until, imap_greeting, summary,
+    Opening, client_capabilities, failure_reply, hand_over, hand_over_until, imap_greeting, summary,
 };
 pub use layer::LayerFailure;
 pub use relay::{ClientIn, ClientOut, client_stdio, relay, relay_until, termination_signal};

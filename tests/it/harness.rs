@@ -73,6 +73,37 @@ pub fn replace_in_file(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
+/// Fails unless `haystack` contains `needle`, naming `what` and showing all of
+/// `haystack` (a client's transcript, a log).
+#[track_caller]
+pub fn assert_contains(haystack: &str, needle: &str, what: &str) {
+    assert!(
+        haystack.contains(needle),
+        "{what}: no {needle:?} in:\n{haystack}"
+    );
+}
+
+/// Fails if `haystack` contains `needle` (a secret in a log, a refused capability).
+#[track_caller]
+pub fn assert_lacks(haystack: &str, needle: &str, what: &str) {
+    assert!(
+        !haystack.contains(needle),
+        "{what}: {needle:?} should not be in:\n{haystack}"
+    );
+}
+
+/// Fails unless the client `what` exited 0, showing what it wrote to stdout and stderr.
+#[track_caller]
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits up to 10 s for a message in the harness's sink (`SINK_DIR`, where the SMTP relay
 /// writes each message it accepts) of which `found` holds; fails with `what` otherwise.
 pub fn wait_for_sink_message(what: &str, found: impl Fn(&str) -> bool) {

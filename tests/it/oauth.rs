@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::harness::mailtun_bin;
+use crate::harness::{assert_contains, assert_lacks, mailtun_bin};
 
 struct Realm {
     vars: HashMap<String, String>,
@@ -176,22 +176,14 @@ tunnel dev; echo \"after logout: $?\"
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
     // The device flow printed the URI and the code, never a token.
-    assert!(
-        out.stderr.contains("/device") && out.stderr.contains("enter the code"),
-        "{}",
-        out.stderr
+    assert_contains(&out.stderr, "/device", "the device sign-in");
+    assert_contains(&out.stderr, "enter the code", "the device sign-in");
+    assert_contains(
+        &out.stdout_text,
+        "signed in; access token valid for",
+        "stdout",
     );
-    assert!(
-        out.stdout_text
-            .contains("signed in; access token valid for"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(
-        out.stdout_text.contains("keyring: kernel keyutils"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "keyring: kernel keyutils", "stdout");
     let fetched = std::fs::read(dir.path().join("fetch")).unwrap();
     let big = std::fs::read(realm().get("BIG_MESSAGE")).unwrap();
     assert!(
@@ -204,11 +196,10 @@ tunnel dev; echo \"after logout: $?\"
         "the 20 MB message did not come through the tunnel whole ({} bytes out)",
         fetched.len()
     );
-    assert!(
-        out.stdout_text
-            .contains("tokens revoked at the provider and deleted"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "tokens revoked at the provider and deleted",
+        "stdout",
     );
     assert_eq!(
         stats(&out.stdout_text, "grants"),
@@ -216,18 +207,13 @@ tunnel dev; echo \"after logout: $?\"
         "logout must revoke the grant: {}",
         out.stdout_text
     );
-    assert!(
-        out.stdout_text
-            .contains("not signed in; run `mailtun oauth login dev`"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "not signed in; run `mailtun oauth login dev`",
+        "stdout",
     );
-    assert!(
-        out.stdout_text.contains("after logout: 6"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(out.stdout_text.contains("* BYE"), "{}", out.stdout_text);
+    assert_contains(&out.stdout_text, "after logout: 6", "stdout");
+    assert_contains(&out.stdout_text, "* BYE", "stdout");
 }
 
 #[test]
@@ -272,21 +258,11 @@ tunnel web || exit 91
         &[("BROWSER", browser.display().to_string())],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stderr.contains("code_challenge_method=S256") && out.stderr.contains("state="),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "code_challenge_method=S256", "the sign-in URL");
+    assert_contains(&out.stderr, "state=", "the sign-in URL");
     let said = std::fs::read_to_string(dir.path().join("browser.out")).unwrap();
-    assert!(
-        said.contains("signed in; you may close this window"),
-        "{said}"
-    );
-    assert!(
-        out.stdout_text.contains("authenticated with XOAUTH2"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&said, "signed in; you may close this window", "the browser");
+    assert_contains(&out.stdout_text, "authenticated with XOAUTH2", "stdout");
 }
 
 #[test]
@@ -359,18 +335,8 @@ idp '/test/stats?username=erin'
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("codes 0 0 0"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("then 0"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
+    assert_contains(&out.stdout_text, "codes 0 0 0", "stdout");
+    assert_contains(&out.stdout_text, "then 0", "stdout");
     assert_eq!(
         stats(&out.stdout_text, "grants"),
         [1],
@@ -399,19 +365,13 @@ tunnel gone; echo \"tunnel $?\"
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("tunnel 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(out.stdout_text.contains("* BYE"), "{}", out.stdout_text);
-    assert!(out.stderr.contains("invalid_grant"), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("sign in again with `mailtun oauth login gone`"),
-        "{}",
-        out.stderr
+    assert_contains(&out.stdout_text, "tunnel 6", "stdout");
+    assert_contains(&out.stdout_text, "* BYE", "stdout");
+    assert_contains(&out.stderr, "invalid_grant", "mailtun's stderr");
+    assert_contains(
+        &out.stderr,
+        "sign in again with `mailtun oauth login gone`",
+        "mailtun's stderr",
     );
 }
 
@@ -437,19 +397,13 @@ tunnel stale; echo \"tunnel $?\"
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("tunnel 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
+    assert_contains(&out.stdout_text, "tunnel 6", "stdout");
     // Dovecot 2.3 sends `{"status":"invalid_token"}` (no `scope`, though its passdb
     // requires `mail`); a server's `scope` is shown too (unit test in sasl/oauth.rs).
-    assert!(
-        out.stderr
-            .contains("refused the OAUTHBEARER token (status invalid_token)"),
-        "{}",
-        out.stderr
+    assert_contains(
+        &out.stderr,
+        "refused the OAUTHBEARER token (status invalid_token)",
+        "mailtun's stderr",
     );
 }
 
@@ -475,22 +429,9 @@ wait $p; echo \"login $?\"; cat \"$D/err\" >&2
 ",
         &[],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("the sign-in was denied"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("not signed in"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(&out.stderr, "the sign-in was denied", "mailtun's stderr");
+    assert_contains(&out.stdout_text, "not signed in", "stdout");
 }
 
 #[test]
@@ -510,18 +451,11 @@ fn a_device_code_that_expires_unapproved_gives_up_with_a_clear_message() {
         "\"$M\" --config \"$C\" oauth login late --device; echo \"login $?\"\n",
         &[],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(
-            "the code expired after 2 s without approval; run `mailtun oauth login late` again"
-        ),
-        "{}",
-        out.stderr
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(
+        &out.stderr,
+        "the code expired after 2 s without approval; run `mailtun oauth login late` again",
+        "mailtun's stderr",
     );
 }
 
@@ -624,22 +558,9 @@ fn a_browser_redirect_with_a_forged_state_is_refused() {
 ",
         &[("BROWSER", browser.display().to_string())],
     );
-    assert!(
-        out.stdout_text.contains("login 6"),
-        "{}\n{}",
-        out.stdout_text,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("`state` does not match"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout_text.contains("not signed in"),
-        "{}",
-        out.stdout_text
-    );
+    assert_contains(&out.stdout_text, "login 6", "stdout");
+    assert_contains(&out.stderr, "`state` does not match", "mailtun's stderr");
+    assert_contains(&out.stdout_text, "not signed in", "stdout");
 }
 
 #[test]
@@ -662,12 +583,8 @@ fn a_confidential_client_sends_its_secret_from_a_command() {
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text.contains("authenticated with OAUTHBEARER"),
-        "{}",
-        out.stdout_text
-    );
-    assert!(!out.stderr.contains("client-Secret.789"), "{}", out.stderr);
+    assert_contains(&out.stdout_text, "authenticated with OAUTHBEARER", "stdout");
+    assert_lacks(&out.stderr, "client-Secret.789", "mailtun's stderr");
 }
 
 #[test]
@@ -870,10 +787,7 @@ idp '/test/tokens?username=ivan'
     }
     let visible = out.stderr.clone() + &files;
     for t in tokens {
-        assert!(
-            !visible.contains(t),
-            "a token leaked into output, the log or a file"
-        );
+        assert_lacks(&visible, t, "a token leaked into output, the log or a file");
     }
 }
 
@@ -906,23 +820,76 @@ printf 'EHLO client.example\\r\\nQUIT\\r\\n' | \"$M\" --config \"$C\" tunnel sub
         &[],
     );
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
-    assert!(
-        out.stdout_text
-            .contains("+OK mailtun: alice authenticated to mail.example.test with OAUTHBEARER"),
-        "{}",
-        out.stdout_text
+    assert_contains(
+        &out.stdout_text,
+        "+OK mailtun: alice authenticated to mail.example.test with OAUTHBEARER",
+        "stdout",
     );
-    assert!(
-        out.stdout_text.contains("+OK 4 "),
-        "STAT of alice's 4 messages: {}",
-        out.stdout_text
+    assert_contains(&out.stdout_text, "+OK 4 ", "STAT of alice's 4 messages");
+    assert_contains(
+        &out.stdout_text,
+        "220 mail.example.test ESMTP mailtun: alice authenticated",
+        "the submission tunnel",
     );
-    assert!(
-        out.stdout_text
-            .contains("220 mail.example.test ESMTP mailtun: alice authenticated")
-            && out.stdout_text.contains("with XOAUTH2"),
-        "{}",
-        out.stdout_text
+    assert_contains(&out.stdout_text, "with XOAUTH2", "the submission tunnel");
+    assert_contains(&out.stdout_text, "\n221 ", "stdout");
+}
+
+#[test]
+fn serve_lets_an_imap_client_in_with_the_built_in_tokens() {
+    // `mailtun serve` started in the keyring session that holds alice's tokens (30 s
+    // tokens: the session of the accepted connection refreshes first); Python's imaplib
+    // logs in to the listener, and the upstream session uses the stored token.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "srv",
+        "alice",
+        "[\"oauthbearer\"]",
+        &issuer("mailtun-short"),
     );
-    assert!(out.stdout_text.contains("\n221 "), "{}", out.stdout_text);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    crate::harness::replace_in_file(
+        &cfg,
+        "timeout_secs = 20\n",
+        &format!("timeout_secs = 20\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let imaplib = format!(
+        "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nt, d = m.login('alice', 'x')\nprint('login', t, d[0].decode())\nt, d = m.select('INBOX')\nprint('select', t, d[0].decode())\nm.logout()\n"
+    );
+    let out = in_keyring(
+        dir.path(),
+        &cfg,
+        "login_device srv alice || exit 90
+\"$M\" --config \"$C\" serve -v 2> \"$D/serve.err\" & s=$!
+for _ in $(seq 100); do grep -q 'mailtun: serving' \"$D/serve.err\" && break; sleep 0.1; done
+python3 -c \"$PY\"; py=$?
+kill -TERM $s; wait $s; echo \"serve exit: $?\"
+cat \"$D/serve.err\" >&2
+exit $py
+",
+        &[("PY", imaplib)],
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout_text, out.stderr);
+    assert_contains(
+        &out.stdout_text,
+        "login OK [CAPABILITY IMAP4rev1 ",
+        "imaplib's login",
+    );
+    assert_contains(
+        &out.stdout_text,
+        "alice authenticated to mail.example.test with OAUTHBEARER",
+        "imaplib's login",
+    );
+    assert_contains(&out.stdout_text, "select OK 4", "alice's 4 messages");
+    assert_contains(&out.stdout_text, "serve exit: 0", "serve");
+    assert_contains(
+        &out.stderr,
+        "mailtun: serving srv (imap) on 127.0.0.1:",
+        "serve's log",
+    );
 }

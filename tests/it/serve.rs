@@ -9,7 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{harness, mailtun_command, wait_for_sink_message};
+use crate::harness::{
+    assert_contains, assert_lacks, assert_success, harness, mailtun_command, wait_for_sink_message,
+};
 
 /// A running `mailtun serve`, its ready lines read from stderr.
 struct Serve {
@@ -140,11 +142,7 @@ fn curl_imap_fetches_the_20mb_message_byte_identical_through_the_listener() {
     let serve = Serve::start(&served_config(dir.path(), ""), &[], 1);
     let out_file = dir.path().join("big.eml");
     let out = curl_fetch_big(serve.port(0), &out_file);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the fetched message differs from the stored one"
@@ -155,7 +153,7 @@ fn curl_imap_fetches_the_20mb_message_byte_identical_through_the_listener() {
         stderr.starts_with("mailtun: serving test (imap) on 127.0.0.1:"),
         "{stderr}"
     );
-    assert!(stderr.contains("connection from 127.0.0.1:"), "{stderr}");
+    assert_contains(&stderr, "connection from 127.0.0.1:", "serve's log");
 }
 
 #[test]
@@ -166,13 +164,15 @@ fn the_local_login_needs_the_accounts_user_and_then_shows_the_servers_capabiliti
     let out = curl(&["-v", &format!("imap://127.0.0.1:{port}/"), "-u", "bob:x"]);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        text.contains("< * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN"),
-        "greeting: {text}"
+    assert_contains(
+        &text,
+        "< * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN",
+        "curl's greeting",
     );
-    assert!(
-        text.contains("NO [AUTHENTICATIONFAILED] mailtun: the user must be `alice`"),
-        "{text}"
+    assert_contains(
+        &text,
+        "NO [AUTHENTICATIONFAILED] mailtun: the user must be `alice`",
+        "curl as bob",
     );
     // Python's imaplib, with LOGIN: the tagged OK carries the server's capabilities.
     let script = format!(
@@ -183,22 +183,17 @@ fn the_local_login_needs_the_accounts_user_and_then_shows_the_servers_capabiliti
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "imaplib");
     assert!(text.starts_with("OK [CAPABILITY IMAP4rev1 "), "{text}");
-    assert!(
-        text.contains(" IDLE "),
-        "not the server's capabilities: {text}"
+    let what = "imaplib's login (the server's capabilities)";
+    assert_contains(&text, " IDLE ", what);
+    assert_lacks(&text, "AUTH=", what);
+    assert_contains(
+        &text,
+        "authenticated to mail.example.test with GSSAPI",
+        what,
     );
-    assert!(!text.contains("AUTH="), "{text}");
-    assert!(
-        text.contains("authenticated to mail.example.test with GSSAPI"),
-        "{text}"
-    );
-    assert!(text.contains("select OK"), "{text}");
+    assert_contains(&text, "select OK", "imaplib's select");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
 }
@@ -213,20 +208,15 @@ fn local_password_is_required_when_set() {
     let url = format!("imap://127.0.0.1:{}/INBOX", serve.port(0));
     let wrong = curl(&["-v", &url, "-u", "alice:guess"]);
     assert!(!wrong.status.success());
-    assert!(
-        String::from_utf8_lossy(&wrong.stderr)
-            .contains("NO [AUTHENTICATIONFAILED] mailtun: wrong password"),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
+    assert_contains(
+        &String::from_utf8_lossy(&wrong.stderr),
+        "NO [AUTHENTICATIONFAILED] mailtun: wrong password",
+        "curl with a wrong password",
     );
     let right = curl(&[&url, "-u", "alice:local-secret", "-X", "EXAMINE INBOX"]);
-    assert!(
-        right.status.success(),
-        "{}",
-        String::from_utf8_lossy(&right.stderr)
-    );
+    assert_success(&right, "curl with the local_password");
     let (_, stderr) = serve.stop();
-    assert!(!stderr.contains("local-secret"), "{stderr}");
+    assert_lacks(&stderr, "local-secret", "serve's log");
 }
 
 #[test]
@@ -243,18 +233,14 @@ fn curl_pop3_retrieves_the_20mb_message_byte_identical() {
         "-o",
         out_file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the retrieved message differs"
     );
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("serving test (pop3)"), "{stderr}");
+    assert_contains(&stderr, "serving test (pop3)", "serve's log");
 }
 
 #[test]
@@ -280,11 +266,7 @@ fn curl_smtp_sends_a_message_that_reaches_the_sink() {
         "-T",
         mail.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "curl");
     wait_for_sink_message("the message sent with curl", |m| m.contains(&marker));
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
@@ -304,6 +286,247 @@ fn upstream_connections(l: &TcpListener) -> usize {
         n += 1;
     }
     n
+}
+
+/// Waits up to 10 s for mailtun's connection to the stand-in upstream.
+fn accept_upstream(l: &TcpListener) -> TcpStream {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no upstream connection"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Account `name` speaking `protocol`, listening on `listen`, whose upstream is the
+/// stand-in on 127.0.0.1:`port` (STARTTLS on the plain port).
+fn counted_account(name: &str, protocol: &str, listen: &str, port: u16, extra: &str) -> String {
+    let h = harness();
+    h.account_tables(
+        name,
+        &format!(
+            "protocol = \"{protocol}\"\ntls = [\"starttls\"]\nplain_port = {port}\nlisten = \"{listen}\"\n{extra}"
+        ),
+        "",
+    )
+    .replace(
+        &format!("connect = \"{}\"", h.get("MAIL_ADDR")),
+        "connect = \"127.0.0.1\"",
+    )
+}
+
+#[test]
+fn pop3_and_smtp_logins_are_checked_before_any_upstream_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, port) = counting_upstream();
+    let pw = dir.path().join("local-pw");
+    std::fs::write(&pw, "local-secret\n").unwrap();
+    let lp = format!("local_password = {{ command = \"cat {}\" }}", pw.display());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            counted_account("pop", "pop3", "127.0.0.1:0", port, &lp),
+            counted_account("sub", "smtp", "127.0.0.1:0", port, &lp)
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 2);
+    let pop = format!("pop3://127.0.0.1:{}/", serve.port_of("pop"));
+    let sub = format!("smtp://127.0.0.1:{}", serve.port_of("sub"));
+    let mail = dir.path().join("mail.txt");
+    std::fs::write(&mail, "Subject: never sent\r\n\r\nbody\r\n").unwrap();
+    let wrong = [
+        ("bob:local-secret", "the user must be `alice`"),
+        ("alice:guess", "wrong password (`local_password`)"),
+    ];
+    for (user, why) in wrong {
+        let out = curl(&["-v", &pop, "-u", user]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert_contains(&text, &format!("< -ERR [AUTH] mailtun: {why}"), user);
+        let out = curl(&[
+            "-v",
+            &sub,
+            "-u",
+            user,
+            "--mail-from",
+            "alice@example.test",
+            "--mail-rcpt",
+            "bob@example.test",
+            "-T",
+            mail.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert_contains(&text, &format!("< 535 5.7.8 mailtun: {why}"), user);
+    }
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made before a good login"
+    );
+    // Python's poplib with USER/PASS and the right password: now, and only now, mailtun
+    // connects upstream; the stand-in hangs up, and the client gets POP3's failure reply.
+    let script = format!(
+        "import poplib\np = poplib.POP3('127.0.0.1', {})\nprint(p.getwelcome().decode())\np.user('alice')\ntry:\n    p.pass_('local-secret')\nexcept poplib.error_proto as e:\n    print('refused', e.args[0].decode())\n",
+        serve.port_of("pop")
+    );
+    let client = std::thread::spawn(move || {
+        Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    });
+    drop(accept_upstream(&upstream));
+    let out = client.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_success(&out, "poplib");
+    assert!(text.starts_with("+OK mailtun ready\n"), "{text}");
+    assert_contains(&text, "refused -ERR [SYS/TEMP] mailtun: ", "poplib");
+    // The listener keeps serving.
+    let mut next = TcpStream::connect(("127.0.0.1", serve.port_of("sub"))).unwrap();
+    let mut greeting = [0u8; 128];
+    let n = next.read(&mut greeting).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&greeting[..n]),
+        format!("220 {} ESMTP mailtun ready\r\n", harness().get("MAIL_HOST"))
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "local login refused: wrong password",
+        "serve's log",
+    );
+    assert_lacks(&stderr, "local-secret", "serve's log");
+    assert_lacks(&stderr, "guess", "serve's log");
+}
+
+#[test]
+fn a_silent_client_is_sent_away_after_the_login_timeout_with_no_upstream_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, port) = counting_upstream();
+    let extra = "listen_login_timeout_secs = 1";
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        ["imap", "pop3", "smtp"]
+            .map(|p| counted_account(p, p, "127.0.0.1:0", port, extra))
+            .join("\n"),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 3);
+    let host = harness().get("MAIL_HOST");
+    let expected = [
+        (
+            "imap",
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID] mailtun ready\r\n* BYE mailtun: no login within 1 s\r\n".to_string(),
+        ),
+        (
+            "pop3",
+            "+OK mailtun ready\r\n-ERR mailtun: no login within 1 s\r\n".to_string(),
+        ),
+        (
+            "smtp",
+            format!("220 {host} ESMTP mailtun ready\r\n421 4.4.2 mailtun: no login within 1 s\r\n"),
+        ),
+    ];
+    let clients: Vec<_> = expected
+        .iter()
+        .map(|(name, _)| {
+            let mut c = TcpStream::connect(("127.0.0.1", serve.port_of(name))).unwrap();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .unwrap();
+                let mut all = String::new();
+                c.read_to_string(&mut all).map(|_| all)
+            })
+        })
+        .collect();
+    for ((name, want), client) in expected.iter().zip(clients) {
+        let got = client.join().unwrap().expect("closed by mailtun");
+        assert_eq!(&got, want, "{name}");
+    }
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made"
+    );
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "account `pop3`: no local login within 1 s",
+        "serve's log",
+    );
+}
+
+#[test]
+fn a_unix_socket_client_of_another_uid_is_refused_by_so_peercred_before_any_upstream_connection() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: setpriv to another uid needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("mailtun.sock");
+    let (upstream, port) = counting_upstream();
+    let listen = format!("unix:{}", sock.display());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        counted_account("test", "imap", &listen, port, "listen_preauth = true"),
+    )
+    .unwrap();
+    let serve = Serve::start(&config, &[], 1);
+    // mailtun made the socket 0600 in a 0700 directory; this test loosens both, so that
+    // uid 65534 reaches the socket and only SO_PEERCRED stands in its way.
+    let mode =
+        |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(dir.path(), 0o711);
+    mode(sock.parent().unwrap(), 0o711);
+    mode(&sock, 0o666);
+    // socat reads all it gets; curl, when the refusal and the close come before it has
+    // checked its own connect, reports only "Couldn't connect".
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["socat", "-u", "-T", "20"])
+        .arg(format!("UNIX-CONNECT:{}", sock.display()))
+        .arg("STDOUT")
+        .output()
+        .expect("socat (scripts/install-deps installs it)");
+    assert_success(&out, "socat as uid 65534");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "* BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0\r\n",
+        "what uid 65534 got"
+    );
+    assert_eq!(
+        upstream_connections(&upstream),
+        0,
+        "an upstream connection was made"
+    );
+    // The owner's connection does reach the upstream (PREAUTH: at once).
+    let own = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    drop(accept_upstream(&upstream));
+    drop(own);
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(
+        &stderr,
+        "refused a connection from uid 65534 (the unix socket)",
+        "serve's log",
+    );
 }
 
 #[test]
@@ -340,9 +563,10 @@ fn another_uid_is_refused_before_any_upstream_connection() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0"),
-        "{text}"
+    assert_contains(
+        &text,
+        "< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0",
+        "the client's output",
     );
     assert_eq!(
         upstream_connections(&upstream),
@@ -422,14 +646,14 @@ fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none
     ]);
     let text = String::from_utf8_lossy(&failing.stderr);
     assert!(!failing.status.success());
-    assert!(text.contains("< * BYE [UNAVAILABLE] mailtun: "), "{text}");
+    assert_contains(
+        &text,
+        "< * BYE [UNAVAILABLE] mailtun: ",
+        "the client's output",
+    );
     for f in fetches {
         let (out, file) = f.join().unwrap();
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "curl");
         assert!(
             std::fs::read(&file).unwrap() == expected,
             "{} differs",
@@ -438,7 +662,7 @@ fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none
     }
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("account `badca`"), "{stderr}");
+    assert_contains(&stderr, "account `badca`", "serve's log");
 }
 
 #[test]
@@ -477,11 +701,7 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
     serve.signal(libc::SIGTERM);
     for f in fetches {
         let out = f.join().unwrap();
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "curl");
     }
     for f in &files {
         assert!(
@@ -492,7 +712,7 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
     }
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("draining 3 session(s)"), "{stderr}");
+    assert_contains(&stderr, "draining 3 session(s)", "serve's log");
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still accepting"
@@ -521,12 +741,7 @@ fn mbsync_with_host_and_port_syncs_the_mailbox_and_the_big_message_intact() {
         .args(["-c", rc.to_str().unwrap(), "-a"])
         .output()
         .expect("run mbsync");
-    assert!(
-        out.status.success(),
-        "mbsync: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "mbsync");
     let files = inbox_files(&local);
     let expected: usize = h.get("INBOX_MESSAGES").parse().unwrap();
     assert_eq!(files.len(), expected, "{files:?}");
@@ -568,13 +783,10 @@ fn mutt_with_an_imap_folder_on_the_listener_opens_the_inbox() {
     let screen = tmux.wait(20, |s| s.contains(&want), |_, _| {});
     tmux.keys("q");
     drop(tmux);
-    assert!(screen.contains(&want), "mutt's screen:\n{screen}");
+    assert_contains(&screen, &want, "mutt's screen");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("authenticated to mail.example.test"),
-        "{stderr}"
-    );
+    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
 }
 
 #[test]
@@ -602,17 +814,14 @@ fn a_unix_socket_listener_is_private_and_serves_curl() {
         "EXAMINE INBOX",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("EXISTS"), "{text}");
+    assert_success(&out, "curl --unix-socket");
+    assert_contains(&text, "EXISTS", "the client's output");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains(&format!("on unix:{}", sock.display())),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        &format!("on unix:{}", sock.display()),
+        "serve's log",
     );
     assert!(!sock.exists(), "the socket file stays after exit");
 }
@@ -649,12 +858,7 @@ fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let stderr = || std::fs::read_to_string(&log).unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {} mailtun: {}",
-        String::from_utf8_lossy(&out.stderr),
-        stderr()
-    );
+    assert_success(&out, "curl");
     assert!(
         std::fs::read(&out_file).unwrap() == big_message(),
         "the message differs"
@@ -663,10 +867,10 @@ fn systemd_socket_activation_serves_the_account_the_socket_is_named_after() {
     unsafe { libc::kill(activate.id() as i32, libc::SIGTERM) };
     let status = activate.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", stderr());
-    assert!(
-        stderr().contains(&format!("mailtun: serving test (imap) on 127.0.0.1:{port}")),
-        "{}",
-        stderr()
+    assert_contains(
+        &stderr(),
+        &format!("mailtun: serving test (imap) on 127.0.0.1:{port}"),
+        "serve's log",
     );
 }
 
@@ -695,16 +899,24 @@ fn snippet(config: &Path, client: &str, account: &str) -> String {
 }
 
 #[test]
-fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
+fn msmtp_with_the_printed_snippet_logs_in_and_sends_through_the_smtp_listener() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let pw = dir.path().join("local-pw");
+    std::fs::write(&pw, "local-secret\n").unwrap();
     let config = harness().config(
         dir.path(),
-        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        &format!(
+            "protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\"\nlocal_password = {{ command = \"cat {}\" }}",
+            pw.display()
+        ),
         "",
     );
     let rc = dir.path().join("msmtprc");
-    std::fs::write(&rc, snippet(&config, "msmtp", "test")).unwrap();
+    // The snippet logs in with AUTH PLAIN and reads `local_password` as mailtun does.
+    let text = snippet(&config, "msmtp", "test");
+    assert_contains(&text, "\nauth plain\nuser alice\n", "the msmtp snippet");
+    std::fs::write(&rc, text).unwrap();
     let mut perms = std::fs::metadata(&rc).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&rc, perms).unwrap();
@@ -736,14 +948,67 @@ fn msmtp_with_the_printed_snippet_sends_through_the_smtp_listener() {
         .write_all(format!("Subject: {marker}\n\nsent by msmtp\n").as_bytes())
         .unwrap();
     let out = msmtp.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "msmtp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "msmtp");
     wait_for_sink_message("the message sent with msmtp", |m| m.contains(&marker));
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn git_send_email_with_the_printed_snippet_sends_a_patch_through_the_smtp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = harness().config(
+        dir.path(),
+        &format!("protocol = \"smtp\"\ntls = [\"starttls\"]\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    // The snippet as a user pastes it into ~/.gitconfig, after their name.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let gitconfig = format!(
+        "[user]\n\tname = Alice\n\temail = alice@example.test\n{}",
+        snippet(&config, "git-send-email", "test")
+    );
+    std::fs::write(home.join(".gitconfig"), gitconfig).unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let marker = format!(
+        "mailtun-git-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_CONFIG_GLOBAL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("git (scripts/install-deps installs git-email)");
+        assert_success(&out, &format!("git {args:?}"));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("README"), "hello\n").unwrap();
+    git(&["add", "README"]);
+    git(&["commit", "-q", "-m", &marker]);
+    let serve = Serve::start(&config, &[], 1);
+    git(&[
+        "send-email",
+        "--to=bob@example.test",
+        "--from=alice@example.test",
+        "--confirm=never",
+        "--suppress-cc=all",
+        "-1",
+    ]);
+    wait_for_sink_message("the patch sent with git send-email", |m| {
+        m.contains(&marker) && m.contains("+hello")
+    });
+    let (code, stderr) = serve.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
 }
 
 #[test]
@@ -762,12 +1027,8 @@ fn the_printed_curl_snippet_lists_the_mailboxes() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{line}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(listing.contains("INBOX"), "{listing}");
+    assert_success(&out, line);
+    assert_contains(&listing, "INBOX", "curl's listing");
     serve.stop();
 }
 
@@ -798,9 +1059,10 @@ fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
     assert_eq!(told, "* BYE mailtun: shutting down\r\n");
     let (code, stderr) = serve.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("still running after drain_secs: closing them"),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        "still running after drain_secs: closing them",
+        "serve's log",
     );
 }
 
@@ -810,8 +1072,8 @@ fn a_non_loopback_listen_address_is_a_configuration_error() {
     let config = harness().config(dir.path(), "listen = \"0.0.0.0:1143\"", "");
     let out = crate::harness::run_mailtun(&["--config", config.to_str().unwrap(), "serve"], b"");
     assert_eq!(out.code, Some(crate::EXIT_CONFIG), "{}", out.stderr);
-    assert!(out.stderr.contains("account `test`"), "{}", out.stderr);
-    assert!(out.stderr.contains("listen_on_network"), "{}", out.stderr);
+    assert_contains(&out.stderr, "account `test`", "mailtun's stderr");
+    assert_contains(&out.stderr, "listen_on_network", "mailtun's stderr");
 }
 
 #[test]
@@ -851,8 +1113,9 @@ fn a_socket_from_systemd_named_after_no_account_is_refused() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert_eq!(status.code(), Some(crate::EXIT_CONFIG), "{stderr}");
-    assert!(
-        stderr.contains("socket 0 named `three`, which names no account to serve"),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        "socket 0 named `three`, which names no account to serve",
+        "serve's log",
     );
 }
