@@ -129,11 +129,18 @@ pub enum PasswordAction {
     Set {
         /// The account's name in the configuration file.
         account: String,
+        /// The local password of `mailtun serve` (`local_password = { keyring = true }`)
+        /// instead of the account's own.
+        #[arg(long)]
+        local: bool,
     },
     /// Remove the stored password.
     Delete {
         /// The account's name in the configuration file.
         account: String,
+        /// The local password of `mailtun serve` instead of the account's own.
+        #[arg(long)]
+        local: bool,
     },
 }
 

@@ -17,6 +17,34 @@ use crate::secret::Secret;
 
 /// The keyring service name under which passwords are stored (user: the account name).
 pub const KEYRING_SERVICE: &str = "mailtun";
+/// The keyring service of `local_password = { keyring = true }` (user: the account name):
+/// the password a local client gives `mailtun serve`, kept apart from the account's own.
+pub const LOCAL_KEYRING_SERVICE: &str = "mailtun-local";
+
+/// Which of an account's stored passwords: its own (sent to the server, in a strong
+/// mechanism) or the local one its `mailtun serve` listener asks of local clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Password,
+    LocalPassword,
+}
+
+impl Stored {
+    fn service(self) -> &'static str {
+        match self {
+            Stored::Password => KEYRING_SERVICE,
+            Stored::LocalPassword => LOCAL_KEYRING_SERVICE,
+        }
+    }
+
+    /// How `mailtun password` names it, for messages.
+    fn command(self) -> &'static str {
+        match self {
+            Stored::Password => "mailtun password set",
+            Stored::LocalPassword => "mailtun password set --local",
+        }
+    }
+}
 /// How long a password or token command may run.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,11 +58,13 @@ pub enum CredentialError {
         hint: &'static str,
     },
     #[error(
-        "the {store} keyring holds no password for account `{account}`; store one with `mailtun password set {account}`"
+        "the {store} keyring holds no {what} for account `{account}`; store one with `{command} {account}`"
     )]
     NoKeyringEntry {
         store: &'static str,
         account: String,
+        what: &'static str,
+        command: &'static str,
     },
     #[error("the {store} keyring failed: {detail}")]
     Keyring { store: &'static str, detail: String },
@@ -105,16 +135,27 @@ pub(crate) fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, Cr
     }
 }
 
-fn entry(store: KeyringStore, account: &str) -> Result<Entry, CredentialError> {
+fn entry(store: KeyringStore, which: Stored, account: &str) -> Result<Entry, CredentialError> {
     let s = open_store(store)?;
-    Entry::new_in_store(&s, KEYRING_SERVICE, account).map_err(|e| keyring_error(store, account, e))
+    Entry::new_in_store(&s, which.service(), account)
+        .map_err(|e| keyring_error(store, which, account, e))
 }
 
-fn keyring_error(store: KeyringStore, account: &str, e: keyring_core::Error) -> CredentialError {
+fn keyring_error(
+    store: KeyringStore,
+    which: Stored,
+    account: &str,
+    e: keyring_core::Error,
+) -> CredentialError {
     match e {
         keyring_core::Error::NoEntry => CredentialError::NoKeyringEntry {
             store: store_name(store),
             account: account.to_string(),
+            what: match which {
+                Stored::Password => "password",
+                Stored::LocalPassword => "local password (`local_password`)",
+            },
+            command: which.command(),
         },
         keyring_core::Error::NoStorageAccess(d) => CredentialError::KeyringUnavailable {
             store: store_name(store),
@@ -138,10 +179,7 @@ fn keyring_error(store: KeyringStore, account: &str, e: keyring_core::Error) -> 
 /// The account's password, from its configured source.
 pub fn password(account: &Account) -> Result<Secret<String>, CredentialError> {
     match &account.password {
-        PasswordSource::Keyring(store) => entry(*store, &account.name)?
-            .get_password()
-            .map(Secret::new)
-            .map_err(|e| keyring_error(*store, &account.name, e)),
+        PasswordSource::Keyring(store) => stored(*store, Stored::Password, &account.name),
         PasswordSource::Command(cmd) => first_line_of("password", cmd),
         PasswordSource::Prompt => {
             let prompt = format!(
@@ -153,6 +191,31 @@ pub fn password(account: &Account) -> Result<Secret<String>, CredentialError> {
                 .map_err(|_| CredentialError::NoTerminal)
         }
     }
+}
+
+/// The password a local client must give the account's `mailtun serve` listener
+/// (`local_password`), or `None` when the account asks for none.
+pub fn local_password(account: &Account) -> Result<Option<Secret<String>>, CredentialError> {
+    match &account.serve.local_password {
+        None => Ok(None),
+        Some(PasswordSource::Keyring(store)) => {
+            stored(*store, Stored::LocalPassword, &account.name).map(Some)
+        }
+        Some(PasswordSource::Command(cmd)) => first_line_of("local password", cmd).map(Some),
+        // The configuration offers no prompt for it: the listener has no terminal.
+        Some(PasswordSource::Prompt) => Err(CredentialError::NoTerminal),
+    }
+}
+
+fn stored(
+    store: KeyringStore,
+    which: Stored,
+    account: &str,
+) -> Result<Secret<String>, CredentialError> {
+    entry(store, which, account)?
+        .get_password()
+        .map(Secret::new)
+        .map_err(|e| keyring_error(store, which, account, e))
 }
 
 /// The account's OAuth 2.0 access token: the built-in tokens when the account has
@@ -167,22 +230,27 @@ pub fn oauth_token(account: &Account) -> Result<Secret<String>, CredentialError>
     }
 }
 
-/// Stores `password` for `account` in `store`.
+/// Stores `password` as `account`'s password `which` in `store`.
 pub fn set_password(
     store: KeyringStore,
+    which: Stored,
     account: &str,
     password: &Secret<String>,
 ) -> Result<(), CredentialError> {
-    entry(store, account)?
+    entry(store, which, account)?
         .set_password(password.expose())
-        .map_err(|e| keyring_error(store, account, e))
+        .map_err(|e| keyring_error(store, which, account, e))
 }
 
-/// Removes the stored password of `account` from `store`.
-pub fn delete_password(store: KeyringStore, account: &str) -> Result<(), CredentialError> {
-    entry(store, account)?
+/// Removes `account`'s stored password `which` from `store`.
+pub fn delete_password(
+    store: KeyringStore,
+    which: Stored,
+    account: &str,
+) -> Result<(), CredentialError> {
+    entry(store, which, account)?
         .delete_credential()
-        .map_err(|e| keyring_error(store, account, e))
+        .map_err(|e| keyring_error(store, which, account, e))
 }
 
 /// The most a password or token command may print: its first line must fit. The output

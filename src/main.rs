@@ -495,7 +495,9 @@ fn run_snippet(cli: &Cli, client: &str, account: &str) -> ExitCode {
 }
 
 fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
-    let (PasswordAction::Set { account } | PasswordAction::Delete { account }) = action;
+    use mailtun::credentials::{self, Stored};
+    let (PasswordAction::Set { account, local } | PasswordAction::Delete { account, local }) =
+        action;
     let account = match load_config(cli).and_then(|c| c.account(account).cloned()) {
         Ok(a) => a,
         Err(e) => {
@@ -503,19 +505,31 @@ fn run_password(cli: &Cli, action: &PasswordAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let config::PasswordSource::Keyring(store) = account.password else {
+    let (which, source, key, what) = if *local {
+        let source = account.serve.local_password.clone();
+        (
+            Stored::LocalPassword,
+            source,
+            "local_password",
+            "local password",
+        )
+    } else {
+        let source = Some(account.password.clone());
+        (Stored::Password, source, "password", "password")
+    };
+    let Some(config::PasswordSource::Keyring(store)) = source else {
         eprintln!(
-            "mailtun: account `{}` does not keep its password in a keyring; set `password = {{ keyring = true }}` first",
+            "mailtun: account `{}` does not keep its {what} in a keyring; set `{key} = {{ keyring = true }}` first",
             account.name
         );
         return ExitCode::from(EXIT_CONFIG);
     };
     let result = match action {
-        PasswordAction::Set { .. } => read_new_secret(&account.name, "password").and_then(|p| {
-            mailtun::credentials::set_password(store, &account.name, &p).map_err(|e| e.to_string())
+        PasswordAction::Set { .. } => read_new_secret(&account.name, what).and_then(|p| {
+            credentials::set_password(store, which, &account.name, &p).map_err(|e| e.to_string())
         }),
         PasswordAction::Delete { .. } => {
-            mailtun::credentials::delete_password(store, &account.name).map_err(|e| e.to_string())
+            credentials::delete_password(store, which, &account.name).map_err(|e| e.to_string())
         }
     };
     match result {

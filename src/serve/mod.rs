@@ -607,15 +607,18 @@ async fn check_login(
             account.user
         ));
     }
-    let Some(source) = account.serve.local_password.clone() else {
+    if account.serve.local_password.is_none() {
+        return Ok(());
+    }
+    let reading = account.clone();
+    let expected =
+        tokio::task::spawn_blocking(move || crate::credentials::local_password(&reading))
+            .await
+            .map_err(|e| format!("cannot read `local_password`: {e}"))?
+            .map_err(|e| format!("cannot read `local_password`: {e}"))?;
+    let Some(expected) = expected else {
         return Ok(());
     };
-    let mut reading = account.clone();
-    reading.password = source;
-    let expected = tokio::task::spawn_blocking(move || crate::credentials::password(&reading))
-        .await
-        .map_err(|e| format!("cannot read `local_password`: {e}"))?
-        .map_err(|e| format!("cannot read `local_password`: {e}"))?;
     if constant_time_eq(expected.expose().as_bytes(), password.expose().as_bytes()) {
         Ok(())
     } else {

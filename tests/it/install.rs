@@ -56,7 +56,7 @@ fn the_manual_page_renders_with_every_command_the_exit_codes_and_the_configurati
         );
     }
     for expected in [
-        "mailtun password set ACCOUNT",
+        "mailtun password set [OPTIONS] ACCOUNT",
         "mailtun oauth secret [OPTIONS] ACCOUNT",
         "mailtun oauth login [OPTIONS] ACCOUNT",
         "mailtun snippet CLIENT ACCOUNT",

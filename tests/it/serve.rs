@@ -1119,3 +1119,53 @@ fn a_socket_from_systemd_named_after_no_account_is_refused() {
         "serve's log",
     );
 }
+
+#[test]
+fn a_local_password_in_the_keyring_is_kept_apart_from_the_accounts_own() {
+    // Both in the kernel keyring (a fresh session keyring): `password set` stores the
+    // account's password (SCRAM upstream), `password set --local` the listener's. The
+    // account's own password does not open the listener; the local one does.
+    let h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = h.config(
+        dir.path(),
+        &format!(
+            "auth = [\"scram-sha-256\"]\npassword = {{ keyring = true }}\nkeyring_store = \"keyutils\"\nlisten = \"127.0.0.1:{port}\"\nlocal_password = {{ keyring = true }}"
+        ),
+        "",
+    );
+    let bin = crate::harness::mailtun_bin();
+    let url = format!("imap://127.0.0.1:{port}/INBOX");
+    let script = format!(
+        "set -e
+printf '%s\\n' \"$PW\" | {bin} --config {c} password set test
+printf 'local-Secret.1\\n' | {bin} --config {c} password set --local test
+unset PW
+{bin} --config {c} serve -v 2>{log} & pid=$!
+for i in $(seq 100); do grep -q 'serving test' {log} && break; sleep 0.1; done
+if curl -sS --max-time 30 '{url}' -u \"alice:$UPSTREAM\" -X 'EXAMINE INBOX' >/dev/null 2>&1; then echo 'UPSTREAM PASSWORD LET IN'; fi
+curl -sS --max-time 30 '{url}' -u 'alice:local-Secret.1' -X 'EXAMINE INBOX' && echo LOCAL-OK
+{bin} --config {c} password delete --local test
+kill $pid; wait $pid || true",
+        c = config.display(),
+        log = dir.path().join("serve.log").display(),
+    );
+    let out = Command::new("keyctl")
+        .args(["session", "-", "sh", "-c", &script])
+        .env("PW", h.get("PASSWORD"))
+        .env("UPSTREAM", h.get("PASSWORD"))
+        .env("KRB5_CONFIG", h.get("KRB5_CONFIG"))
+        .output()
+        .expect("keyctl (package keyutils)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let all = format!("{stdout}\n{}\n{log}", String::from_utf8_lossy(&out.stderr));
+    assert_success(&out, "the keyring session");
+    assert_lacks(&stdout, "UPSTREAM PASSWORD LET IN", "the listener");
+    assert_contains(&stdout, "LOCAL-OK", "curl with the local password");
+    assert_contains(&log, "wrong password (`local_password`)", "serve's log");
+    assert_contains(&log, "with SCRAM-SHA-256", "serve's log");
+    assert_lacks(&all, "local-Secret.1", "output and log");
+    assert_lacks(&all, h.get("PASSWORD"), "output and log");
+}
