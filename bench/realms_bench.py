@@ -14,7 +14,8 @@ Active Directory realm and the trusting MIT realm, reached with a cross-realm ti
       For AD also (c') with the user principal name alice@ad.example (enterprise name,
       canonicalised by the KDC).
 
-Every run gets a fresh copy of a template ccache (mailtun stores the service ticket it
+Every run gets a fresh copy of a template ccache (the TGT is obtained with kinit into a
+new file, since the harness's own cache may already hold service tickets) (mailtun stores the service ticket it
 obtains in the account's ccache, so a reused file would turn (b) into (a)). The templates
 are checked with `klist` before the runs: (b)'s holds no service ticket, (a)'s holds one.
 The KDC exchanges of each variant are counted once, in a separate untimed run with
@@ -61,28 +62,23 @@ def log(msg):
     print(f"realms_bench: {msg}", file=sys.stderr, flush=True)
 
 
-def file_path(ccache):
-    assert ccache.startswith("FILE:"), ccache
-    return ccache[len("FILE:"):]
-
-
 class Realm:
-    def __init__(self, label, realm, host, addr, ca, tgt_ccache, principal, upn=None):
+    def __init__(self, label, realm, host, addr, ca, password, principal, upn=None):
         self.label, self.realm, self.host, self.addr, self.ca = label, realm, host, addr, ca
-        self.tgt_ccache, self.principal, self.upn = tgt_ccache, principal, upn
+        self.password, self.principal, self.upn = password, principal, upn
 
 
 def realms():
     out = [Realm("MIT (main realm)", H["REALM"], H["MAIL_HOST"], H["MAIL_ADDR"], H["CA_FILE"],
-                 H["ALICE_CCACHE"], f"alice@{H['REALM']}")]
+                 H["PASSWORD"], f"alice@{H['REALM']}")]
     if "AD_REALM" in H:
         out.append(Realm("Active Directory (Samba AD DC)", H["AD_REALM"], H["AD_MAIL_HOST"],
-                         H["AD_ADDR"], H["AD_CA_FILE"], H["AD_ALICE_CCACHE"],
+                         H["AD_ADDR"], H["AD_CA_FILE"], H["AD_PASSWORD"],
                          f"alice@{H['AD_REALM']}", upn=H.get("AD_UPN")))
     if "TRUST_REALM" in H:
         out.append(Realm(f"cross-realm ({H['REALM']} ticket, {H['TRUST_REALM']} server)",
                          H["TRUST_REALM"], H["TRUST_MAIL_HOST"], H["TRUST_ADDR"],
-                         H["TRUST_CA_FILE"], H["TRUST_CLIENT_CCACHE"], f"alice@{H['REALM']}"))
+                         H["TRUST_CA_FILE"], H["PASSWORD"], f"alice@{H['REALM']}"))
     return out
 
 
@@ -154,8 +150,8 @@ class Variant:
         write_config(cfg, self.realm, f"FILE:{cc}", self.principal, pwfile)
         return cfg, cc
 
-    def run(self, dir, pwfile, n, env):
-        cfg, cc = self.prepare(dir, pwfile, n)
+    def run(self, dir, n, env):
+        cfg, cc = self.prepare(dir, self.realm.pwfile, n)
         ms = tunnel_to_preauth(cfg, env)
         for p in (cfg, cc):
             if os.path.exists(p):
@@ -171,7 +167,8 @@ def kdc_requests(trace):
         for line in f:
             if "Getting initial credentials for" in line:
                 kind = "AS"
-            elif "Requesting tickets for" in line:
+            elif ("Requesting tickets for" in line or "Requesting TGT" in line
+                  or "Getting credentials" in line):
                 kind = "TGS"
             elif "Sending request (" in line and ") to " in line:
                 realm = line.rsplit(") to ", 1)[1].strip().replace(" (tcp only)", "")
@@ -191,17 +188,22 @@ def main():
     load0 = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as dir:
-        pwfile = os.path.join(dir, "pw")
-        with open(pwfile, "w") as f:
-            f.write(H["PASSWORD"] + "\n")
-        os.chmod(pwfile, 0o600)
         variants = []
         for r in realms():
+            r.pwfile = os.path.join(dir, f"{r.realm}.pw")
+            fd = os.open(r.pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, (r.password + "\n").encode())
+            os.close(fd)
+            # A TGT of our own: the harness's cache may hold service tickets by now.
             tgt = os.path.join(dir, f"{r.realm}-tgt.ccache")
-            shutil.copyfile(file_path(r.tgt_ccache), tgt)
+            kinit = subprocess.run(["kinit", "-c", f"FILE:{tgt}", r.principal],
+                                   input=r.password + "\n", env=krb_env(), text=True,
+                                   capture_output=True)
+            if kinit.returncode != 0:
+                raise RuntimeError(f"kinit {r.principal}: {kinit.stderr.strip()}")
             svcs = klist_services(f"FILE:{tgt}")
             if any(not s.startswith("krbtgt/") for s in svcs):
-                raise RuntimeError(f"{r.tgt_ccache} holds service tickets: {svcs}")
+                raise RuntimeError(f"the new TGT-only cache holds service tickets: {svcs}")
             # (a)'s template: what mailtun's own first connection leaves in a TGT-only cache.
             cached = os.path.join(dir, f"{r.realm}-cached.ccache")
             shutil.copyfile(tgt, cached)
@@ -226,16 +228,16 @@ def main():
         # KDC exchanges per variant, in an untimed traced run.
         for v in variants:
             trace = os.path.join(dir, f"{v.key}.trace")
-            v.run(dir, pwfile, "trace", krb_env(KRB5_TRACE=trace))
+            v.run(dir, "trace", krb_env(KRB5_TRACE=trace))
             v.kdc = kdc_requests(trace)
         # One untimed warm-up of each, then RUNS interleaved rounds with a rotating order.
         for v in variants:
-            v.run(dir, pwfile, "warm", krb_env())
+            v.run(dir, "warm", krb_env())
         env = krb_env()
         for n in range(RUNS):
             k = n % len(variants)
             for v in variants[k:] + variants[:k]:
-                v.times.append(v.run(dir, pwfile, n, env))
+                v.times.append(v.run(dir, n, env))
             log(f"round {n + 1}/{RUNS} done")
     load1 = os.getloadavg()
     elapsed = time.perf_counter() - t_start
