@@ -11,7 +11,8 @@
 
 Python 3 stdlib only. Environment: HARNESS_ENV (the harness's env file), MAILTUN (the
 binary, a release build for meaningful numbers), IDLE (default 200), RUNS (default 5).
-Prints a Markdown table on stdout.
+Prints a Markdown table on stdout, after a line with the load average at the start and
+the end (the CPUs may be shared) and the medians' min-max spread.
 """
 
 import os
@@ -228,20 +229,35 @@ def fetch_compare(dir):
     p = start_serve(cfg)
     try:
         listener, tunnel = [], []
-        for _ in range(RUNS):
-            listener.append(fetch_through_listener(port)[0])
-            tunnel.append(fetch_through_tunnel(cfg)[0])
-        return statistics.median(listener), statistics.median(tunnel)
+        # Alternate which goes first: the one right after the other's session shares the
+        # CPUs with that session's teardown (Dovecot's processes ending), a fixed order
+        # biased the ratio by ~0.15-0.2 on 2 CPUs.
+        for i in range(RUNS):
+            if i % 2 == 0:
+                listener.append(fetch_through_listener(port)[0])
+                tunnel.append(fetch_through_tunnel(cfg)[0])
+            else:
+                tunnel.append(fetch_through_tunnel(cfg)[0])
+                listener.append(fetch_through_listener(port)[0])
+        return listener, tunnel
     finally:
         p.terminate()
         p.wait()
 
 
 def main():
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as dir:
         seq, par = connections_per_second(dir)
         before, after, n_idle, per = idle_memory(dir)
-        lis, tun = fetch_compare(dir)
+        lis_runs, tun_runs = fetch_compare(dir)
+    lis, tun = statistics.median(lis_runs), statistics.median(tun_runs)
+    load1 = os.getloadavg()
+    print(f"Load average (1/5/15 min) {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f} at the start, "
+          f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f} at the end; {time.perf_counter() - t0:.0f} s; "
+          f"{MAILTUN}. FETCH min-max, ms: listener {min(lis_runs):.1f}-{max(lis_runs):.1f}, "
+          f"tunnel {min(tun_runs):.1f}-{max(tun_runs):.1f} (sessions interleaved).\n")
     print("| measurement | value |")
     print("|---|---|")
     print(f"| connections/s to PREAUTH through the listener (upstream GSSAPI each), one at a time | {seq:.0f} |")

@@ -116,7 +116,13 @@ mail_location = maildir:~/Maildir
 first_valid_uid = 1
 mail_max_userip_connections = 1000
 
+# One login process per connection (service_count = 1), and each stays for the session
+# as its TLS proxy: the default cap (default_process_limit = 100) would refuse the
+# 101st connection however high mail_max_userip_connections is (the serve benchmark
+# holds 200 idle IMAP connections). 300 keeps the sum of the login services within
+# anvil's and auth's client_limit (1000), or doveconf warns.
 service imap-login {
+  process_limit = 300
   inet_listener imap {
     port = $IMAP_PORT
   }
@@ -126,6 +132,7 @@ service imap-login {
   }
 }
 service pop3-login {
+  process_limit = 300
   inet_listener pop3 {
     port = $POP3_PORT
   }

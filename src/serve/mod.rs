@@ -316,7 +316,7 @@ async fn run_local<F: Future<Output = ()>>(served: Vec<Served>, shutdown: F) {
 async fn accept_loop(i: usize, listener: Listener, tx: tokio::sync::mpsc::Sender<(usize, Conn)>) {
     loop {
         let accepted = match &listener {
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| accepted_tcp(s)),
             Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
         };
         match accepted {
@@ -332,6 +332,18 @@ async fn accept_loop(i: usize, listener: Listener, tx: tokio::sync::mpsc::Sender
             }
         }
     }
+}
+
+/// An accepted TCP connection, with Nagle's algorithm off (as on the upstream link). The
+/// relay writes what it has at once (up to 64 KiB) and a stdout pipe takes it so; with
+/// Nagle on, the tail of each write short of a full segment waits for the client's ACK
+/// of the segment before it: a 20 MB FETCH through the listener took ~1.2x as long as
+/// through the tunnel, with TCP_NODELAY the same (bench/results-serve-2026-12-03.md).
+fn accepted_tcp(s: tokio::net::TcpStream) -> Conn {
+    if let Err(e) = s.set_nodelay(true) {
+        warn!("serve: cannot set TCP_NODELAY on an accepted connection: {e}");
+    }
+    Conn::Tcp(s)
 }
 
 /// One accepted connection: the peer's uid, the connection limit, then the session.
