@@ -7,7 +7,10 @@ refresh token and revokes the old one). Endpoints: RFC 7662 introspection (for D
 HTTP Basic as client `dovecot`), RFC 7009 revocation, OpenID/RFC 8414 discovery.
 
 Usage: idp.py ADDR PORT CERT KEY
-Environment: IDP_ACCESS_SECS (access-token lifetime), IDP_USERS
+Environment: IDP_PUBLIC_URL (the URL clients use, default https://ADDR:PORT; in a container
+that listens on 0.0.0.0 behind a published port), IDP_HOOK_PEERS (addresses besides
+127.* allowed to use the test hooks: the container's gateway, which is where connections
+through a loopback-only published port come from), IDP_ACCESS_SECS (access-token lifetime), IDP_USERS
 ("alice:PASSWORD bob:PASSWORD"), IDP_INTROSPECT_SECRET (secret of client `dovecot`),
 IDP_CLIENT_SECRET (secret of the confidential client `mailtun-secret`),
 IDP_SLOW_MIN_GAP (seconds `mailtun-slow` must leave between polls at first; default 3).
@@ -44,7 +47,8 @@ from authlib.oauth2.rfc8628 import (
 import os
 
 ADDR, PORT, CERT, KEY = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-BASE = f"https://{ADDR}:{PORT}"
+BASE = os.environ.get("IDP_PUBLIC_URL") or f"https://{ADDR}:{PORT}"
+HOOK_PEERS = os.environ.get("IDP_HOOK_PEERS", "").split()
 ACCESS_SECS = int(os.environ.get("IDP_ACCESS_SECS", "3600"))
 USERS = dict(u.split(":", 1) for u in os.environ.get("IDP_USERS", "alice:alice-Pass.123").split())
 SCOPES = "mail offline_access"
@@ -425,7 +429,8 @@ def discovery():
 
 
 def test_hook_user():
-    if request.remote_addr is None or not request.remote_addr.startswith("127."):
+    peer = request.remote_addr
+    if peer is None or not (peer.startswith("127.") or peer in HOOK_PEERS):
         return None
     return request.form.get("username")
 

@@ -2,18 +2,31 @@
 # OAuth 2.0 test realm: the Authlib authorization server (idp.py) and a Dovecot whose
 # `passdb oauth2` validates every token by introspection at it (IdP -> mailtun ->
 # Dovecot -> IdP). Separate from the Kerberos harness: its own state dir and address.
-# Usage: oauth.sh up|down
-#   STATE (required; must be under /tmp or /work), OAUTH_ADDR (127.0.0.4; loopback),
-#   IDP_PORT (8443), ports as in dovecot.sh (IMAP 143/993, POP3 110/995, submission
-#   587/465 on OAUTH_ADDR; the SMTP sink on OAUTH_ADDR:2525). Writes $STATE/env (IDP_URL, MAIL_ADDR, CA_FILE, ...).
+# Usage: oauth.sh up|down|provision|idp-run|env
+#   up         provision, start the IdP, the sink and Dovecot in the background, wait, env
+#   down       stop what `up` started
+#   provision  CA, the IdP's certificate, alice's mail, the Dovecot config (passdb oauth2);
+#              $STATE/.oauth-provisioned when done
+#   idp-run    the IdP in the foreground (containers: docker/compose.yaml, profile oauth)
+#   env        write $STATE/env (IDP_URL, MAIL_ADDR, CA_FILE, ...) for MAILTUN_OAUTH_ENV
+#   STATE (required; must be under /tmp or /work), OAUTH_ADDR (127.0.0.4; loopback: the
+#   address clients use, named in the IdP's certificate), IDP_PORT (8443), ports as in
+#   dovecot.sh (IMAP 143/993, POP3 110/995, submission 587/465 on OAUTH_ADDR; the SMTP
+#   sink on OAUTH_ADDR:2525). In containers: OAUTH_LISTEN (what Dovecot binds, default
+#   OAUTH_ADDR), IDP_LISTEN (what the IdP binds, default OAUTH_ADDR), IDP_HOST (the name
+#   Dovecot reaches the IdP by for introspection, default OAUTH_ADDR; idp.example.test
+#   is in the certificate too), SINK_ADDR (default OAUTH_LISTEN).
 # Users: alice, carol, dave, erin, frank, grace, heidi, ivan (password USER-Pass.123); alice's INBOX is seeded.
 set -euo pipefail
 : "${STATE:?STATE must name the state directory}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OAUTH_ADDR=${OAUTH_ADDR:-127.0.0.4}
 IDP_PORT=${IDP_PORT:-8443}
+IDP_LISTEN=${IDP_LISTEN:-$OAUTH_ADDR}
+IDP_HOST=${IDP_HOST:-$OAUTH_ADDR}
 MARKER=.mailtun-oauth
-export STATE MAIL_ADDR=$OAUTH_ADDR MAIL_HOST=mail.example.test
+export STATE MAIL_ADDR=${OAUTH_LISTEN:-$OAUTH_ADDR} MAIL_HOST=mail.example.test
+export SINK_ADDR=${SINK_ADDR:-$MAIL_ADDR}
 USERS="alice:alice-Pass.123 carol:carol-Pass.123 dave:dave-Pass.123 erin:erin-Pass.123 frank:frank-Pass.123 grace:grace-Pass.123 heidi:heidi-Pass.123 ivan:ivan-Pass.123"
 INTROSPECT_SECRET=dovecot-Secret.321
 idppid="$STATE/run/idp.pid"
@@ -28,15 +41,9 @@ down() {
   fi
 }
 
-up() {
-  case "$OAUTH_ADDR" in 127.0.0.1|127.*.*.*) ;; *) echo "oauth.sh: OAUTH_ADDR must be loopback" >&2; exit 1 ;; esac
-  if [ -d "$STATE" ] && [ -n "$(ls -A "$STATE")" ] && [ ! -e "$STATE/$MARKER" ]; then
-    echo "oauth.sh: $STATE is not an oauth state dir; refusing to wipe it" >&2; exit 1
-  fi
-  down
-  rm -rf "$STATE"
+provision() {
   mkdir -p "$STATE/run" "$STATE/log"
-  : > "$STATE/$MARKER"
+  rm -f "$STATE/.oauth-provisioned"
   "$here/ca.sh"
   # The IdP's certificate names its address: Dovecot and mailtun reach it by IP.
   local tls="$STATE/tls"
@@ -55,7 +62,7 @@ up() {
   "$here/dovecot.sh" provision
   local dcdir="$STATE/dovecot" conf="$STATE/dovecot/dovecot.conf"
   cat > "$dcdir/oauth2.conf" <<CONF
-introspection_url = https://dovecot:$INTROSPECT_SECRET@$OAUTH_ADDR:$IDP_PORT/introspect
+introspection_url = https://dovecot:$INTROSPECT_SECRET@$IDP_HOST:$IDP_PORT/introspect
 introspection_mode = post
 force_introspection = yes
 username_attribute = username
@@ -77,36 +84,60 @@ s = re.sub(r"passdb \{.*?\n\}\n", "passdb {\n  driver = oauth2\n  mechanisms = o
 open(p, "w").write(s)
 PY
   doveconf -c "$conf" -n >/dev/null
-  IDP_USERS="$USERS" IDP_INTROSPECT_SECRET="$INTROSPECT_SECRET" \
-    setsid /usr/bin/python3 "$here/idp.py" "$OAUTH_ADDR" "$IDP_PORT" "$tls/idp.pem" "$tls/idp.key" \
-    >>"$STATE/log/idp.log" 2>&1 </dev/null &
+  : > "$STATE/.oauth-provisioned"
+}
+
+# The IdP in the foreground; its URL for clients is always https://OAUTH_ADDR:IDP_PORT.
+idp_run() {
+  IDP_USERS="$USERS" IDP_INTROSPECT_SECRET="$INTROSPECT_SECRET" IDP_PUBLIC_URL="https://$OAUTH_ADDR:$IDP_PORT" \
+    exec /usr/bin/python3 "$here/idp.py" "$IDP_LISTEN" "$IDP_PORT" "$STATE/tls/idp.pem" "$STATE/tls/idp.key"
+}
+
+write_env() {
+  cat > "$STATE/env" <<ENV
+OAUTH_DIR=$STATE
+IDP_URL=https://$OAUTH_ADDR:$IDP_PORT
+MAIL_HOST=$MAIL_HOST
+MAIL_ADDR=$OAUTH_ADDR
+CA_FILE=$STATE/tls/ca.pem
+USERS=$USERS
+BIG_MESSAGE=$STATE/big-message.eml
+BIG_MESSAGE_UID=4
+LOG_DIR=$STATE/log
+ENV
+}
+
+up() {
+  case "$OAUTH_ADDR" in 127.0.0.1|127.*.*.*) ;; *) echo "oauth.sh: OAUTH_ADDR must be loopback" >&2; exit 1 ;; esac
+  if [ -d "$STATE" ] && [ -n "$(ls -A "$STATE")" ] && [ ! -e "$STATE/$MARKER" ]; then
+    echo "oauth.sh: $STATE is not an oauth state dir; refusing to wipe it" >&2; exit 1
+  fi
+  down
+  rm -rf "$STATE"
+  mkdir -p "$STATE/run" "$STATE/log"
+  : > "$STATE/$MARKER"
+  provision
+  setsid "$here/oauth.sh" idp-run >>"$STATE/log/idp.log" 2>&1 </dev/null &
   echo $! > "$idppid"
   # Dovecot's submission connects to its relay (the SMTP sink) at login.
   "$here/dovecot.sh" sink-start
   "$here/dovecot.sh" start
   local ok=0
   for _ in $(seq 200); do
-    if curl -fsS --cacert "$tls/ca.pem" "https://$OAUTH_ADDR:$IDP_PORT/.well-known/openid-configuration" >/dev/null 2>&1 \
+    if curl -fsS --cacert "$STATE/tls/ca.pem" "https://$OAUTH_ADDR:$IDP_PORT/.well-known/openid-configuration" >/dev/null 2>&1 \
       && (exec 3<>"/dev/tcp/$OAUTH_ADDR/993") 2>/dev/null; then ok=1; break; fi
     sleep 0.05
   done
   [ $ok = 1 ] || { echo "oauth.sh: IdP or Dovecot not answering; logs in $STATE/log" >&2; down; exit 1; }
-  cat > "$STATE/env" <<ENV
-OAUTH_DIR=$STATE
-IDP_URL=https://$OAUTH_ADDR:$IDP_PORT
-MAIL_HOST=$MAIL_HOST
-MAIL_ADDR=$OAUTH_ADDR
-CA_FILE=$tls/ca.pem
-USERS=$USERS
-BIG_MESSAGE=$STATE/big-message.eml
-BIG_MESSAGE_UID=4
-LOG_DIR=$STATE/log
-ENV
+  write_env
   echo "oauth.sh: IdP https://$OAUTH_ADDR:$IDP_PORT, Dovecot (oauth2) on $OAUTH_ADDR; env: $STATE/env"
 }
 
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: oauth.sh up|down" >&2; exit 2 ;;
+  provision) provision ;;
+  idp-run) idp_run ;;
+  env) write_env ;;
+  *) echo "usage: oauth.sh up|down|provision|idp-run|env" >&2; exit 2 ;;
 esac

@@ -13,7 +13,8 @@
 # KDC_ERR_ETYPE_NOSUPP.
 # Environment:
 #   STATE (required), AD_REALM (AD.EXAMPLE), AD_DOMAIN (NetBIOS name, ADEX),
-#   AD_ADDR (numeric address of the DC, 127.0.0.2), MAIL_HOST (mail.ad.example),
+#   AD_ADDR (numeric address of the DC, 127.0.0.2), AD_INTERFACES (what samba binds:
+#   default $AD_ADDR/8; in a container the interface name, e.g. eth0), MAIL_HOST (mail.ad.example),
 #   ALICE_PASSWORD, ADMIN_PASSWORD (defaults below), KEYTAB_GROUP (dovecot if it exists)
 # Accounts: alice (UPN alice@<dns domain of AD_REALM>); mailsvc (the service account);
 #   rc4svc with SPN imap/rc4-$MAIL_HOST and no msDS-SupportedEncryptionTypes, i.e. a
@@ -25,6 +26,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AD_REALM=${AD_REALM:-AD.EXAMPLE}
 AD_DOMAIN=${AD_DOMAIN:-ADEX}
 AD_ADDR=${AD_ADDR:-127.0.0.2}
+AD_INTERFACES=${AD_INTERFACES:-$AD_ADDR/8}
 MAIL_HOST=${MAIL_HOST:-mail.ad.example}
 ALICE_PASSWORD=${ALICE_PASSWORD:-alice-Pass.123}
 ADMIN_PASSWORD=${ADMIN_PASSWORD:-Admin-Pass.789}
@@ -67,7 +69,7 @@ provision() {
   samba-tool domain provision --server-role=dc --use-rfc2307 --dns-backend=NONE \
     --realm="$AD_REALM" --domain="$AD_DOMAIN" --host-name=dc --adminpass="$ADMIN_PASSWORD" \
     --targetdir="$dir" \
-    --option="interfaces = $AD_ADDR/8" --option="bind interfaces only = yes" \
+    --option="interfaces = $AD_INTERFACES" --option="bind interfaces only = yes" \
     --option="server services = kdc" --option="prefork children = 1" \
     --option="pid directory = $dir/run" --option="log file = $STATE/log/samba.log" \
     --option="unix password sync = no" \
