@@ -598,24 +598,7 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    let show = |s: &oauth::Status| {
-        let expiry = if s.expires_in >= 0 {
-            format!("valid for {} s more", s.expires_in)
-        } else {
-            format!("expired {} s ago", -s.expires_in)
-        };
-        println!(
-            "account `{}`: signed in; access token {expiry}; scope `{}`; refresh token {}; keyring: {}",
-            account.name,
-            s.scope,
-            if s.has_refresh_token {
-                "stored"
-            } else {
-                "none"
-            },
-            s.keyring
-        );
-    };
+    let name = account.name.as_str();
     let result = match action {
         OAuthAction::Login { device, browser, .. } => {
             let flow = match (device, browser) {
@@ -624,68 +607,24 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
                 _ => None,
             };
             oauth::login(&account, &settings, flow, &mut |line| eprintln!("mailtun: {line}"))
-                .map(|s| show(&s))
+                .map(|s| print_oauth_status(name, &s))
         }
         OAuthAction::Status { .. } => oauth::status(&account, &settings)
             .map(|s| match s {
-                Some(s) => show(&s),
+                Some(s) => print_oauth_status(name, &s),
                 None => println!(
-                    "account `{}`: not signed in; run `mailtun oauth login {}`",
-                    account.name, account.name
+                    "account `{name}`: not signed in; run `mailtun oauth login {name}`"
                 ),
             })
             .and_then(|()| oauth::client_secret_status(&account, &settings))
-            .map(|c| match c {
-                oauth::SecretStatus::None => {}
-                oauth::SecretStatus::Command(c) => println!(
-                    "account `{}`: client secret from the command `{c}`",
-                    account.name
-                ),
-                oauth::SecretStatus::Keyring {
-                    store,
-                    stored: true,
-                } => println!(
-                    "account `{}`: client secret stored in the {store} keyring",
-                    account.name
-                ),
-                oauth::SecretStatus::Keyring {
-                    store,
-                    stored: false,
-                } => println!(
-                    "account `{}`: client secret not stored in the {store} keyring; run `mailtun oauth secret {}`",
-                    account.name, account.name
-                ),
-            }),
-        OAuthAction::Secret { delete: false, .. } => {
-            read_new_secret(&account.name, "OAuth client secret")
-                .map_err(|detail| mailtun::credentials::CredentialError::OAuth {
-                    account: account.name.clone(),
-                    step: "client secret",
-                    detail,
-                })
-                .and_then(|secret| oauth::set_client_secret(&account, &settings, &secret))
-                .map(|()| {
-                    println!(
-                        "account `{}`: client secret stored in the keyring",
-                        account.name
-                    )
-                })
-        }
-        OAuthAction::Secret { delete: true, .. } => {
-            oauth::delete_client_secret(&account, &settings).map(|()| {
-                println!(
-                    "account `{}`: client secret deleted from the keyring",
-                    account.name
-                )
-            })
-        }
+            .map(|c| print_client_secret_status(name, c)),
+        OAuthAction::Secret { delete, .. } => oauth_secret(&account, &settings, *delete),
         OAuthAction::Logout { .. } => oauth::logout(&account, &settings).map(|l| {
             if l.revoked {
-                println!("account `{}`: tokens revoked at the provider and deleted", account.name);
+                println!("account `{name}`: tokens revoked at the provider and deleted");
             } else {
                 println!(
-                    "account `{}`: tokens deleted (the provider has no revocation endpoint: they stay valid there until they expire)",
-                    account.name
+                    "account `{name}`: tokens deleted (the provider has no revocation endpoint: they stay valid there until they expire)"
                 );
             }
         }),
@@ -697,4 +636,66 @@ fn run_oauth(cli: &Cli, action: &OAuthAction) -> ExitCode {
             ExitCode::from(EXIT_AUTH)
         }
     }
+}
+
+/// One line for `oauth login` and `oauth status`: expiry, scope, refresh token, keyring.
+fn print_oauth_status(name: &str, s: &mailtun::oauth::Status) {
+    let expiry = if s.expires_in >= 0 {
+        format!("valid for {} s more", s.expires_in)
+    } else {
+        format!("expired {} s ago", -s.expires_in)
+    };
+    let refresh = if s.has_refresh_token {
+        "stored"
+    } else {
+        "none"
+    };
+    println!(
+        "account `{name}`: signed in; access token {expiry}; scope `{}`; refresh token {refresh}; keyring: {}",
+        s.scope, s.keyring
+    );
+}
+
+/// Where the client secret comes from, for `oauth status` (never the secret).
+fn print_client_secret_status(name: &str, c: mailtun::oauth::SecretStatus) {
+    use mailtun::oauth::SecretStatus;
+    match c {
+        SecretStatus::None => {}
+        SecretStatus::Command(c) => {
+            println!("account `{name}`: client secret from the command `{c}`")
+        }
+        SecretStatus::Keyring {
+            store,
+            stored: true,
+        } => println!("account `{name}`: client secret stored in the {store} keyring"),
+        SecretStatus::Keyring {
+            store,
+            stored: false,
+        } => println!(
+            "account `{name}`: client secret not stored in the {store} keyring; run `mailtun oauth secret {name}`"
+        ),
+    }
+}
+
+/// `oauth secret ACCOUNT [--delete]`: stores (read from the terminal or stdin) or deletes
+/// the client secret kept with `client_secret = { keyring = true }`.
+fn oauth_secret(
+    account: &config::Account,
+    settings: &mailtun::oauth::OAuthSettings,
+    delete: bool,
+) -> Result<(), mailtun::credentials::CredentialError> {
+    use mailtun::oauth;
+    let name = account.name.as_str();
+    if delete {
+        return oauth::delete_client_secret(account, settings)
+            .map(|()| println!("account `{name}`: client secret deleted from the keyring"));
+    }
+    read_new_secret(name, "OAuth client secret")
+        .map_err(|detail| mailtun::credentials::CredentialError::OAuth {
+            account: name.to_string(),
+            step: "client secret",
+            detail,
+        })
+        .and_then(|secret| oauth::set_client_secret(account, settings, &secret))
+        .map(|()| println!("account `{name}`: client secret stored in the keyring"))
 }
