@@ -89,6 +89,14 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit code and all of stderr.
+    /// Stops it (SIGTERM), expects exit 0 and `line` in its log; returns the log.
+    fn stop_logging(self, line: &str) -> String {
+        let (code, stderr) = self.stop();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_contains(&stderr, line, "serve's log");
+        stderr
+    }
+
     fn stop(mut self) -> (Option<i32>, String) {
         self.signal(libc::SIGTERM);
         let status = self.child.wait().unwrap();
@@ -238,9 +246,7 @@ fn curl_pop3_retrieves_the_20mb_message_byte_identical() {
         std::fs::read(&out_file).unwrap() == big_message(),
         "the retrieved message differs"
     );
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(&stderr, "serving test (pop3)", "serve's log");
+    serve.stop_logging("serving test (pop3)");
 }
 
 #[test]
@@ -278,6 +284,14 @@ fn counting_upstream() -> (TcpListener, u16) {
     let port = l.local_addr().unwrap().port();
     l.set_nonblocking(true).unwrap();
     (l, port)
+}
+
+fn assert_no_upstream(l: &TcpListener) {
+    assert_eq!(
+        upstream_connections(l),
+        0,
+        "an upstream connection was made"
+    );
 }
 
 fn upstream_connections(l: &TcpListener) -> usize {
@@ -401,13 +415,7 @@ fn pop3_and_smtp_logins_are_checked_before_any_upstream_connection() {
         String::from_utf8_lossy(&greeting[..n]),
         format!("220 {} ESMTP mailtun ready\r\n", harness().get("MAIL_HOST"))
     );
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(
-        &stderr,
-        "local login refused: wrong password",
-        "serve's log",
-    );
+    let stderr = serve.stop_logging("local login refused: wrong password");
     assert_lacks(&stderr, "local-secret", "serve's log");
     assert_lacks(&stderr, "guess", "serve's log");
 }
@@ -457,18 +465,8 @@ fn a_silent_client_is_sent_away_after_the_login_timeout_with_no_upstream_connect
         let got = client.join().unwrap().expect("closed by mailtun");
         assert_eq!(&got, want, "{name}");
     }
-    assert_eq!(
-        upstream_connections(&upstream),
-        0,
-        "an upstream connection was made"
-    );
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(
-        &stderr,
-        "account `pop3`: no local login within 1 s",
-        "serve's log",
-    );
+    assert_no_upstream(&upstream);
+    serve.stop_logging("account `pop3`: no local login within 1 s");
 }
 
 #[test]
@@ -511,22 +509,12 @@ fn a_unix_socket_client_of_another_uid_is_refused_by_so_peercred_before_any_upst
         "* BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0\r\n",
         "what uid 65534 got"
     );
-    assert_eq!(
-        upstream_connections(&upstream),
-        0,
-        "an upstream connection was made"
-    );
+    assert_no_upstream(&upstream);
     // The owner's connection does reach the upstream (PREAUTH: at once).
     let own = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     drop(accept_upstream(&upstream));
     drop(own);
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(
-        &stderr,
-        "refused a connection from uid 65534 (the unix socket)",
-        "serve's log",
-    );
+    serve.stop_logging("refused a connection from uid 65534 (the unix socket)");
 }
 
 #[test]
@@ -568,11 +556,7 @@ fn another_uid_is_refused_before_any_upstream_connection() {
         "< * BYE [AUTHENTICATIONFAILED] mailtun: connection refused: this listener serves only uid 0",
         "the client's output",
     );
-    assert_eq!(
-        upstream_connections(&upstream),
-        0,
-        "an upstream connection was made"
-    );
+    assert_no_upstream(&upstream);
     // The owner's connection does reach the upstream (PREAUTH: at once).
     let mut own = TcpStream::connect(("127.0.0.1", serve.port(0))).unwrap();
     let mut upstream_conn = loop {
@@ -660,9 +644,7 @@ fn twenty_fetches_at_once_are_byte_identical_and_a_failing_account_disturbs_none
             file.display()
         );
     }
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(&stderr, "account `badca`", "serve's log");
+    serve.stop_logging("account `badca`");
 }
 
 #[test]
@@ -710,9 +692,7 @@ fn sigterm_lets_running_fetches_complete_and_refuses_new_connections() {
             f.display()
         );
     }
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(&stderr, "draining 3 session(s)", "serve's log");
+    serve.stop_logging("draining 3 session(s)");
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still accepting"
@@ -784,9 +764,7 @@ fn mutt_with_an_imap_folder_on_the_listener_opens_the_inbox() {
     tmux.keys("q");
     drop(tmux);
     assert_contains(&screen, &want, "mutt's screen");
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
+    serve.stop_logging("authenticated to mail.example.test");
 }
 
 #[test]
@@ -816,13 +794,7 @@ fn a_unix_socket_listener_is_private_and_serves_curl() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_success(&out, "curl --unix-socket");
     assert_contains(&text, "EXISTS", "the client's output");
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(
-        &stderr,
-        &format!("on unix:{}", sock.display()),
-        "serve's log",
-    );
+    serve.stop_logging(&format!("on unix:{}", sock.display()));
     assert!(!sock.exists(), "the socket file stays after exit");
 }
 
@@ -1006,9 +978,7 @@ fn git_send_email_with_the_printed_snippet_sends_a_patch_through_the_smtp_listen
     wait_for_sink_message("the patch sent with git send-email", |m| {
         m.contains(&marker) && m.contains("+hello")
     });
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(&stderr, "authenticated to mail.example.test", "serve's log");
+    serve.stop_logging("authenticated to mail.example.test");
 }
 
 #[test]
@@ -1057,13 +1027,7 @@ fn after_drain_secs_an_idle_session_is_closed_and_serve_exits_0() {
     let mut told = String::new();
     waiting.read_to_string(&mut told).unwrap();
     assert_eq!(told, "* BYE mailtun: shutting down\r\n");
-    let (code, stderr) = serve.stop();
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_contains(
-        &stderr,
-        "still running after drain_secs: closing them",
-        "serve's log",
-    );
+    serve.stop_logging("still running after drain_secs: closing them");
 }
 
 #[test]
