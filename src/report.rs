@@ -230,6 +230,21 @@ pub fn render_probe(r: &ProbeReport, s: Style) -> String {
     for m in &r.methods {
         method_section(&mut out, m, s);
     }
+    combinations_section(&mut out, r, s);
+    choice_line(&mut out, &r.choice, s);
+    let _ = writeln!(out, "\n{}", s.bold("Suggested configuration:"));
+    for line in r.suggested_config.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// The table of the four combinations, with mailtun's verdict on each.
+fn combinations_section(out: &mut String, r: &ProbeReport, s: Style) {
     let _ = writeln!(
         out,
         "{}",
@@ -274,7 +289,11 @@ pub fn render_probe(r: &ProbeReport, s: Style) -> String {
     }
     out.push_str(&t.render("  "));
     out.push('\n');
-    let ch = &r.choice;
+}
+
+/// What mailtun would do with this server: the method, port, mechanism and protection, or
+/// why it would refuse.
+fn choice_line(out: &mut String, ch: &crate::probe::Choice, s: Style) {
     match (&ch.mechanism, &ch.refusal) {
         (Some(mech), _) => {
             let then = if ch.fallbacks.is_empty() {
@@ -304,15 +323,6 @@ pub fn render_probe(r: &ProbeReport, s: Style) -> String {
         }
         (None, None) => {}
     }
-    let _ = writeln!(out, "\n{}", s.bold("Suggested configuration:"));
-    for line in r.suggested_config.lines() {
-        if line.is_empty() {
-            out.push('\n');
-        } else {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
-    out
 }
 
 /// The human form of a check report.
